@@ -1,0 +1,44 @@
+# Two commands matter: `make run` (dashboard on the demo model) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+PORT ?= 8501
+
+.PHONY: run test bench lint system clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(RUNTIME): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+$(DEV): $(RUNTIME) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian packages the end-to-end tests use: Chromium (browser test) and poppler (PDF to PNG).
+system:
+	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils fonts-dejavu-core >/dev/null; \
+	  else echo "Install chromium and poppler-utils (sudo apt-get install chromium poppler-utils)"; exit 1; fi; \
+	fi
+
+run: $(RUNTIME)
+	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT)
+
+test: $(DEV) system
+	$(PY) -m pytest
+
+bench: $(DEV)
+	$(PY) benchmarks/bench_gradcam.py
+
+lint: $(DEV)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache

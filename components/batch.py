@@ -1,0 +1,172 @@
+"""Explaining many image files: decoding on worker threads while the model runs, one result per input, never stopped by one bad file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
+from components.files import atomic_write_bytes
+from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
+from components.overlay import three_panel
+
+__all__ = ["BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg", "write_summary"]
+
+PANEL_MAX_SIDE = 1024
+
+
+@dataclass
+class BatchItem:
+    """One input's outcome: an explanation and its picture, or an error message."""
+
+    file: str
+    explanation: Explanation | None = None
+    image: np.ndarray | None = None  # decoded photograph (possibly draft-reduced), RGB uint8
+    panel_path: Path | None = None
+    error: str | None = None
+    original_size: tuple[int, int] | None = None
+
+
+def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files named explicitly (whatever their suffix) and image files found recursively in folders."""
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS))
+        else:
+            found.append(path)
+    return found
+
+
+def panel_caption(ex: Explanation) -> str:
+    from components.gradcam import METHOD_LABELS
+
+    explained = "" if ex.target == ex.prediction else f", explaining {ex.target}"
+    return (f"Prediction: {ex.prediction} ({ex.confidence:.1%}){explained} | "
+            f"{METHOD_LABELS.get(ex.method, ex.method)} at {ex.layer}")
+
+
+def save_jpeg(pixels: np.ndarray, path: Path, quality: int = 90) -> None:
+    """Write an RGB image as a JPEG with no metadata, whole or not at all."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, optimize=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = p.stem or "image"
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        names.append(stem if count == 0 else f"{stem}_{count + 1}")
+    return names
+
+
+def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[str]], *,
+                  out_dir: Path | None = None, method: str = "gradcam", target: Any = None,
+                  layer: str | None = None, alpha: float = 0.5, colormap: str = "jet",
+                  workers: int = 2, batch_size: int = 8, panel_max_side: int = PANEL_MAX_SIDE,
+                  keep_images: bool = False,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[BatchItem]:
+    """Yield one :class:`BatchItem` per file, in input order.
+
+    Decoding runs on ``workers`` threads ahead of the model (PIL and OpenCV release the GIL),
+    JPEGs are decoded at the smallest DCT scale that still fills a panel, and panels are written
+    by the same threads. A file that cannot be read becomes an item with ``error`` set.
+    """
+    paths = [Path(f) for f in files]
+    targets = resolve_targets(classifier.class_names, target, len(paths))
+    names = _unique_names(paths)
+    min_side = max(classifier.input_size, panel_max_side * 3 // 4)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    done = 0
+
+    def decode(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+        decoded = decode_image(path, min_side=min_side)
+        return decoded.pixels, decoded.original_size
+
+    def write(item: BatchItem, name: str) -> BatchItem:
+        assert item.explanation is not None and item.image is not None and out_dir is not None
+        panel = three_panel(item.image, item.explanation.cam, alpha=alpha, colormap=colormap,
+                            caption=panel_caption(item.explanation), max_side=panel_max_side)
+        item.panel_path = out_dir / f"gradcam_{name}.jpg"
+        save_jpeg(panel, item.panel_path)
+        return item
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam") as pool:
+        pending: list[Future[tuple[np.ndarray, tuple[int, int]]]] = [pool.submit(decode, p) for p in paths]
+        for start in range(0, len(paths), batch_size):
+            stop = min(start + batch_size, len(paths))
+            items: list[BatchItem] = []
+            ok_images: list[np.ndarray] = []
+            ok_index: list[int] = []
+            for i in range(start, stop):
+                item = BatchItem(file=str(paths[i]))
+                try:
+                    item.image, item.original_size = pending[i].result()
+                    ok_images.append(item.image)
+                    ok_index.append(i)
+                except ImageError as exc:
+                    item.error = str(exc)
+                except OSError:
+                    item.error = "The file could not be read."
+                pending[i] = None  # type: ignore[call-overload]  # release the decoded pixels early
+                items.append(item)
+            if ok_images:
+                explanations = explain(classifier, ok_images, method=method, layer=layer,
+                                       target=[targets[i] for i in ok_index], batch_size=batch_size)
+                for i, ex in zip(ok_index, explanations, strict=True):
+                    items[i - start].explanation = ex
+            writes: list[Future[BatchItem] | None] = []
+            for i, item in zip(range(start, stop), items, strict=True):
+                if out_dir is not None and item.explanation is not None:
+                    writes.append(pool.submit(write, item, names[i]))
+                else:
+                    writes.append(None)
+            for item, fut in zip(items, writes, strict=True):
+                if fut is not None:
+                    try:
+                        fut.result()
+                    except OSError:
+                        item.error = "The result picture could not be written to the output folder."
+                if not keep_images:
+                    item.image = None
+                done += 1
+                if progress is not None:
+                    progress(done, len(paths))
+                yield item
+
+
+def summary_fields(class_names: Sequence[str]) -> list[str]:
+    return (["file", "prediction", "confidence"] + [f"p_{c}" for c in class_names]
+            + ["target", "method", "layer", "panel", "error"])
+
+
+def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: Path) -> None:
+    """``summary.csv``: one row per input, failures included, written whole or not at all."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=summary_fields(class_names), lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        row: dict[str, Any] = {"file": item.file, "error": item.error or ""}
+        ex = item.explanation
+        if ex is not None:
+            row.update(prediction=ex.prediction, confidence=f"{ex.confidence:.6f}", target=ex.target,
+                       method=ex.method, layer=ex.layer,
+                       panel=str(item.panel_path) if item.panel_path else "")
+            row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
+        writer.writerow(row)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))

@@ -1,0 +1,324 @@
+"""Class activation maps (Grad-CAM and kin) for any classifier-like object, at about the cost of one forward pass.
+
+The model is split at the target layer: everything before it runs without autograd, and only
+what follows it (for the default ``features.8`` of an EfficientNet: pooling and the head) is
+differentiated. Gradients are taken with ``torch.autograd.grad`` on a detached copy of the
+activations, so no ``.grad`` is written, no hook touches the shared model, and several threads
+can explain with one model at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["METHODS", "Explanation", "ExplainError", "explain", "resolve_targets"]
+
+
+class ClassifierLike(Protocol):
+    """What the engine needs of a classifier (``models.Classifier`` is one)."""
+
+    model: nn.Module
+    class_names: tuple[str, ...]
+    input_size: int
+    target_layer: str
+
+    def preprocess(self, images: Sequence[Any]) -> torch.Tensor: ...
+
+
+class ExplainError(ValueError):
+    """A request to explain was malformed (unknown method, layer or target)."""
+
+
+# Each method says only how it weights the layer's activations A by their gradients G, both
+# (N, K, h, w); it returns the raw map (N, h, w) before ReLU and normalisation.
+def _gradcam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(dim=1)
+
+
+def _gradcam_plus_plus(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    # Chattopadhay et al. 2018, eq. 19 with the exponential-score identity: the higher
+    # derivatives are powers of the first, and the activation sum is over the whole map.
+    g2 = grads.pow(2)
+    g3 = g2 * grads
+    denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                        torch.zeros_like(denom))
+    weights = (alpha * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(dim=1)
+
+
+def _hirescam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads * acts).sum(dim=1)
+
+
+def _layercam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads.clamp(min=0) * acts).sum(dim=1)
+
+
+METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradcam": _gradcam,
+    "gradcam++": _gradcam_plus_plus,
+    "hirescam": _hirescam,
+    "layercam": _layercam,
+}
+METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "layercam": "LayerCAM"}
+_METHOD_ALIASES = {"grad-cam": "gradcam", "gradcampp": "gradcam++", "grad-cam++": "gradcam++",
+                   "gradcamplusplus": "gradcam++", "hires-cam": "hirescam", "layer-cam": "layercam"}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One image's prediction and the map of the pixels that drove the explained class."""
+
+    prediction: str
+    confidence: float
+    probabilities: dict[str, float]
+    target: str
+    cam: np.ndarray  # float32 (input_size, input_size) in [0, 1]
+    method: str
+    layer: str
+    cam_lowres: np.ndarray  # float32 at the layer's own resolution, same normalisation
+    logits: tuple[float, ...]
+    raw_max: float  # largest value of the map after ReLU, before normalisation: its true magnitude
+    is_zero: bool  # the map is flat (all zero after ReLU): nothing to show, zeros rather than NaN
+
+    @property
+    def target_probability(self) -> float:
+        return self.probabilities[self.target]
+
+
+def _canonical_method(method: str) -> str:
+    key = method.strip().lower()
+    key = _METHOD_ALIASES.get(key, key)
+    if key not in METHODS:
+        raise ExplainError(f"Unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+    return key
+
+
+def resolve_targets(class_names: Sequence[str], target: Any, n: int) -> list[int | None]:
+    """Per image: a class index to explain, or None for the predicted class."""
+    def one(t: Any) -> int | None:
+        if t is None:
+            return None
+        if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+            if not 0 <= int(t) < len(class_names):
+                raise ExplainError(f"Target index {int(t)} is out of range for {len(class_names)} classes.")
+            return int(t)
+        if isinstance(t, str):
+            lowered = [c.lower() for c in class_names]
+            if t.lower() in lowered:
+                return lowered.index(t.lower())
+            raise ExplainError(f"Unknown target class {t!r}; expected one of {', '.join(class_names)}.")
+        raise ExplainError(f"A target must be a class name, an index or None, got {type(t).__name__}.")
+
+    if isinstance(target, (list, tuple)):
+        if len(target) != n:
+            raise ExplainError(f"Expected {n} targets for a batch of {n} images, got {len(target)}.")
+        return [one(t) for t in target]
+    return [one(target)] * n
+
+
+def _resolve_module(model: nn.Module, layer: str) -> nn.Module:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        raise ExplainError(f"The model has no layer named {layer!r}.") from None
+
+
+def _is_chain(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The part after ``features`` for torchvision's features/avgpool/classifier models."""
+    try:
+        from torchvision.models import EfficientNet, MobileNetV2, MobileNetV3
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return None
+    if type(model) not in (EfficientNet, MobileNetV2, MobileNetV3) or not _is_chain(model.features):
+        return None
+    if isinstance(model, MobileNetV2):
+        def head(x: torch.Tensor) -> torch.Tensor:
+            return model.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+    else:
+        def head(x: torch.Tensor) -> torch.Tensor:
+            return model.classifier(torch.flatten(model.avgpool(x), 1))
+    return head
+
+
+def _split(model: nn.Module, layer: str) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                  Callable[[torch.Tensor], torch.Tensor]] | None:
+    """Prefix (up to and including ``layer``) and suffix functions, when the model is a chain there."""
+    head = _torchvision_head_forward(model)
+    parts = layer.split(".")
+    if head is None or parts[0] != "features" or len(parts) < 2:
+        return None
+    # Walk down: every container on the way must be a plain chain so that order is execution order.
+    path: list[tuple[nn.Sequential, int]] = []
+    container: nn.Module = model.features
+    for part in parts[1:]:
+        if not _is_chain(container) or not part.isdigit() or int(part) >= len(container):
+            return None
+        path.append((container, int(part)))  # type: ignore[arg-type]
+        container = container[int(part)]
+
+    def prefix(x: torch.Tensor) -> torch.Tensor:
+        for seq, idx in path:
+            for module in list(seq)[:idx]:
+                x = module(x)
+        return container(x)
+
+    def suffix(x: torch.Tensor) -> torch.Tensor:
+        for seq, idx in reversed(path):
+            for module in list(seq)[idx + 1:]:
+                x = module(x)
+        return head(x)
+
+    return prefix, suffix
+
+
+_copy_lock = threading.Lock()
+
+
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A structural copy of the model sharing its weights, in eval mode, for hooks the original never sees."""
+    with _copy_lock:
+        memo: dict[int, Any] = {id(t): t for t in model.parameters()}
+        memo.update({id(t): t for t in model.buffers()})
+        clone = copy.deepcopy(model, memo)
+    clone.eval()
+    return clone
+
+
+def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations (as an autograd leaf) and logits for layers the chain split cannot reach."""
+    captured: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if captured:
+            raise ExplainError(f"Layer {layer!r} runs more than once per forward pass; pick another layer.")
+        leaf = output.detach().clone().requires_grad_(True)
+        captured.append(leaf)
+        torch.set_grad_enabled(True)  # from here on, record what follows the layer
+        # A non-leaf view goes on, so in-place ops after the layer (residual adds) are allowed.
+        return leaf.clone()
+
+    handle = _resolve_module(model, layer).register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        handle.remove()
+    if not captured:
+        raise ExplainError(f"Layer {layer!r} did not run in the forward pass.")
+    if not isinstance(captured[0], torch.Tensor) or captured[0].ndim != 4:
+        raise ExplainError(f"Layer {layer!r} does not give a (N, C, H, W) feature map.")
+    return captured[0], logits
+
+
+def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReLU then per-image min-max to [0, 1], in float64 so maps of 1e-12 still span the range."""
+    cam = raw.double().clamp(min=0)
+    flat = cam.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1)
+    span = hi - lo
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    norm = torch.where(span > 0, (cam - lo) / safe, torch.zeros_like(cam))
+    return norm.float(), hi.view(-1)
+
+
+def explain(classifier: ClassifierLike, images: Sequence[Any], *, method: str = "gradcam",
+            target: Any = None, layer: str | None = None, batch_size: int = 16) -> list[Explanation]:
+    """Predict and explain each image; the result for a batch equals the results one at a time.
+
+    ``images``: RGB uint8 arrays or PIL images. ``target``: None (the predicted class), a class
+    name or index for all images, or a list with one per image.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    images = list(images)
+    method = _canonical_method(method)
+    layer = layer or classifier.target_layer
+    targets = resolve_targets(classifier.class_names, target, len(images))
+    model = classifier.model
+    _resolve_module(model, layer)
+    results: list[Explanation] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        x = classifier.preprocess(chunk)
+        results.extend(_explain_batch(classifier, model, x, targets[start:start + batch_size], method, layer))
+    return results
+
+
+def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor,
+                   targets: list[int | None], method: str, layer: str) -> list[Explanation]:
+    split = None if model.training else _split(model, layer)
+    grad_was = torch.is_grad_enabled()
+    # inference_mode(False): explaining still works when a caller is inside inference mode.
+    with torch.inference_mode(False):
+        try:
+            if split is not None:
+                prefix, suffix = split
+                with torch.inference_mode():
+                    acts = prefix(x)
+                # Inference tensors cannot enter autograd; a copy of one layer's output is cheap.
+                acts = acts.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = suffix(acts)
+            else:
+                # Hooks go on a private copy that shares the weights, never on the shared model.
+                acts, logits = _forward_with_hook(_private_copy(model), layer, x)
+            if logits.ndim != 2 or logits.shape[1] != len(classifier.class_names):
+                raise ExplainError(
+                    f"The model gives {tuple(logits.shape)} outputs; expected "
+                    f"(N, {len(classifier.class_names)})."
+                )
+            with torch.no_grad():
+                probs = torch.softmax(logits.detach().double(), dim=1)
+            predicted = probs.argmax(dim=1).tolist()
+            chosen = [p if t is None else t for t, p in zip(targets, predicted, strict=True)]
+            index = torch.tensor(chosen, dtype=torch.long)
+            with torch.enable_grad():
+                score = logits.gather(1, index.view(-1, 1)).sum()
+                (grads,) = torch.autograd.grad(score, acts)
+        finally:
+            torch.set_grad_enabled(grad_was)
+    with torch.no_grad():
+        raw = METHODS[method](acts.detach().double(), grads.double())
+        low, raw_max = _normalise(raw)
+        size = classifier.input_size
+        # Pixel centres of the upsampled map miss the coarse cells' centres, so its range shrinks
+        # a little: normalise again (a linear map, so correlations are unchanged).
+        cam = F.interpolate(low.double().unsqueeze(1), size=(size, size), mode="bilinear",
+                            align_corners=False).squeeze(1)
+        cam, _ = _normalise(cam)
+    names = classifier.class_names
+    out: list[Explanation] = []
+    for i in range(x.shape[0]):
+        p = probs[i].tolist()
+        zero = not bool(low[i].max() > 0)
+        out.append(Explanation(
+            prediction=names[predicted[i]],
+            confidence=float(p[predicted[i]]),
+            probabilities={n: float(v) for n, v in zip(names, p, strict=True)},
+            target=names[chosen[i]],
+            cam=cam[i].numpy().astype(np.float32, copy=False),
+            method=method,
+            layer=layer,
+            cam_lowres=low[i].numpy().astype(np.float32, copy=False),
+            logits=tuple(float(v) for v in logits[i].detach().tolist()),
+            raw_max=float(raw_max[i]),
+            is_zero=zero,
+        ))
+    return out
