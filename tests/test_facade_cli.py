@@ -1,0 +1,168 @@
+"""The prototype's API on a real CSDI photograph, and the command line's outputs and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.cli import main
+from components.imaging import decode_image
+from gradcam_visualization import batch_visualize, visualize_gradcam
+from tests.conftest import ROOT
+
+
+def test_visualize_gradcam_on_a_real_jpeg_with_the_prototype_checkpoint(tmp_path, monkeypatch, csdi_jpeg,
+                                                                        mlp_checkpoint):
+    monkeypatch.chdir(tmp_path)
+    result = visualize_gradcam(str(csdi_jpeg), model_path=str(mlp_checkpoint), show=False)
+    assert {"prediction", "confidence", "probabilities", "cam", "heatmap", "overlay", "save_path"} <= set(result)
+    w, h = Image.open(csdi_jpeg).size
+    assert (w, h) == (2734, 1822)
+    assert result["cam"].shape == (h, w) and result["cam"].dtype.kind == "f"
+    assert result["cam"].min() >= 0.0 and result["cam"].max() <= 1.0 and result["cam"].max() > 0.9
+    assert result["heatmap"].shape == result["overlay"].shape == (h, w, 3)
+    assert result["overlay"].dtype == np.uint8
+    assert result["prediction"] in ("Cataract", "Normal")
+    assert 0.5 <= result["confidence"] <= 1.0
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+    assert result["confidence"] == pytest.approx(result["probabilities"][result["prediction"]])
+    saved = tmp_path / f"gradcam_{csdi_jpeg.stem}.jpg"
+    assert Path(result["save_path"]) == saved and saved.is_file()
+    panel = Image.open(saved)
+    assert panel.width > 3 * 512 and not panel.getexif()  # three panels, no metadata
+    # The overlay is the photograph blended with the heatmap at alpha 0.5, pixel for pixel.
+    image = decode_image(csdi_jpeg).pixels.astype(np.float32)
+    expected = np.rint(0.5 * image + 0.5 * result["heatmap"].astype(np.float32))
+    assert np.abs(expected - result["overlay"]).max() <= 1
+
+
+def test_visualize_gradcam_without_a_model_names_the_argument(tmp_path, monkeypatch, csdi_jpeg):
+    import models.classifier as mc
+
+    monkeypatch.setattr(mc, "DEMO_MODEL_PATH", tmp_path / "absent.pt")
+    with pytest.raises(mc.CheckpointError, match="model_path"):
+        visualize_gradcam(str(csdi_jpeg), show=False)
+
+
+def test_batch_visualize_reports_bad_files_and_keeps_going(tmp_path, csdi_jpeg, mlp_checkpoint, images):
+    small = tmp_path / "small.png"
+    Image.fromarray(images[0]).save(small)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(csdi_jpeg.read_bytes()[:5000])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    out = tmp_path / "results"
+    results = batch_visualize([small, broken, text, csdi_jpeg], output_dir=out, model_path=mlp_checkpoint)
+    assert [Path(r["image_path"]).name for r in results] == ["small.png", "broken.jpg", "notes.jpg", csdi_jpeg.name]
+    assert results[0]["error"] is None and results[3]["error"] is None
+    assert results[1]["error"] and results[2]["error"]
+    for r in results[1:3]:
+        assert "\n" not in r["error"] and "broken" not in r["error"] and r["prediction"] is None
+    assert sorted(p.name for p in out.iterdir()) == ["gradcam_DLY-OD.jpg", "gradcam_small.jpg"]
+
+
+def run_cli(args, capsys):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_explain_json_and_exit_0(tmp_path, capsys, mlp_checkpoint, images):
+    img = tmp_path / "eye_OD.png"
+    Image.fromarray(images[1]).save(img)
+    code, out, err = run_cli(["explain", img, "--out", tmp_path / "o", "--json", "--model", mlp_checkpoint,
+                              "--method", "layercam", "--colormap", "turbo", "--alpha", "0.3"], capsys)
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is exactly one JSON document
+    assert doc[0]["method"] == "layercam" and doc[0]["error"] is None
+    assert Path(doc[0]["panel"]).name == "gradcam_eye_OD.jpg" and Path(doc[0]["panel"]).is_file()
+
+
+def test_cli_batch_summary_rows_for_every_input_and_exit_3(tmp_path, capsys, mlp_checkpoint, images, csdi_jpeg):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(images[i]).save(folder / "sub" / f"eye{i}.png")
+    (folder / "corrupt.jpg").write_bytes(csdi_jpeg.read_bytes()[:3000])
+    (folder / "readme.txt").write_text("ignored: not an image suffix inside a folder")
+    hostile = tmp_path / "payload.jpg"
+    hostile.write_bytes(b"<script>alert(1)</script>" * 10)
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12000, 10000)).save(bomb)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(["batch", folder, hostile, bomb, tmp_path / "missing.jpg", "--out", out,
+                                 "--model", mlp_checkpoint], capsys)
+    assert code == 3
+    assert stdout == ""
+    rows = list(csv.DictReader((out / "summary.csv").open()))
+    names = [Path(r["file"]).name for r in rows]
+    assert sorted(names) == sorted(["corrupt.jpg", "eye0.png", "eye1.png", "eye2.png", "payload.jpg", "bomb.png",
+                                    "missing.jpg"])
+    by_name = {Path(r["file"]).name: r for r in rows}
+    for bad in ("corrupt.jpg", "payload.jpg", "bomb.png", "missing.jpg"):
+        assert by_name[bad]["error"] and by_name[bad]["prediction"] == ""
+        assert "<script>" not in by_name[bad]["error"]
+    assert "exceeds the limit" in by_name["bomb.png"]["error"]
+    for good in ("eye0.png", "eye1.png", "eye2.png"):
+        row = by_name[good]
+        assert row["error"] == "" and row["prediction"] in ("Cataract", "Normal")
+        assert float(row["p_Cataract"]) + float(row["p_Normal"]) == pytest.approx(1.0, abs=1e-5)
+        assert {"file", "prediction", "confidence", "p_Cataract", "p_Normal", "target", "method", "error"} <= set(row)
+    assert "4 of 7 file(s) failed" in err
+
+
+def test_cli_batch_all_good_exits_0(tmp_path, capsys, mlp_checkpoint, images):
+    for i in range(2):
+        Image.fromarray(images[i]).save(tmp_path / f"e{i}.png")
+    code, _, err = run_cli(["batch", tmp_path / "e0.png", tmp_path / "e1.png", "--out", tmp_path / "o",
+                            "--model", mlp_checkpoint], capsys)
+    assert code == 0, err
+    assert len(list(csv.DictReader((tmp_path / "o" / "summary.csv").open()))) == 2
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["explain", "x.png", "--alpha", "2"], "--alpha must lie between 0 and 1"),
+    (["explain", "x.png", "--target", "Glaucoma"], "Unknown target class 'Glaucoma'"),
+    (["batch", "nowhere/", "--out", "o"], None),
+])
+def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys, mlp_checkpoint, images, args, message):
+    Image.fromarray(images[0]).save(tmp_path / "x.png")
+    import os
+
+    os.chdir(tmp_path)
+    code, out, err = run_cli([*args, "--model", mlp_checkpoint], capsys)
+    if message is None:  # a missing input is a failed row, not a usage error
+        assert code == 3
+        return
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err
+
+
+def test_cli_hostile_checkpoint_exit_2(tmp_path, capsys, images):
+    import torch
+
+    from tests.conftest import seeded_model
+
+    torch.save(seeded_model(0, calibrate=False), tmp_path / "whole.pt")
+    Image.fromarray(images[0]).save(tmp_path / "x.png")
+    code, _, err = run_cli(["explain", tmp_path / "x.png", "--out", tmp_path, "--model", tmp_path / "whole.pt"],
+                           capsys)
+    assert code == 2 and err.count("\n") == 1 and "not loaded" in err
+
+
+def test_python_m_components_and_argparse_usage_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "components", "batch"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "--out" in done.stderr and done.stdout == ""
+    helped = subprocess.run([sys.executable, "-m", "components", "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert helped.returncode == 0
+    for command in ("explain", "batch", "dashboard"):
+        assert command in helped.stdout
