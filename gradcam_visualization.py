@@ -104,7 +104,8 @@ def visualize_gradcam(image_path: str | os.PathLike[str], model_path: str | os.P
     }
 
 
-def batch_visualize(image_paths: Sequence[str | os.PathLike[str]], output_dir: str | os.PathLike[str] = "gradcam_results",
+def batch_visualize(image_paths: Sequence[str | os.PathLike[str]],
+                    output_dir: str | os.PathLike[str] = "gradcam_results",
                     model_path: str | os.PathLike[str] | None = None, **options: Any) -> list[dict[str, Any]]:
     """Explain many images, writing ``<output_dir>/gradcam_<stem>.jpg`` for each.
 

@@ -1,4 +1,4 @@
-"""Explaining many image files: decoding on worker threads while the model runs, one result per input, never stopped by one bad file."""
+"""Explaining many image files: decoding on worker threads while the model runs, one result per input."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
 from components.files import atomic_write_bytes
+from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import three_panel
 

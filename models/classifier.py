@@ -259,7 +259,8 @@ def _sidecar(path: Path) -> dict[str, Any]:
     return {}
 
 
-def _class_names(meta: Mapping[str, Any], card: Mapping[str, Any], n: int, given: Sequence[str] | None) -> tuple[str, ...]:
+def _class_names(meta: Mapping[str, Any], card: Mapping[str, Any], n: int,
+                 given: Sequence[str] | None) -> tuple[str, ...]:
     names: Any = given
     for source in (meta, card):
         if names is not None:
@@ -399,7 +400,8 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
             "spec with models.save_checkpoint()."
         ) from None
     model.eval()
-    n_out = model.classifier[-1].out_features if isinstance(model.classifier, nn.Sequential) else model.classifier.out_features
+    last = model.classifier[-1] if isinstance(model.classifier, nn.Sequential) else model.classifier
+    n_out = last.out_features
     names = _class_names(meta, card, n_out, class_names)
     norm = meta.get("normalization") or card.get("normalization") or {}
     threshold = meta.get("threshold", card.get("threshold", 0.5))

@@ -1,4 +1,4 @@
-"""Checkpoints in every form a clinic's training script may have written load to identical logits; hostile ones never run."""
+"""Checkpoints in every form a clinic's training script may write load to identical logits; hostile ones never run."""
 
 from __future__ import annotations
 
@@ -129,7 +129,8 @@ class _Payload:
 def test_hostile_pickle_is_refused_and_its_payload_does_not_run(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
-    torch.save({"model_state_dict": seeded_model(0, calibrate=False).state_dict(), "extra": _Payload(str(marker))}, path)
+    state = seeded_model(0, calibrate=False).state_dict()
+    torch.save({"model_state_dict": state, "extra": _Payload(str(marker))}, path)
     # The payload is real: plain unpickling would run it.
     with pytest.raises(CheckpointError, match="pickled Python objects") as err:
         load_classifier(path)
@@ -179,7 +180,8 @@ def test_wrong_shape_in_backbone_is_named(tmp_path):
     state = seeded_model(0, calibrate=False).state_dict()
     state["features.0.0.weight"] = torch.zeros(16, 3, 3, 3)
     torch.save(state, tmp_path / "odd.pt")
-    with pytest.raises(CheckpointError, match=r"'features.0.0.weight' has shape \(16, 3, 3, 3\), expected \(32, 3, 3, 3\)"):
+    expected = r"'features.0.0.weight' has shape \(16, 3, 3, 3\), expected \(32, 3, 3, 3\)"
+    with pytest.raises(CheckpointError, match=expected):
         load_classifier(tmp_path / "odd.pt")
 
 

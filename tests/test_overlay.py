@@ -77,7 +77,8 @@ def test_three_panel_places_original_heatmap_and_overlay_side_by_side():
     rows = np.where((panel == image[0, 0]).all(axis=2))
     found = False
     for y, x in zip(*rows, strict=True):
-        if y + 300 <= panel.shape[0] and x + 400 <= panel.shape[1] and np.array_equal(panel[y:y + 300, x:x + 400], image):
+        inside = y + 300 <= panel.shape[0] and x + 400 <= panel.shape[1]
+        if inside and np.array_equal(panel[y:y + 300, x:x + 400], image):
             found = True
             break
     assert found, "the original photograph is not in the figure unchanged"
