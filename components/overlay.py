@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["COLORMAPS", "blend", "colorbar", "colorize", "font", "resize_map", "three_panel"]
+__all__ = ["COLORMAPS", "blend", "colorbar", "colorize", "fit_within", "font", "resize_map", "three_panel"]
 
 # Names the UI offers; each is a 256-entry RGB lookup table taken from matplotlib's definition.
 COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "magma", "plasma", "viridis", "cividis", "hot", "bone")
@@ -100,7 +100,8 @@ def colorbar(height: int, width: int, colormap: str = "jet") -> np.ndarray:
     return np.ascontiguousarray(np.repeat(colorize(ramp, colormap), width, axis=1))
 
 
-def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """The image shrunk (area averaging) so its long side is at most ``max_side``; never enlarged."""
     h, w = image.shape[:2]
     scale = max_side / max(h, w)
     if scale >= 1.0:
@@ -116,7 +117,7 @@ def three_panel(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, color
     Each panel is at most ``max_side`` pixels on its long side; the map is resized to the
     (downscaled) photograph, so the panels line up pixel for pixel.
     """
-    image = _fit(_check_image(image), max_side)
+    image = fit_within(_check_image(image), max_side)
     h, w = image.shape[:2]
     heat = colorize(resize_map(cam, (w, h)), colormap)
     over = blend(image, cam, alpha=alpha, colormap=colormap)

@@ -1,0 +1,357 @@
+"""What the review screen needs from the engine, without Streamlit: cached images and maps, pictures, report inputs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from components.gradcam import ClassifierLike, Explanation, explain
+from components.imaging import decode_image, laterality_from_filename, sha256_bytes
+from components.overlay import fit_within as fit_to_side
+from components.overlay import colorbar, colorize, font, resize_map
+from components.records import (
+    AnalysisRecord,
+    ExamRecord,
+    PatientRecord,
+    RecordStore,
+    ReviewRecord,
+)
+from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
+
+__all__ = [
+    "DISPLAY_MAX_SIDE",
+    "PREDICTED",
+    "BoundedCache",
+    "MapKey",
+    "ReviewImage",
+    "analysis_matches",
+    "anonymous_id",
+    "attention_available",
+    "attention_fields",
+    "attention_for",
+    "case_report",
+    "downscale",
+    "explain_cached",
+    "eye_findings",
+    "guess_modality",
+    "heatmap_panel",
+    "image_from_upload",
+    "image_from_pixels",
+    "jpeg_bytes",
+    "map_key",
+    "patient_info",
+    "record_analysis",
+    "review_info",
+    "review_status",
+]
+
+DISPLAY_MAX_SIDE = 1024
+PREDICTED = "predicted"  # the "explain class" choice that follows the model's own prediction
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A least-recently-used mapping of at most ``maxsize`` entries, safe to share between threads."""
+
+    def __init__(self, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError(f"maxsize must be at least 1, got {maxsize}.")
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        """The value stored under ``key`` (now the most recently used), or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value``, dropping the least recently used entry when full."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
+
+# Full-resolution photographs are large (18 MB at 6 megapixels) and needed only to explain, to
+# check attention and to print: the last few are kept, the others are decoded again on demand.
+RECENT_FULL_ENTRIES = 3
+_RECENT_FULL: BoundedCache[str, np.ndarray] = BoundedCache(RECENT_FULL_ENTRIES)
+
+
+@dataclass(frozen=True, eq=False)
+class ReviewImage:
+    """One photograph as the review screen holds it: a small copy for the screen, the full one on demand."""
+
+    sha256: str  # of the upload's bytes, or the stored PNG's name
+    display: np.ndarray  # at most DISPLAY_MAX_SIDE pixels on the long side, read-only
+    display_jpeg: bytes  # the display copy encoded once, so a redraw does not encode it again
+    laterality: str | None  # "OD"/"OS" from DICOM or the file name, else None
+    original_size: tuple[int, int]  # (width, height)
+    source: Callable[[], np.ndarray] = field(repr=False)  # decodes the full-resolution pixels
+
+    def full(self) -> np.ndarray:
+        """The full-resolution RGB pixels (read-only), for the model, the attention check and the report."""
+        pixels = _RECENT_FULL.get(self.sha256)
+        if pixels is None:
+            pixels = _read_only(self.source())
+            _RECENT_FULL.put(self.sha256, pixels)
+        return pixels
+
+
+def downscale(pixels: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:
+    """The image shrunk (area averaging) so that its long side is at most ``max_side``; never enlarged."""
+    if max_side < 1:
+        raise ValueError(f"max_side must be at least 1, got {max_side}.")
+    # The same shrink the three-panel figure uses, so the screen and the CLI's pictures agree.
+    return fit_to_side(pixels, max_side)
+
+
+def jpeg_bytes(pixels: np.ndarray, quality: int = 90) -> bytes:
+    """RGB pixels as a JPEG for the screen: no metadata, full colour resolution (no chroma subsampling)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    # A read-only view: shared between sessions, so nobody may paint on it.
+    view = np.ascontiguousarray(array).view()
+    view.setflags(write=False)
+    return view
+
+
+def image_from_pixels(sha256: str, pixels: np.ndarray, source: Callable[[], np.ndarray],
+                      laterality: str | None = None) -> ReviewImage:
+    """A ReviewImage from decoded RGB pixels; ``source`` gives the same pixels again when they are needed later."""
+    full = _read_only(pixels)
+    _RECENT_FULL.put(sha256, full)
+    display = full if max(full.shape[:2]) <= DISPLAY_MAX_SIDE else _read_only(downscale(full))
+    return ReviewImage(sha256=sha256, display=display, display_jpeg=jpeg_bytes(display),
+                       laterality=laterality, original_size=(int(full.shape[1]), int(full.shape[0])),
+                       source=source)
+
+
+def image_from_upload(data: bytes, filename: str = "") -> ReviewImage:
+    """Decode an uploaded file safely (raises ``ImageError``); laterality from DICOM, else the file name."""
+    decoded = decode_image(data)
+    laterality = decoded.laterality or (laterality_from_filename(filename) if filename else None)
+    return image_from_pixels(sha256_bytes(data), decoded.pixels, lambda: decode_image(data).pixels,
+                             laterality)
+
+
+class MapKey(NamedTuple):
+    """What a computed map depends on, and nothing else."""
+
+    image_sha256: str
+    model_sha256: str
+    method: str
+    target: str  # a class name, or PREDICTED
+    layer: str
+
+
+def map_key(image_sha256: str, classifier: ClassifierLike, *, method: str, target: str | None,
+            layer: str | None = None) -> MapKey:
+    """The cache key of one explanation; ``target`` None means the predicted class."""
+    return MapKey(image_sha256, str(getattr(classifier, "weights_sha256", "")), method,
+                  PREDICTED if target is None else target, layer or classifier.target_layer)
+
+
+def explain_cached(cache: BoundedCache[MapKey, Explanation], classifier: ClassifierLike,
+                   image: ReviewImage, *, method: str = "gradcam", target: str | None = None,
+                   layer: str | None = None) -> tuple[Explanation, bool]:
+    """The explanation of ``image`` from the cache, or computed on the full-resolution pixels and cached.
+
+    Returns the explanation and whether the model ran. The model sees the whole photograph, as
+    in training; the screen only ever gets the small copy.
+    """
+    key = map_key(image.sha256, classifier, method=method, target=target, layer=layer)
+    found = cache.get(key)
+    if found is not None:
+        return found, False
+    (result,) = explain(classifier, [image.full()], method=method, target=target, layer=layer)
+    cache.put(key, result)
+    return result, True
+
+
+def analysis_matches(analysis: AnalysisRecord | None, classifier: ClassifierLike,
+                     explanation: Explanation) -> bool:
+    """True when a stored analysis already holds this model's result for this method, layer and target."""
+    return (
+        analysis is not None
+        and analysis.model_sha256 == getattr(classifier, "weights_sha256", "")
+        and analysis.method == explanation.method
+        and analysis.layer == explanation.layer
+        and analysis.target == explanation.target
+    )
+
+
+def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike,
+                    explanation: Explanation, *, actor: str,
+                    attention: Mapping[str, Any] | None = None) -> AnalysisRecord | None:
+    """Store an exam's analysis unless its latest one is already the same; returns the new record or None."""
+    if analysis_matches(store.latest_analysis(exam_id), classifier, explanation):
+        return None
+    return store.add_analysis(
+        exam_id,
+        model_sha256=str(getattr(classifier, "weights_sha256", "")),
+        model_name=str(getattr(classifier, "name", "model")),
+        method=explanation.method,
+        layer=explanation.layer,
+        target=explanation.target,
+        prediction=explanation.prediction,
+        confidence=explanation.confidence,
+        probabilities=explanation.probabilities,
+        cam=explanation.cam,
+        attention=attention,
+        actor=actor,
+    )
+
+
+def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet") -> np.ndarray:
+    """The heatmap at ``size`` (width, height) with its colour bar and 0 / 0.5 / 1 ticks on the right, RGB uint8."""
+    width, height = size
+    heat = colorize(resize_map(cam, (width, height)), colormap)
+    # Sized to the picture, so the ticks stay legible when the screen shows it at a third of its width.
+    unit = max(10, round(max(width, height) / 24))
+    gap, bar_w, label_w = unit // 3, round(unit * 0.8), round(unit * 2.2)
+    canvas = Image.new("RGB", (width + gap + bar_w + label_w, height), (255, 255, 255))
+    canvas.paste(Image.fromarray(heat), (0, 0))
+    bar_x = width + gap
+    canvas.paste(Image.fromarray(colorbar(height, bar_w, colormap)), (bar_x, 0))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((bar_x, 0, bar_x + bar_w - 1, height - 1), outline=(90, 90, 90))
+    text_font = font(max(9, round(unit * 0.75)))
+    for frac, label in ((0.0, "1.0"), (0.5, "0.5"), (1.0, "0.0")):
+        y = min(max(frac * (height - 1), unit * 0.5), height - 1 - unit * 0.5)
+        draw.line((bar_x + bar_w, frac * (height - 1), bar_x + bar_w + 3, frac * (height - 1)),
+                  fill=(90, 90, 90))
+        draw.text((bar_x + bar_w + 5, y), label, fill=(50, 50, 50), font=text_font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def attention_available() -> bool:
+    """True once ``components.attention`` (the attention check) is part of the installation."""
+    return importlib.util.find_spec("components.attention") is not None
+
+
+def _attention_module() -> Any | None:
+    return importlib.import_module("components.attention") if attention_available() else None
+
+
+def _attention_modality(modality: str | None) -> str | None:
+    # The check knows two kinds of photograph: the front of the eye (external and slit-lamp
+    # photographs alike) and the fundus.
+    if modality is None:
+        return None
+    return "fundus" if modality == "fundus" else "external"
+
+
+def attention_for(image: np.ndarray, explanation: Explanation,
+                  modality: str | None = None) -> dict[str, Any] | None:
+    """The attention check's verdict, figures and region for one map (plain JSON); None without the check.
+
+    ``modality`` is the record's ("external", "slit_lamp", "fundus") or None to let the check
+    tell; nothing is ever made up when the check is absent.
+    """
+    module = _attention_module()
+    if module is None:
+        return None
+    return dict(module.check(image, explanation.cam, modality=_attention_modality(modality)).as_dict())
+
+
+def guess_modality(image: np.ndarray) -> str | None:
+    """"external" or "fundus" as the attention check tells them apart, or None without the check."""
+    module = _attention_module()
+    if module is None:
+        return None
+    found = str(module.detect_modality(image))
+    return found if found in ("external", "fundus") else None
+
+
+def attention_fields(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The attention result as the report prints it: the verdict in words, then its figures."""
+    if not result:
+        return None
+    fields: dict[str, Any] = {"verdict": result.get("label") or result.get("verdict")}
+    fields.update(result.get("figures") or {})
+    return fields
+
+
+def review_status(review: ReviewRecord | None) -> str:
+    """"unreviewed", "reviewed" (a draft) or "signed", as the worklist says it."""
+    return "unreviewed" if review is None else review.status
+
+
+def anonymous_id(image_sha256: str) -> str:
+    """The report ID of an unsaved case: derived from the image, so it names nobody."""
+    return f"ANON-{image_sha256[:8].upper()}"
+
+
+def patient_info(record: PatientRecord) -> PatientInfo:
+    """The report's patient block from a stored patient."""
+    return PatientInfo(pseudo_id=record.pseudo_id, name=record.name, birth_date=record.birth_date,
+                       sex=record.sex)
+
+
+def review_info(record: ReviewRecord | None) -> ReviewInfo | None:
+    """The report's review block from a stored review version (None when not reviewed)."""
+    if record is None:
+        return None
+    return ReviewInfo(reviewer=record.reviewer, agrees=record.agrees, finding=record.finding,
+                      grade=record.grade, notes=record.notes, signed_at=record.signed_at,
+                      version=record.version)
+
+
+def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | None,
+                 exam: ExamRecord | None = None, modality: str | None = None,
+                 exam_date: date | None = None, review: ReviewRecord | None = None,
+                 colormap: str = "jet", alpha: float = 0.5,
+                 attention: Mapping[str, Any] | None = None) -> EyeFindings:
+    """One eye's report input: the full-resolution photograph, the map and the review as shown on screen."""
+    return EyeFindings(
+        eye=exam.eye if exam is not None else eye,
+        image=image.full(),
+        explanation=explanation,
+        exam_date=exam.exam_date if exam is not None else exam_date,
+        modality=exam.modality if exam is not None else modality,
+        colormap=colormap,
+        alpha=float(alpha),
+        attention=attention_fields(attention),
+        review=review_info(review),
+    )
+
+
+def case_report(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: Any, *,
+                reviewer: str | None = None) -> bytes:
+    """The case's PDF report built by ``components.report``."""
+    return build_report(patient, eyes, ModelInfo.from_classifier(classifier), reviewer=reviewer)

@@ -1,0 +1,45 @@
+"""The clinician dashboard's entry point: page navigation and the resources every page shares."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ first on the path, not the checkout; a
+# deployment that installed only requirements.txt still needs to import the project.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import state  # noqa: E402
+
+st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
+state.keep_settings()
+
+navigation = st.navigation(
+    [
+        st.Page(state.PAGE_REVIEW, title="Review", icon=":material/visibility:", default=True),
+        st.Page(state.PAGE_WORKLIST, title="Worklist", icon=":material/patient_list:"),
+        st.Page(state.PAGE_BATCH, title="Batch", icon=":material/photo_library:"),
+        st.Page(state.PAGE_MODEL, title="Model", icon=":material/model_training:"),
+    ]
+)
+
+with st.sidebar:
+    st.text_input(
+        "Your name",
+        key="reviewer",
+        max_chars=128,
+        placeholder="Reviewing clinician",
+        help="Signs your reviews and names you in the audit trail.",
+    )
+    clf, _problem = state.classifier()
+    if clf is not None:
+        st.caption(f"Model: {clf.name} · weights {clf.weights_sha256[:12]}")
+    else:
+        st.caption("Model: none loaded")
+    st.caption("Decision support, not a diagnosis. The final decision rests with the clinician.")
+
+navigation.run()

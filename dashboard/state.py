@@ -1,0 +1,224 @@
+"""Streamlit glue shared by the pages: the cached classifier, record store and map caches, and per-session settings."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from components.gradcam import Explanation
+from components.records import DB_URL_ENV, RecordStore, data_dir
+from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
+from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
+
+MODEL_ENV = "CATARACT_CAM_MODEL"
+"""Environment variable naming the checkpoint the dashboard starts with (default: the demo model)."""
+
+WEIGHTS_DIR = DEMO_MODEL_PATH.parent
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+MAP_CACHE_ENTRIES = 64  # a map is ~0.2 MB: a few patients' worth of method and class switches
+IMAGE_CACHE_ENTRIES = 48  # display copies, ~2 MB each; full-resolution pixels are not kept here
+
+# Defaults of the settings widgets (drawn with persist_state="session", so a visit to another
+# page keeps them); set here rather than through each widget's value, so that another page may
+# set one (the worklist opens a patient) without a conflict between the two.
+SETTINGS: dict[str, Any] = {
+    "alpha": 0.5,
+    "colormap": "jet",
+    "method": "gradcam",
+    "target": PREDICTED,
+    "reviewer": "",
+    "current_patient": "",
+}
+
+PAGE_REVIEW = "pages/review.py"
+PAGE_WORKLIST = "pages/worklist.py"
+PAGE_BATCH = "pages/batch.py"
+PAGE_MODEL = "pages/model.py"
+
+
+def keep_settings() -> None:
+    """Give every setting its default once (call at the top of every run)."""
+    for key, default in SETTINGS.items():
+        st.session_state.setdefault(key, default)
+
+
+def actor() -> str:
+    """Who the audit trail names for this session's actions."""
+    name = str(st.session_state.get("reviewer", "")).strip()
+    return name[:128] if name else "unnamed user"
+
+
+def flash(message: str, kind: str = "success") -> None:
+    """Queue a message to show at the top of the next run (a rerun wipes what this run drew)."""
+    st.session_state.setdefault("_flash", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    """Show and forget the queued messages."""
+    for kind, message in st.session_state.pop("_flash", []):
+        {"success": st.success, "info": st.info, "warning": st.warning, "error": st.error}[kind](message)
+
+
+# --- the record store -------------------------------------------------------------------------
+
+
+def _seed_demo_patients(store: RecordStore) -> None:
+    # Demo patients belong with the demo model: a clinic that names its own model gets none.
+    if os.environ.get(MODEL_ENV):
+        return
+    try:
+        from models.demo_patients import ensure_demo_patients
+    except ModuleNotFoundError:
+        return
+    ensure_demo_patients(store)
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda store: store.close())
+def _store(folder: str, db_url: str) -> RecordStore:
+    store = RecordStore(db_url or None, data_dir=Path(folder))
+    _seed_demo_patients(store)
+    return store
+
+
+def store() -> RecordStore:
+    """The record store of the configured data folder (``CATARACT_CAM_DATA``) and database."""
+    return _store(str(data_dir()), os.environ.get(DB_URL_ENV, ""))
+
+
+# --- the classifier ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which checkpoint this session uses: a file on the server or an uploaded one."""
+
+    kind: str  # "file" or "upload"
+    path: str | None = None
+    sha256: str | None = None
+    label: str = ""
+
+
+def default_model_path() -> Path:
+    """The checkpoint the dashboard starts with: ``CATARACT_CAM_MODEL`` or the shipped demo model."""
+    configured = os.environ.get(MODEL_ENV, "")
+    return Path(configured).expanduser() if configured else DEMO_MODEL_PATH
+
+
+def model_choice() -> ModelChoice:
+    """This session's checkpoint choice (the default until the user picks another)."""
+    choice = st.session_state.get("model_choice")
+    if isinstance(choice, ModelChoice):
+        return choice
+    path = default_model_path()
+    return ModelChoice("file", path=str(path), label=path.name)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _classifier(weights_sha256: str, _path: str | None, _data: bytes | None) -> Classifier:
+    # Keyed by the weights' SHA-256 alone: the same weights under another name load once.
+    if _data is not None:
+        return load_classifier_bytes(_data)
+    return load_classifier(_path)
+
+
+def _missing_model_message(choice: ModelChoice) -> str:
+    if choice.path is not None and Path(choice.path) == DEMO_MODEL_PATH:
+        return ("The shipped demo model (models/weights/cataract_b0_demo.pt) is not installed yet. "
+                "Choose or upload a checkpoint on the Model page.")
+    return ("The model file configured for this dashboard cannot be found. "
+            "Choose or upload a checkpoint on the Model page.")
+
+
+def load_checkpoint_file(path: Path) -> Classifier:
+    """Load a checkpoint file through the cache (raises ``CheckpointError``)."""
+    try:
+        info = path.stat()
+    except OSError:
+        raise CheckpointError("The checkpoint file does not exist or cannot be read.") from None
+    if not path.is_file():
+        raise CheckpointError("The model path is a folder; expected a checkpoint file (.pt or .pth).")
+    sha = _file_sha256(str(path), info.st_mtime_ns, info.st_size)
+    return _classifier(sha, str(path), None)
+
+
+def load_checkpoint_bytes(data: bytes) -> Classifier:
+    """Load an uploaded checkpoint through the cache (raises ``CheckpointError``)."""
+    return _classifier(hashlib.sha256(data).hexdigest(), None, data)
+
+
+def classifier() -> tuple[Classifier | None, str | None]:
+    """This session's classifier, or None and one sentence saying why there is none."""
+    choice = model_choice()
+    try:
+        if choice.kind == "upload":
+            data = st.session_state.get("_model_upload")
+            if not isinstance(data, bytes):
+                return None, "The uploaded model is no longer available; upload it again on the Model page."
+            return load_checkpoint_bytes(data), None
+        assert choice.path is not None
+        path = Path(choice.path)
+        if not path.exists():
+            return None, _missing_model_message(choice)
+        return load_checkpoint_file(path), None
+    except CheckpointError as error:
+        return None, f"The selected model cannot be used: {error}"
+
+
+def model_notice(clf: Classifier | None, problem: str | None) -> None:
+    """The banner every page shows: a missing model, or the demo model's warning."""
+    if clf is None:
+        st.error(problem or "No model is loaded.")
+        st.page_link(PAGE_MODEL, label="Go to the Model page", icon=":material/model_training:")
+    elif clf.is_demo:
+        st.warning("Demonstration model trained on synthetic images. Not for clinical use: "
+                   "its results only show how the software works.", icon=":material/science:")
+
+
+def checkpoints_on_server() -> list[Path]:
+    """Checkpoint files in ``models/weights/`` plus the configured default, sorted by name."""
+    found = {p.resolve() for p in WEIGHTS_DIR.glob("*") if p.suffix.lower() in CHECKPOINT_SUFFIXES and p.is_file()}
+    default = default_model_path()
+    if default.is_file():
+        found.add(default.resolve())
+    return sorted(found, key=lambda p: p.name)
+
+
+# --- the shared caches ------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def map_cache() -> BoundedCache[MapKey, Explanation]:
+    """Computed maps per (image, model, method, target, layer), shared by every session, in memory only."""
+    return BoundedCache(MAP_CACHE_ENTRIES)
+
+
+@st.cache_resource(show_spinner=False)
+def attention_cache() -> BoundedCache[tuple[MapKey, str | None], dict[str, Any]]:
+    """Attention checks per (map, modality), shared by every session, in memory only."""
+    return BoundedCache(MAP_CACHE_ENTRIES)
+
+
+@st.cache_resource(show_spinner=False)
+def panel_cache() -> BoundedCache[tuple[MapKey, str, tuple[int, int]], tuple[bytes, float]]:
+    """Encoded heatmap panels (and their width over the photograph's) per (map, colormap, size)."""
+    return BoundedCache(MAP_CACHE_ENTRIES)
+
+
+@st.cache_resource(show_spinner=False)
+def image_cache() -> BoundedCache[str, ReviewImage]:
+    """Photographs' display copies (and how to get the full one) per SHA-256, shared by every session."""
+    return BoundedCache(IMAGE_CACHE_ENTRIES)
