@@ -120,13 +120,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
     import subprocess
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    env = dict(os.environ)
     if args.model:
-        command += ["--", "--model", args.model]
-    return subprocess.call(command)
+        env["CATARACT_CAM_MODEL"] = str(Path(args.model).resolve())  # the app's start-up model
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port)]
+    return subprocess.call(command, env=env)
 
 
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
