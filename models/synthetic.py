@@ -15,7 +15,7 @@ from PIL import Image
 
 from components.files import atomic_write_bytes
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 CATARACT_TYPES = ("nuclear", "cortical", "posterior_subcapsular", "mature")
 MASK_NAMES = ("pupil", "iris", "sclera", "skin")
 LABELS = ("cataract", "normal")
@@ -221,7 +221,9 @@ def _lids_at(scene: _Scene, u: np.ndarray | float) -> tuple[np.ndarray, np.ndarr
 
 def _draw_scene(rng: np.random.Generator, width: int, height: int, mirror: float) -> _Scene:
     frame = min(width, height * 4.0 / 3.0)
-    R = frame * float(np.clip(rng.normal(0.245, 0.035), 0.19, 0.31))
+    # Close-up framing, as for a slit-lamp or macro photograph of the lens: the iris spans half to
+    # three quarters of the width, so the pupil covers several cells of a 7x7 or 8x8 Grad-CAM grid.
+    R = frame * float(np.clip(rng.normal(0.30, 0.035), 0.25, 0.36))
     rp = R * (0.35 + 0.25 * float(rng.beta(1.6, 1.2)))  # most are dilated for the examination
     A = R * float(rng.uniform(1.95, 2.45))
     gx = A * float(rng.uniform(-0.12, 0.12))

@@ -144,7 +144,7 @@ def test_masks_partition_the_image_and_match_the_geometry() -> None:
             assert abs(xs.mean() - px) < 2 and abs(ys.mean() - py) < 2
             assert xs.size == pytest.approx(np.pi * m["pupil_radius"] ** 2, rel=0.05)
             checked += 1
-    assert checked >= 3
+    assert checked >= 4
 
 
 def test_pupil_is_dark_in_a_normal_eye_and_bright_in_a_mature_cataract() -> None:
@@ -215,21 +215,25 @@ def test_unspecified_conditions_are_drawn_from_the_seed() -> None:
 
 def test_nasal_canthus_follows_the_eye() -> None:
     # OD faces the camera with its nasal (medial) canthus on the image's right; OS is the other way.
-    # Where both canthi are in the picture, the caruncle fills the medial end of the fissure, so the
+    # Where the medial canthus is in the picture, the caruncle fills the medial end of the fissure, so the
     # sclera stops short of the medial canthus but runs into the lateral one, and the caruncle is pink.
     checked = 0
-    for seed in range(12):
+    for seed in range(300):  # close-up framing: a canthus is in the picture in a minority of eyes
+        if checked >= 4:
+            break
         for eye, sign in (("OD", 1), ("OS", -1)):
             e = render_eye(seed, eye=eye, label="normal")
             (mx, my), (lx, ly) = e.meta["medial_canthus"], e.meta["lateral_canthus"]
             assert (mx - lx) * sign > 0
             h, w = e.image.shape[:2]
-            if not all(0 <= x < w and 0 <= y < h for x, y in ((mx, my), (lx, ly))):
-                continue
+            # Close-up framing rarely shows both canthi; check the medial one wherever it is in view.
             r = e.meta["iris_radius"]
+            if not (0.3 * r <= mx < w - 0.3 * r and 0.3 * r <= my < h - 0.3 * r):
+                continue
             ys, xs = np.nonzero(e.masks["sclera"])
             assert np.hypot(xs - mx, ys - my).min() > 0.2 * r
-            assert np.hypot(xs - lx, ys - ly).min() < 0.1 * r
+            if 0 <= lx < w and 0 <= ly < h:
+                assert np.hypot(xs - lx, ys - ly).min() < 0.1 * r
             d = np.hypot(lx - mx, ly - my)
             x, y = int(mx + (lx - mx) / d * 0.2 * r), int(my + (ly - my) / d * 0.2 * r)
             rgb = e.image.astype(float)
@@ -237,7 +241,7 @@ def test_nasal_canthus_follows_the_eye() -> None:
             caruncle = red_minus_green[y - 1:y + 2, x - 1:x + 2].mean()
             assert caruncle > np.median(red_minus_green[e.masks["sclera"]]) + 15, (seed, eye)
             checked += 1
-    assert checked >= 3
+    assert checked >= 4
 
 
 def test_bad_arguments_are_refused_with_a_clear_message(tmp_path: Path) -> None:
