@@ -21,6 +21,7 @@ from components.report import (
     build_report,
     safe_filename,
 )
+from components.review_session import attention_fields, attention_for
 
 
 def _date(text: str) -> date:
@@ -64,7 +65,8 @@ def _eye(classifier, eye: str, source: str, args: argparse.Namespace) -> EyeFind
         return EyeFindings(image=None, explanation=None, gradable=False,
                            ungradable_reason="The image file could not be read.", review=review, **common)
     explanation = explain(classifier, [image], method=args.method)[0]
-    return EyeFindings(image=image, explanation=explanation, review=review, **common)
+    attention = attention_fields(attention_for(image, explanation, args.modality))
+    return EyeFindings(image=image, explanation=explanation, attention=attention, review=review, **common)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import io
 import threading
 from collections import OrderedDict
@@ -15,10 +13,11 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, ImageDraw
 
+from components import attention
 from components.gradcam import ClassifierLike, Explanation, explain
 from components.imaging import decode_image, laterality_from_filename, sha256_bytes
-from components.overlay import fit_within as fit_to_side
 from components.overlay import colorbar, colorize, font, resize_map
+from components.overlay import fit_within as fit_to_side
 from components.records import (
     AnalysisRecord,
     ExamRecord,
@@ -36,7 +35,6 @@ __all__ = [
     "ReviewImage",
     "analysis_matches",
     "anonymous_id",
-    "attention_available",
     "attention_fields",
     "attention_for",
     "case_report",
@@ -259,15 +257,6 @@ def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet")
     return np.asarray(canvas)
 
 
-def attention_available() -> bool:
-    """True once ``components.attention`` (the attention check) is part of the installation."""
-    return importlib.util.find_spec("components.attention") is not None
-
-
-def _attention_module() -> Any | None:
-    return importlib.import_module("components.attention") if attention_available() else None
-
-
 def _attention_modality(modality: str | None) -> str | None:
     # The check knows two kinds of photograph: the front of the eye (external and slit-lamp
     # photographs alike) and the fundus.
@@ -277,24 +266,17 @@ def _attention_modality(modality: str | None) -> str | None:
 
 
 def attention_for(image: np.ndarray, explanation: Explanation,
-                  modality: str | None = None) -> dict[str, Any] | None:
-    """The attention check's verdict, figures and region for one map (plain JSON); None without the check.
+                  modality: str | None = None) -> dict[str, Any]:
+    """The attention check's verdict, figures and region for one map (plain JSON).
 
-    ``modality`` is the record's ("external", "slit_lamp", "fundus") or None to let the check
-    tell; nothing is ever made up when the check is absent.
+    ``modality`` is the record's ("external", "slit_lamp", "fundus") or None to let the check tell.
     """
-    module = _attention_module()
-    if module is None:
-        return None
-    return dict(module.check(image, explanation.cam, modality=_attention_modality(modality)).as_dict())
+    return dict(attention.check(image, explanation.cam, modality=_attention_modality(modality)).as_dict())
 
 
 def guess_modality(image: np.ndarray) -> str | None:
-    """"external" or "fundus" as the attention check tells them apart, or None without the check."""
-    module = _attention_module()
-    if module is None:
-        return None
-    found = str(module.detect_modality(image))
+    """"external" or "fundus" as the attention check tells them apart, or None when it cannot."""
+    found = str(attention.detect_modality(image))
     return found if found in ("external", "fundus") else None
 
 

@@ -23,6 +23,8 @@ navigation = st.navigation(
         st.Page(state.PAGE_REVIEW, title="Review", icon=":material/visibility:", default=True),
         st.Page(state.PAGE_WORKLIST, title="Worklist", icon=":material/patient_list:"),
         st.Page(state.PAGE_BATCH, title="Batch", icon=":material/photo_library:"),
+        st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
         st.Page(state.PAGE_MODEL, title="Model", icon=":material/model_training:"),
     ]
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,28 @@ def panel_cache() -> BoundedCache[tuple[MapKey, str, tuple[int, int]], tuple[byt
 def image_cache() -> BoundedCache[str, ReviewImage]:
     """Photographs' display copies (and how to get the full one) per SHA-256, shared by every session."""
     return BoundedCache(IMAGE_CACHE_ENTRIES)
+
+
+OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
+                "places outside it cannot be used.")
+MISSING_FOLDER = "There is no such folder inside the data folder."
+
+
+def data_subfolder(name: str) -> tuple[Path | None, str | None]:
+    """The named sub-folder of the data folder, or None and why it cannot be used.
+
+    Resolved first, so neither '..' nor a link can lead a page elsewhere on the server.
+    """
+    root = data_dir().resolve()
+    candidate = (root / name.strip()).resolve()
+    if candidate == root or not candidate.is_relative_to(root):
+        return None, OUTSIDE_DATA
+    return (candidate, None) if candidate.is_dir() else (None, MISSING_FOLDER)
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain(text: str) -> str:
+    """User text (a file name) made safe for a Streamlit caption, which renders Markdown and colour codes."""
+    return _MARKDOWN.sub(r"\\\1", text)

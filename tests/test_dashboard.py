@@ -24,6 +24,7 @@ from components.gradcam import explain
 from components.imaging import load_rgb
 from components.overlay import blend, colorbar, colorize, resize_map
 from components.records import RecordStore
+from dashboard.state import MISSING_FOLDER, OUTSIDE_DATA
 from tests.conftest import CSDI, ROOT, seeded_model
 
 APP = str(ROOT / "dashboard" / "app.py")
@@ -412,8 +413,10 @@ def test_batch_page_reads_a_folder_inside_the_data_folder_only(env, clf) -> None
     at.switch_page("pages/batch.py").run()
     at.radio(key="batch_source").set_value("folder").run()
     at.text_input(key="batch_folder").set_value("../").run()
-    assert [e.value for e in at.error] == ["There is no such folder inside the data folder."]
+    assert [e.value for e in at.error] == [OUTSIDE_DATA]
     assert next(b for b in at.button if b.label == "Run batch").disabled
+    at.text_input(key="batch_folder").set_value("screening/nowhere").run()
+    assert [e.value for e in at.error] == [MISSING_FOLDER]
     at.text_input(key="batch_folder").set_value("screening").run()
     assert not at.error
     next(b for b in at.button if b.label == "Run batch").click().run()

@@ -30,6 +30,7 @@ def test_report_command_writes_a_pdf_with_an_ungradable_eye(tmp_path, capsys, ml
     assert text.index("Right eye (OD)") < text.index("Left eye (OS)")
     assert "Refer to an ophthalmologist" in text  # the unreadable left eye is ungradable
     assert "Check again in 6 months." in text and "Dr. Q" in text
+    assert text.count("Attention check") == 1  # verdict and figures for the readable eye only
     assert "Ana" not in str(reader.metadata)
 
 

@@ -21,15 +21,6 @@ GALLERY_MAX = 60
 SOURCES = {"upload": "Upload photographs", "folder": "A folder in the data folder"}
 
 
-def _server_folder(name: str) -> Path | None:
-    """The named folder inside the data folder, or None when it leaves it or does not exist."""
-    root = data_dir().resolve()
-    candidate = (root / name.strip()).resolve()
-    if candidate != root and root not in candidate.parents:
-        return None
-    return candidate if candidate.is_dir() else None
-
-
 def _run(clf: object, files: list[Path], names: list[str]) -> list[dict[str, object]]:
     method = st.session_state.get("method", "gradcam")
     colormap = st.session_state.get("colormap", "jet")
@@ -37,7 +28,6 @@ def _run(clf: object, files: list[Path], names: list[str]) -> list[dict[str, obj
     bar = st.progress(0.0, text=f"Explaining {len(files)} photographs…")
     items: list[BatchItem] = []
     rows: list[dict[str, object]] = []
-    attention = rs.attention_available()
     # keep_images: the gallery needs the photograph, shrunk to a thumbnail at once.
     for done, item in enumerate(explain_files(clf, files, method=method, keep_images=True), start=1):
         name = names[done - 1]
@@ -48,9 +38,8 @@ def _run(clf: object, files: list[Path], names: list[str]) -> list[dict[str, obj
             small = rs.downscale(item.image, THUMB_SIDE)
             # Kept as JPEG bytes in the session: a few KB each, even for a long batch.
             thumb = rs.jpeg_bytes(blend(small, item.explanation.cam, alpha=alpha, colormap=colormap))
-            if attention:
-                found = rs.attention_for(item.image, item.explanation)
-                verdict = None if found is None else found.get("label") or found.get("verdict")
+            found = rs.attention_for(item.image, item.explanation)
+            verdict = found.get("label") or found.get("verdict")
         item.image = None
         items.append(item)
         ex = item.explanation
@@ -62,8 +51,7 @@ def _run(clf: object, files: list[Path], names: list[str]) -> list[dict[str, obj
             "Error": item.error or "",
             "_thumb": thumb,
         }
-        if attention:
-            row["Attention"] = verdict
+        row["Attention"] = verdict
         rows.append(row)
         bar.progress(done / len(files), text=f"Explained {done} of {len(files)}")
     bar.empty()
@@ -111,7 +99,7 @@ def results(rows: list[dict[str, object]]) -> None:
         for i, row in enumerate(shown):
             thumb = row["_thumb"]
             assert isinstance(thumb, bytes)
-            caption = f"{row['File']}: {row['Prediction']} ({float(row['Confidence'] or 0):.0%})"
+            caption = f"{state.plain(str(row['File']))}: {row['Prediction']} ({float(row['Confidence'] or 0):.0%})"
             columns_[i % 4].image(thumb, caption=caption, width="stretch")
 
 
@@ -129,9 +117,11 @@ else:
     folder_name = st.text_input("Folder inside the data folder", key="batch_folder",
                                 placeholder="e.g. screening/2025-06",
                                 help="A folder on the server, relative to the data folder; searched recursively.")
-    folder = _server_folder(folder_name) if folder_name.strip() else None
-    if folder_name.strip() and folder is None:
-        st.error("There is no such folder inside the data folder.")
+    folder = None
+    if folder_name.strip():
+        folder, refusal = state.data_subfolder(folder_name)
+        if refusal:
+            st.error(refusal)
     ready = folder is not None
 st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(st.session_state.get('method', 'gradcam'))}), "
            "colormap and transparency.")
