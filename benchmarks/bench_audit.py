@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from components import attention, audit, faithfulness  # noqa: E402
 
-REPORT_SEED = 5151
+REPORT_SEED = 8181  # fresh for generator 1.1 and the edge rule (tuned on 6161)
 SHORTCUT_TRAIN_SEED = 8
 MARK_FRACTION = 0.1  # side of the corner mark, as a fraction of the image's short side
 WEAK_TYPES = ("nuclear", "cortical", "posterior_subcapsular")

@@ -209,3 +209,18 @@ def test_result_is_json_ready_and_described(eyes):
     assert rows["Strongest point on the lens"] == "yes"
     assert rows["Attention in the outer 10% border"].endswith("%")
     assert set(A.VERDICTS) == set(A.VERDICT_LABELS["fundus"])
+
+
+def test_compact_map_at_the_edge_is_a_border_cue_even_over_lids() -> None:
+    # A corner blob one map cell wide keeps 0.38 of its energy in the 10% band (below the general
+    # 0.42), its peak within a cell of the edge, on skin: the edge rule calls it a border cue.
+    from components.attention import OFF_BORDER, OFF_SKIN, _external_verdict
+
+    figures = {"energy_in_border": 0.38, "peak_in_border": False, "peak_near_edge": True, "peak_in_lens": False,
+               "energy_in_lens_zone": 0.2, "energy_on_skin": 0.6, "spread": 0.06}
+    assert _external_verdict(figures, True, True, True) == OFF_BORDER
+    # Spread over the lid (not compact), or peaking away from the edge: lids or skin, as before.
+    assert _external_verdict({**figures, "spread": 0.2}, True, True, True) == OFF_SKIN
+    assert _external_verdict({**figures, "peak_near_edge": False}, True, True, True) == OFF_SKIN
+    # Below the edge share the band holds too little for a border call.
+    assert _external_verdict({**figures, "energy_in_border": 0.30}, True, True, True) == OFF_SKIN
