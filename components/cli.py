@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text, add_args, handler in _commands():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # argparse %-formats help strings: a literal percent sign must be doubled there.
+        p = sub.add_parser(name, help=help_text.replace("%", "%%"), description=help_text)
         add_args(p)
         if "--model" not in p._option_string_actions:  # every subcommand takes --model
             _add_model(p)

@@ -164,5 +164,5 @@ def test_python_m_components_and_argparse_usage_exit_2(tmp_path):
     helped = subprocess.run([sys.executable, "-m", "components", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert helped.returncode == 0
-    for command in ("explain", "batch", "dashboard"):
+    for command in ("explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "dashboard"):
         assert command in helped.stdout
