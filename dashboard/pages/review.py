@@ -193,8 +193,9 @@ def attention_panel(attention: dict[str, Any]) -> None:
         st.badge(f"Attention: {label or verdict}", color=colour, icon=":material/center_focus_strong:")
     figures_col.caption(" · ".join(parts))
     if verdict.startswith("off lens"):
-        st.warning("The model's attention lies off the lens: the result may rest on something other "
-                   "than the lens. Check the photograph before relying on it.", icon=":material/warning:")
+        where = "the fundus field" if attention.get("modality") == "fundus" else "the lens"
+        st.warning(f"The model's attention lies off {where}: the result may rest on something other "
+                   f"than {where}. Check the photograph before relying on it.", icon=":material/warning:")
 
 
 def show_eye(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage,
