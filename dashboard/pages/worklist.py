@@ -36,6 +36,8 @@ def _open() -> None:
 
 st.title("Worklist")
 state.show_flashes()
+# The model results below come from the loaded model: say when it is the demonstration one.
+state.model_notice(*state.classifier())
 store = state.store()
 
 search_col, status_col = st.columns([2, 1])
