@@ -358,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"4. Flipped labels: {caught} of {len(flipped)} flagged (target >= 18), false flags {false} of "
               f"{others} ({false / others:.1%}, target <= 10%)", flush=True)
 
-        images = [r for r in audit.read_labelled_folder(fresh)][:16]
+        images = list(audit.read_labelled_folder(fresh))[:16]
         from components.imaging import decode_image
 
         pixels = [decode_image(i.path).pixels for i in images]

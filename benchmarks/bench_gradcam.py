@@ -29,7 +29,7 @@ from components.batch import explain_files  # noqa: E402
 from components.gradcam import explain  # noqa: E402
 from models import Classifier, build_model  # noqa: E402
 
-CSDI = ROOT.parent / "shared" / "data" / "csdi-sample"  # CC BY 4.0, see its README.md
+CSDI = ROOT / "tests" / "data" / "csdi"  # real fundus photographs, CC BY 4.0: attribution in its README.md
 
 
 def make_classifier() -> Classifier:

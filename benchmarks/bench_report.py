@@ -38,8 +38,8 @@ from models.classifier import atomic_write_bytes  # noqa: E402
 
 # CSDI, CC BY 4.0: Xie et al., "CSDI: A Fine-Grained Fundus Image Dataset of Cataract Severity
 # and Diagnostic Images", 2025; attribution in the folder's README.md.
-CSDI = ROOT.parent / "shared" / "data" / "csdi-sample"
-PHOTOS = ("DLY-OD.jpg", "HAY1.jpg")  # both 2734 x 1822
+CSDI = ROOT / "tests" / "data" / "csdi"  # real fundus photographs, CC BY 4.0: attribution in its README.md
+PHOTOS = ("DLY-OD.jpg", "HJX1.jpg")  # the two kept at full size: 2734 x 1822 and 1696 x 1654
 TARGET_SECONDS = 1.0
 TARGET_BYTES = 3_000_000
 

@@ -766,7 +766,9 @@ def check(image: np.ndarray, cam: np.ndarray, *, modality: str | None = None,
     skin = _to_grid(masks["skin"], size) if masks is not None and "skin" in masks else None
     if region.found:
         # The lens zone: the pupil widened for the map's coarse cells (see LENS_ZONE_MARGIN).
-        assert region.center is not None and region.radius is not None and region.iris_radius is not None
+        assert region.center is not None
+        assert region.radius is not None
+        assert region.iris_radius is not None
         c = (region.center[0] * scale, region.center[1] * scale)
         cell = min(shape) / MAP_CELLS
         margin = LENS_ZONE_MARGIN * min(region.radius * scale, cell)

@@ -99,7 +99,9 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
         return decoded.pixels, decoded.original_size
 
     def write(item: BatchItem, name: str) -> BatchItem:
-        assert item.explanation is not None and item.image is not None and out_dir is not None
+        assert item.explanation is not None
+        assert item.image is not None
+        assert out_dir is not None
         panel = three_panel(item.image, item.explanation.cam, alpha=alpha, colormap=colormap,
                             caption=panel_caption(item.explanation), max_side=panel_max_side)
         item.panel_path = out_dir / f"gradcam_{name}.jpg"

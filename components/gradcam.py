@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["METHODS", "Explanation", "ExplainError", "explain", "resolve_targets"]
+__all__ = ["METHODS", "ExplainError", "Explanation", "explain", "resolve_targets"]
 
 
 class ClassifierLike(Protocol):

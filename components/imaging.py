@@ -589,7 +589,7 @@ def _decode_dicom(data: bytes, max_pixels: int, *, force: bool) -> DecodedImage:
         dataset = dcmread(io.BytesIO(data), force=force, specific_tags=_DICOM_TAGS)
         has_pixels = "PixelData" in dataset
         header = _dicom_header(dataset) if has_pixels else None
-    except Exception:  # noqa: BLE001 - pydicom raises many kinds on malformed files
+    except Exception:  # pydicom raises many kinds on malformed files
         raise ImageError(_DICOM_UNREADABLE) from None
     if header is None:
         raise ImageError("The DICOM file has no pixel data: it is incomplete or not an image.")
@@ -637,7 +637,7 @@ def _dicom_native_frame(dataset: object, header: _DicomHeader) -> np.ndarray:
 
     try:
         frame = pixel_array(dataset, index=0)  # first frame only, even for multi-frame files
-    except Exception:  # noqa: BLE001 - pydicom raises many kinds on inconsistent data
+    except Exception:  # pydicom raises many kinds on inconsistent data
         raise ImageError(_DICOM_BAD_PIXELS) from None
     expected = (header.rows, header.columns) + ((3,) if header.samples == 3 else ())
     if frame.shape != expected or frame.dtype.kind not in "ui":
@@ -662,7 +662,7 @@ def _dicom_jpeg_frame(dataset: object, header: _DicomHeader, max_pixels: int) ->
             extended_offsets=offsets if offsets[0] is not None and offsets[1] is not None else None,
             number_of_frames=int(get("NumberOfFrames", 1) or 1),
         )
-    except Exception:  # noqa: BLE001 - malformed encapsulation raises many kinds
+    except Exception:  # malformed encapsulation raises many kinds
         raise ImageError(_DICOM_BAD_PIXELS) from None
     try:
         image, stream = _open_with_pillow(bytes(frame_bytes), ("JPEG",), max_pixels)

@@ -1170,7 +1170,7 @@ class RecordStore:
                 )
                 .where(_ReviewRow.exam_id.in_(exam_ids))
             )
-            review_status = {exam_id: status for exam_id, status in latest_reviews}
+            review_status = dict(latest_reviews.tuples().all())
         by_patient: dict[int, list[Any]] = {}
         for exam in exams:
             by_patient.setdefault(exam.patient_id, []).append(exam)

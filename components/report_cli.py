@@ -50,8 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _eye(classifier, eye: str, source: str, args: argparse.Namespace) -> EyeFindings:
-    common = dict(eye=eye, exam_date=args.exam_date, modality=args.modality, colormap=args.colormap,
-                  alpha=args.alpha)
+    common = {"eye": eye, "exam_date": args.exam_date, "modality": args.modality, "colormap": args.colormap,
+                  "alpha": args.alpha}
     review = None
     if args.reviewer or args.notes:
         review = ReviewInfo(reviewer=args.reviewer or "", agrees=None, finding=None, grade=None,

@@ -345,7 +345,7 @@ def _iris_polar(rng: np.random.Generator, patient: _Patient, ns: int, nphi: int,
         pp = p0 + np.linspace(0, span, 10)
         sv = (sc + np.cumsum(rng.normal(0, 0.006, 10))) * (ns - 1)
         cv2.polylines(furrows, [np.round(np.stack([pp, sv], -1) * _ONE).astype(np.int32)], False,
-                      int(rng.uniform(120, 230)), max(1, int(round(1.2 * per_px))), cv2.LINE_AA, _SHIFT)
+                      int(rng.uniform(120, 230)), max(1, round(1.2 * per_px)), cv2.LINE_AA, _SHIFT)
     furrows = _wrap_blur(_fold(furrows, pad), 0.6 * per_px, 1.0)
 
     mott = _unit(cv2.resize(rng.standard_normal((max(2, ns // 5), max(8, nphi // 10)), dtype=np.float32),
@@ -628,7 +628,7 @@ def _highlights(rng: np.random.Generator, scene: _Scene, canvas: np.ndarray) -> 
     else:
         rr = R * rng.uniform(0.07, 0.18)
         if rng.uniform() < 0.5:
-            cv2.circle(canvas, (int(x * _ONE), int(y * _ONE)), int(rr * _ONE), 235, max(1, int(round(R * 0.014))),
+            cv2.circle(canvas, (int(x * _ONE), int(y * _ONE)), int(rr * _ONE), 235, max(1, round(R * 0.014)),
                        cv2.LINE_AA, _SHIFT)
         else:
             a = np.linspace(0, 2 * np.pi, int(rng.integers(8, 20)), endpoint=False)
@@ -1125,7 +1125,7 @@ def _image_seed(seed: int, index: int) -> int:
 def _dataset_plan(n: int, seed: int, cataract_fraction: float) -> list[tuple[str, str | None, int]]:
     """Label, type and grade for each index: an exact cataract count, types and grades balanced."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, _PLAN_STREAM]))
-    n_cat = int(round(n * cataract_fraction))
+    n_cat = round(n * cataract_fraction)
     is_cat = np.zeros(n, bool)
     is_cat[rng.permutation(n)[:n_cat]] = True
     types = [CATARACT_TYPES[i % 4] for i in range(n_cat)]
@@ -1213,7 +1213,7 @@ def preview_grid(seeds: Sequence[int], path: str | Path, *, columns: int = 6, ti
     if columns < 1 or tile_width < 32:
         raise ValueError(f"columns must be at least 1 and tile_width at least 32, got {columns} and {tile_width}")
     width, height = _check_size(size)
-    tile_h = int(round(tile_width * height / width))
+    tile_h = round(tile_width * height / width)
     rows_n = -(-len(seeds) // columns)
     grid = np.full((rows_n * tile_h, columns * tile_width, 3), 255, np.uint8)
     for k, seed in enumerate(seeds):

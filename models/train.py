@@ -225,7 +225,7 @@ def augment(image: np.ndarray, rng: np.random.Generator,
             mask = mask[:, ::-1]
             box = mask_box(mask)
     scale = rng.uniform(0.8, 1.0)
-    cw, ch = int(round(w * scale)), int(round(h * scale * rng.uniform(0.95, 1.05)))
+    cw, ch = round(w * scale), round(h * scale * rng.uniform(0.95, 1.05))
     ch = min(ch, h)
     if box is not None:
         lo_x, hi_x = max(0.0, box[2] - cw), min(float(w - cw), box[0])

@@ -46,7 +46,8 @@ def test_pointing_game_by_hand():
 def test_border_share_by_hand():
     # 10 x 10 with a 10% band: a one-pixel ring of 36 pixels.
     ring = A.border_mask((10, 10))
-    assert ring.sum() == 36 and not ring[1:9, 1:9].any()
+    assert ring.sum() == 36
+    assert not ring[1:9, 1:9].any()
     assert A.border_share(np.ones((10, 10))) == pytest.approx(0.36)
     cam = np.ones((10, 10))
     cam[ring] = 2.0  # ring 72, inside 64
@@ -120,7 +121,8 @@ def test_no_lens_is_said_not_guessed():
     noise = rng.integers(0, 256, (384, 512, 3), dtype=np.uint8)
     for image in (blank, noise):
         region = A.find_lens(image, "external")
-        assert not region.found and not region.mask.any()
+        assert not region.found
+        assert not region.mask.any()
         assert region.confidence < A.MIN_LENS_CONFIDENCE
         assert region.reason  # one sentence saying why
 
@@ -129,7 +131,8 @@ def test_fundus_field_of_view(csdi_jpeg):
     image = decode_image(csdi_jpeg, min_side=512).pixels
     assert A.detect_modality(image) == "fundus"
     region = A.find_lens(image)
-    assert region.modality == "fundus" and region.found
+    assert region.modality == "fundus"
+    assert region.found
     h, w = image.shape[:2]
     # The field is the bright disc: its centre in, the black corners out, and the camera's
     # white text mark near the top-left corner out too.
@@ -137,7 +140,8 @@ def test_fundus_field_of_view(csdi_jpeg):
     assert not region.mask[:h // 20, :w // 20].any()
     bright = image.max(axis=2) > 200
     text = bright[: h // 8, : w // 8]
-    assert text.any() and not region.mask[: h // 8, : w // 8][text].any()
+    assert text.any()
+    assert not region.mask[: h // 8, : w // 8][text].any()
     # Close to the disc the camera drew: about the area of a circle of the found radius.
     assert region.mask.sum() == pytest.approx(np.pi * region.radius ** 2, rel=0.1)
 
@@ -161,12 +165,14 @@ def test_verdicts_for_maps_placed_by_hand(eyes):
     region = A.find_lens(eye.image)
     cx, cy = eye.meta["pupil_center"]
     on = A.check(eye.image, _bump((h, w), cx, cy), masks=eye.masks, region=region)
-    assert on.verdict == "on lens" and on.figures["peak_in_lens"] is True
+    assert on.verdict == "on lens"
+    assert on.figures["peak_in_lens"] is True
     assert on.figures["energy_in_lens_zone"] >= A.ON_LENS_SHARE
     assert on.figures["lens_iou"] >= 0.8
 
     corner = A.check(eye.image, _bump((h, w), 0.03 * w, 0.03 * h), masks=eye.masks, region=region)
-    assert corner.verdict == "off lens: image border" and corner.off_lens
+    assert corner.verdict == "off lens: image border"
+    assert corner.off_lens
     assert corner.figures["energy_in_border"] >= A.BORDER_SHARE
 
     # On the upper lid, above the iris: skin by the mask, well inside the border band.
@@ -174,10 +180,12 @@ def test_verdicts_for_maps_placed_by_hand(eyes):
     lid = (ys > 0.22 * h) & (ys < cy - eye.meta["iris_radius"]) & (np.abs(xs - cx) < 0.1 * w)
     i = np.flatnonzero(lid)[lid.sum() // 2]
     skin = A.check(eye.image, _bump((h, w), xs[i], ys[i]), masks=eye.masks, region=region)
-    assert skin.verdict == "off lens: lids or skin" and skin.off_lens
+    assert skin.verdict == "off lens: lids or skin"
+    assert skin.off_lens
 
     flat = A.check(eye.image, np.ones((224, 224), np.float32), region=region)
-    assert flat.verdict == "diffuse" and flat.figures["spread"] == pytest.approx(0.5, abs=0.01)
+    assert flat.verdict == "diffuse"
+    assert flat.figures["spread"] == pytest.approx(0.5, abs=0.01)
     assert A.check(eye.image, np.zeros((224, 224), np.float32), region=region).verdict == "diffuse"
 
 
@@ -186,14 +194,16 @@ def test_border_attention_needs_no_lens():
     corner = A.check(blank, _bump((384, 512), 10, 10), modality="external")
     assert corner.verdict == "off lens: image border"
     centre = A.check(blank, _bump((384, 512), 256, 192), modality="external")
-    assert centre.verdict == "lens not found" and not centre.region.found
+    assert centre.verdict == "lens not found"
+    assert not centre.region.found
 
 
 def test_fundus_verdicts_and_labels(csdi_jpeg):
     image = decode_image(csdi_jpeg, min_side=512).pixels
     h, w = image.shape[:2]
     inside = A.check(image, _bump((h, w), w / 2, h / 2, sigma_cells=1.2))
-    assert inside.modality == "fundus" and inside.verdict == "on lens"
+    assert inside.modality == "fundus"
+    assert inside.verdict == "on lens"
     assert inside.label == "inside the fundus"
     text = A.check(image, _bump((h, w), 0.02 * w, 0.02 * h))
     assert text.verdict == "off lens: image border"
@@ -204,7 +214,8 @@ def test_result_is_json_ready_and_described(eyes):
     eye = eyes[1]
     result = A.check(eye.image, _bump(eye.image.shape[:2], *eye.meta["pupil_center"]), masks=eye.masks)
     doc = json.loads(json.dumps(result.as_dict()))
-    assert doc["verdict"] == result.verdict and doc["figures"]["lens_iou"] == result.figures["lens_iou"]
+    assert doc["verdict"] == result.verdict
+    assert doc["figures"]["lens_iou"] == result.figures["lens_iou"]
     rows = dict(result.rows())
     assert rows["Strongest point on the lens"] == "yes"
     assert rows["Attention in the outer 10% border"].endswith("%")

@@ -40,7 +40,8 @@ def test_read_labelled_folder(labelled):
     assert len(items) == 8
     assert {i.label for i in items} == {"cataract", "normal"}
     by_file = {i.file: i for i in items}
-    assert "normal/broken.jpg" in by_file and not by_file["normal/broken.jpg"].masks
+    assert "normal/broken.jpg" in by_file
+    assert not by_file["normal/broken.jpg"].masks
     synth = next(i for i in items if i.file.startswith("normal/syn_"))
     assert set(synth.masks) == {"pupil", "iris", "sclera", "skin"}
     with pytest.raises(audit.AuditError, match="does not exist"):
@@ -50,7 +51,9 @@ def test_read_labelled_folder(labelled):
 def test_audit_rows_and_flags(rows, classifier):
     assert len(rows) == 8
     broken = next(r for r in rows if r.file == "normal/broken.jpg")
-    assert broken.error and broken.verdict == audit.UNREADABLE and broken.flags == [FLAG_UNGRADABLE]
+    assert broken.error
+    assert broken.verdict == audit.UNREADABLE
+    assert broken.flags == [FLAG_UNGRADABLE]
     for r in rows:
         if r.error:
             continue
@@ -108,15 +111,18 @@ def test_gallery_is_self_contained_escaped_and_ordered(rows, tmp_path):
     shown = audit.write_gallery(rows, path, model_name="m <i>1</i>", demo=True)
     text = path.read_text(encoding="utf-8")
     assert shown == sum(1 for r in rows if r.flags)
-    assert "<b>x<i>" not in text and "&lt;b&gt;x&lt;i&gt;" in text
+    assert "<b>x<i>" not in text
+    assert "&lt;b&gt;x&lt;i&gt;" in text
     assert "<i>1</i>" not in text
     assert "Demonstration model trained on synthetic images" in text
     # Nothing fetched: no http(s) address, no external script or stylesheet, images inline.
-    assert not re.search(r"(src|href)=\"(?!data:)", text) and "http" not in text.replace("http-equiv", "")
+    assert not re.search(r"(src|href)=\"(?!data:)", text)
+    assert "http" not in text.replace("http-equiv", "")
     images = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', text)
     assert len(images) == sum(1 for r in rows if r.flags and r.panel is not None)
     first = Image.open(io.BytesIO(base64.b64decode(images[0])))
-    assert first.format == "JPEG" and first.width > first.height
+    assert first.format == "JPEG"
+    assert first.width > first.height
     # Most suspect first: the hostile file (probability 0 for its label) leads.
     assert text.index("&lt;b&gt;x&lt;i&gt;") < text.index("broken.jpg")
 
@@ -133,7 +139,7 @@ def test_top_overlap_by_hand():
 
 
 def test_compare_two_models(classifier, images):
-    from conftest import seeded_model
+    from tests.support import seeded_model
 
     from models import Classifier
 
@@ -146,7 +152,8 @@ def test_compare_two_models(classifier, images):
     for c in diff:
         assert c.agree == (c.prediction_a == c.prediction_b)
         assert -1.0 <= c.spearman < 1.0
-        assert c.picture is not None and c.picture.shape[1] > 3 * 224
+        assert c.picture is not None
+        assert c.picture.shape[1] > 3 * 224
 
 
 def test_audit_command_json(classifier, labelled, tmp_path, capsys):
@@ -161,8 +168,10 @@ def test_audit_command_json(classifier, labelled, tmp_path, capsys):
     assert code == 0
     doc = json.loads(captured.out)  # exactly one JSON document on stdout
     assert list(doc) == ["n", "verdicts", "on_lens_rate", "suspect_labels", "off_lens", "lens_iou_median"]
-    assert doc["n"] == 8 and sum(doc["verdicts"].values()) == 8
-    assert (out / "audit.csv").is_file() and (out / "gallery.html").is_file()
+    assert doc["n"] == 8
+    assert sum(doc["verdicts"].values()) == 8
+    assert (out / "audit.csv").is_file()
+    assert (out / "gallery.html").is_file()
 
     code = main(["compare", str(labelled / "normal" / "broken.jpg"),
                  *[str(p) for p in sorted((labelled / "cataract").glob("syn_*.jpg"))[:1]],
@@ -171,6 +180,8 @@ def test_audit_command_json(classifier, labelled, tmp_path, capsys):
     assert code == 3  # one unreadable file
     doc = json.loads(captured.out)
     good = [i for i in doc["images"] if "error" not in i]
-    assert doc["agreement"] == 1.0 and good[0]["spearman"] == 1.0 and Path(good[0]["picture"]).is_file()
+    assert doc["agreement"] == 1.0
+    assert good[0]["spearman"] == 1.0
+    assert Path(good[0]["picture"]).is_file()
     assert main(["compare", str(labelled / "normal" / "broken.jpg"), "--model", str(ckpt)]) == 2
     assert "exactly twice" in capsys.readouterr().err

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
-from tests.conftest import CSDI, ROOT, seeded_model
+from tests.support import CSDI, ROOT, seeded_model
 
 pytestmark = pytest.mark.browser
 
@@ -27,7 +28,10 @@ MEMORY_LIMIT_MB = 1536  # the issue's bound: 1.5 GB resident after reviewing 10 
 # Ten different photographs: the warm-up, the measured one and eight more.
 WARM_UP = "LZ-OS.jpg"
 MEASURED = "DLY-OD.jpg"  # 2734 x 1822 JPEG
-MORE = ["LZ-OD.jpg", "HAY1.jpg", "HAY2.jpg", "CGR1.jpg", "CGR2.jpg", "JFZ1.jpg", "HFM1.jpg", "HJX1.jpg"]
+# Eight more: the other photographs in tests/data/csdi, and mirror images of the two full-size ones
+# (different pixels, so different maps), made at test time.
+MORE = ["LZ-OD.jpg", "HAY1.jpg", "HAY2.jpg", "CGR1.jpg", "NL_022.png", "HJX1.jpg", "mirror:DLY-OD.jpg",
+        "mirror:HJX1.jpg"]
 
 
 def _free_port() -> int:
@@ -107,15 +111,26 @@ def _wait_panels(page, old: list[str], changed: tuple[int, ...] = (0, 1, 2), tim
     )
 
 
-def _upload(page, name: str) -> float:
+def _photo(name: str, folder: Path) -> Path:
+    """A photograph of tests/data/csdi; ``mirror:NAME`` is that photograph flipped left to right."""
+    if not name.startswith("mirror:"):
+        return CSDI / name
+    source = CSDI / name.removeprefix("mirror:")
+    path = folder / f"mirror_{source.stem}.png"
+    if not path.exists():
+        Image.open(source).convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
+    return path
+
+
+def _upload(page, name: str, folder: Path) -> float:
     old = _srcs(page)
     start = time.perf_counter()
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(CSDI / name))
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(_photo(name, folder)))
     _wait_panels(page, old)
     return time.perf_counter() - start
 
 
-def test_review_in_a_real_browser(server) -> None:
+def test_review_in_a_real_browser(server, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     url, process = server
@@ -132,8 +147,8 @@ def test_review_in_a_real_browser(server) -> None:
             page.get_by_text("Drop an eye photograph above").wait_for(timeout=30_000)
             page.screenshot(path=ARTIFACTS / "01_landing.png")
 
-            metrics["warm_up_upload_s"] = round(_upload(page, WARM_UP), 3)  # loads the model
-            metrics["upload_to_panels_s"] = round(_upload(page, MEASURED), 3)
+            metrics["warm_up_upload_s"] = round(_upload(page, WARM_UP, tmp_path), 3)  # loads the model
+            metrics["upload_to_panels_s"] = round(_upload(page, MEASURED, tmp_path), 3)
             assert page.get_by_text("Grad-CAM Heatmap").count() == 1
             assert page.get_by_text("Prediction", exact=True).count() == 1
             page.screenshot(path=ARTIFACTS / "02_quick_look.png")
@@ -170,7 +185,7 @@ def test_review_in_a_real_browser(server) -> None:
             metrics["pdf_bytes"] = len(pdf)
 
             for name in MORE:
-                _upload(page, name)
+                _upload(page, name, tmp_path)
             metrics["images_reviewed"] = 2 + len(MORE)
             metrics["server_rss_mb"] = round(_rss_mb(process.pid), 1)
 

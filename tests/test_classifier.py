@@ -12,7 +12,7 @@ from torchvision.models import resnet18
 
 from models import CheckpointError, load_classifier, save_checkpoint
 from models.classifier import default_head, infer_head
-from tests.conftest import seeded_model
+from tests.support import seeded_model
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +102,11 @@ def test_save_checkpoint_round_trip_keeps_metadata(tmp_path, x):
                           threshold=0.37, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
                           card={"name": "Clinic model", "version": "2.1"}, epoch=12)
     clf = load_classifier(path)
-    assert clf.weights_sha256 == sha and len(sha) == 64
+    assert clf.weights_sha256 == sha
+    assert len(sha) == 64
     assert (clf.input_size, clf.threshold, clf.mean, clf.std) == (192, 0.37, (0.5,) * 3, (0.25,) * 3)
-    assert clf.card["name"] == "Clinic model" and clf.name == "Clinic model"
+    assert clf.card["name"] == "Clinic model"
+    assert clf.name == "Clinic model"
     assert torch.equal(logits(clf.model, x), logits(model, x))
     assert not list(tmp_path.glob("*.tmp"))
 
@@ -113,7 +115,8 @@ def test_infer_head_reads_layer_order_from_indices():
     model = seeded_model(9, MLP_HEAD, calibrate=False)
     spec = infer_head(model.state_dict())
     assert [layer["type"] for layer in spec] == ["dropout", "linear", "batchnorm", "relu", "dropout", "linear"]
-    assert spec[1]["out"] == 128 and spec[5]["in"] == 128
+    assert spec[1]["out"] == 128
+    assert spec[5]["in"] == 128
 
 
 class _Payload:
@@ -135,7 +138,8 @@ def test_hostile_pickle_is_refused_and_its_payload_does_not_run(tmp_path):
     with pytest.raises(CheckpointError, match="pickled Python objects") as err:
         load_classifier(path)
     assert not marker.exists()
-    assert "state_dict" in str(err.value) and "\n" not in str(err.value)
+    assert "state_dict" in str(err.value)
+    assert "\n" not in str(err.value)
     with open(path, "rb") as fh:
         torch.load(fh, weights_only=False)
     assert marker.exists()

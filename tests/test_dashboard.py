@@ -25,7 +25,7 @@ from components.imaging import load_rgb
 from components.overlay import blend, colorbar, colorize, resize_map
 from components.records import RecordStore
 from dashboard.state import MISSING_FOLDER, OUTSIDE_DATA
-from tests.conftest import CSDI, ROOT, seeded_model
+from tests.support import CSDI, ROOT, seeded_model
 
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 120  # seconds per script run: a first model load on two shared cores is slow
@@ -158,7 +158,8 @@ def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
     overlay = served(shown["Overlay"])
     assert np.abs(overlay.astype(int) - blend(display, ex.cam, alpha=0.5, colormap="jet")).mean() < 2.5
     heat = served(shown["Grad-CAM Heatmap"])
-    assert heat.shape[0] == display.shape[0] and heat.shape[1] > display.shape[1]  # the colour bar
+    assert heat.shape[0] == display.shape[0]
+    assert heat.shape[1] > display.shape[1]
     want = colorize(resize_map(ex.cam, (display.shape[1], display.shape[0])), "jet")
     assert np.abs(heat[:, : display.shape[1]].astype(int) - want).mean() < 2.5
     # The attention check's verdict for this map, on the modality it reads off the photograph.
@@ -209,8 +210,10 @@ def test_corrupt_upload_shows_one_clear_error_and_the_page_keeps_working(env, cl
     at = upload_quick(new_app(), "eye.jpg", b"\xff\xd8\xff\xe0" + b"not really a photograph" * 10)
     assert len(at.error) == 1
     message = at.error[0].value
-    assert message.startswith("This file cannot be shown.") and "eye.jpg" not in message
-    assert not images(at) and not at.metric
+    assert message.startswith("This file cannot be shown.")
+    assert "eye.jpg" not in message
+    assert not images(at)
+    assert not at.metric
     at.file_uploader(key="quick_upload").clear()
     path = CSDI / "LZ-OS.jpg"
     upload_quick(at, "LZ-OS.jpg", path.read_bytes())
@@ -230,11 +233,13 @@ def _pdf_of(at: AppTest) -> bytes:
 def test_export_pdf_for_the_unsaved_case(env, clf) -> None:
     at = upload_quick(new_app(), "DLY-OD.jpg", (CSDI / "DLY-OD.jpg").read_bytes())
     pdf = _pdf_of(at)
-    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+    assert pdf.startswith(b"%PDF-")
+    assert pdf.rstrip().endswith(b"%%EOF")
     store = RecordStore(data_dir=env)
     try:
         exported = [e for e in store.audit_trail() if e.action == "exported"]
-        assert len(exported) == 1 and exported[0].details["eyes"] == ["OD"]
+        assert len(exported) == 1
+        assert exported[0].details["eyes"] == ["OD"]
         assert exported[0].patient_pseudo_id is None
     finally:
         store.close()
@@ -300,8 +305,10 @@ def test_signed_review_survives_a_restart_and_an_amendment_keeps_it(env, clf) ->
     assert any(s.value.startswith("Signed review, version 1") for s in at.success)
     table = at.dataframe[0].value
     review = dict(zip(table.iloc[:, 0], table.iloc[:, 1], strict=True))
-    assert review["Reviewer"] == "Dr Ada Example" and review["Agrees with the model"] == "No"
-    assert review["Finding"] == "Cataract" and review["Grade"] == "Mild"
+    assert review["Reviewer"] == "Dr Ada Example"
+    assert review["Agrees with the model"] == "No"
+    assert review["Finding"] == "Cataract"
+    assert review["Grade"] == "Mild"
     assert review["Notes"] == "Early nuclear haze."
 
     # An amendment is version 2, superseding version 1, which stays as it was signed.
@@ -313,7 +320,8 @@ def test_signed_review_survives_a_restart_and_an_amendment_keeps_it(env, clf) ->
         first, second = store.review_history(exam.id)
         assert (first.version, first.status, first.grade, first.agrees) == (1, "signed", "mild", False)
         assert (second.version, second.supersedes, second.grade) == (2, first.id, "moderate")
-        assert second.signed_at is not None and second.signed_at >= first.signed_at
+        assert second.signed_at is not None
+        assert second.signed_at >= first.signed_at
         actions = [(e.action, e.object_type) for e in store.audit_trail("P-0042")]
         assert actions == [("created", "patient"), ("created", "exam"), ("explained", "analysis"),
                            ("reviewed", "review"), ("signed", "review"),
@@ -330,7 +338,8 @@ def test_signed_review_survives_a_restart_and_an_amendment_keeps_it(env, clf) ->
     store = RecordStore(data_dir=env)
     try:
         (exported,) = [e for e in store.audit_trail("P-0042") if e.action == "exported"]
-        assert exported.details["eyes"] == ["OD"] and exported.actor == "Dr Ada Example"
+        assert exported.details["eyes"] == ["OD"]
+        assert exported.actor == "Dr Ada Example"
     finally:
         store.close()
 
@@ -393,13 +402,15 @@ def test_batch_page_table_matches_the_engine_and_gives_a_csv(env, clf, tmp_path)
         ex = want[name].explanation
         assert table["Prediction"][i] == ex.prediction
         assert table["Confidence"][i] == pytest.approx(ex.confidence, abs=1e-9)
-    assert table["Error"][3] == want["broken.jpg"].error and table["Error"][3]
+    assert table["Error"][3] == want["broken.jpg"].error
+    assert table["Error"][3]
     assert len(at.get("image")) == 3  # the gallery: one overlay per readable photograph
     (button,) = at.get("download_button")
     rows = list(csv.DictReader(io.StringIO(RecordingMediaFileManager.latest.read(button.proto.url).decode())))
     assert [r["file"] for r in rows] == [*names, "broken.jpg"]
     assert float(rows[0]["confidence"]) == pytest.approx(want[names[0]].explanation.confidence, abs=1e-6)
-    assert rows[3]["error"] and not rows[3]["prediction"]
+    assert rows[3]["error"]
+    assert not rows[3]["prediction"]
     # The temporary copies of the uploads are gone from the data folder.
     assert [p for p in env.rglob("*") if p.is_file() and not p.name.startswith("records.sqlite3")] == []
 
@@ -451,7 +462,8 @@ def test_model_page_shows_the_card_and_refuses_a_hostile_checkpoint(env, clf, tm
     at.run()
     next(b for b in at.button if b.label == "Load the uploaded checkpoint").click().run()
     assert not at.exception, at.exception
-    assert len(at.error) == 1 and "pickled Python objects" in at.error[0].value
+    assert len(at.error) == 1
+    assert "pickled Python objects" in at.error[0].value
     assert not marker.exists()
     assert at.subheader[0].value == "test-b0"  # the session keeps its model
 
@@ -466,7 +478,8 @@ def test_model_page_shows_the_card_and_refuses_a_hostile_checkpoint(env, clf, tm
     at.run()
     next(b for b in at.button if b.label == "Load the uploaded checkpoint").click().run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value == "other-b0" and sha in [c.value for c in at.code]
+    assert at.subheader[0].value == "other-b0"
+    assert sha in [c.value for c in at.code]
 
 
 def test_a_missing_model_is_said_plainly_and_nothing_is_faked(env, monkeypatch, tmp_path) -> None:
@@ -475,7 +488,8 @@ def test_a_missing_model_is_said_plainly_and_nothing_is_faked(env, monkeypatch, 
     assert [e.value for e in at.error] == [
         "The model file configured for this dashboard cannot be found. "
         "Choose or upload a checkpoint on the Model page."]
-    assert not at.metric and not at.get("download_button")
+    assert not at.metric
+    assert not at.get("download_button")
     assert list(images(at)) == ["Original"]
 
 
@@ -519,7 +533,10 @@ def test_review_session_helpers() -> None:
     cache.put("b", 2)
     assert cache.get("a") == 1  # "a" is now the most recent, so "b" goes first
     cache.put("c", 3)
-    assert "b" not in cache and cache.get("a") == 1 and cache.get("c") == 3 and len(cache) == 2
+    assert "b" not in cache
+    assert cache.get("a") == 1
+    assert cache.get("c") == 3
+    assert len(cache) == 2
 
     photo = np.zeros((1822, 2734, 3), np.uint8)
     assert rs.downscale(photo).shape == (682, 1024, 3)
@@ -527,17 +544,21 @@ def test_review_session_helpers() -> None:
     assert rs.downscale(small) is small  # never enlarged
     decodes = []
     image = rs.image_from_pixels("0" * 64, photo, lambda: decodes.append(1) or photo)
-    assert image.display.shape == (682, 1024, 3) and not image.full().flags.writeable
+    assert image.display.shape == (682, 1024, 3)
+    assert not image.full().flags.writeable
     assert decodes == []  # the pixels it was made from are still at hand
     for i in range(1, rs.RECENT_FULL_ENTRIES + 1):  # push them out of the few kept
         rs.image_from_pixels(str(i) * 64, small, lambda: small)
-    assert image.full() is not photo and np.array_equal(image.full(), photo) and decodes == [1]
+    assert image.full() is not photo
+    assert np.array_equal(image.full(), photo)
+    assert decodes == [1]
 
     # The colour bar beside the heatmap runs from the colormap's value at 1 (top) to 0 (bottom);
     # its first and last rows are the outline.
     cam = np.tile(np.linspace(0, 1, 224, dtype=np.float32), (224, 1))
     panel = rs.heatmap_panel(cam, (400, 300), "jet")
-    assert panel.shape[0] == 300 and panel.dtype == np.uint8
+    assert panel.shape[0] == 300
+    assert panel.dtype == np.uint8
     np.testing.assert_array_equal(panel[:, :400], colorize(resize_map(cam, (400, 300)), "jet"))
     unit = max(10, round(400 / 24))
     middle = 400 + unit // 3 + round(unit * 0.8) // 2

@@ -10,7 +10,7 @@ import pytest
 from models.demo_patients import DEMO_PATIENTS, ensure_demo_patients
 
 
-@pytest.fixture()
+@pytest.fixture
 def store(tmp_path: Path):
     from components.records import RecordStore
 

@@ -91,7 +91,8 @@ def test_attention_in_mask_by_hand() -> None:
     cam = np.zeros((4, 6), np.float32)
     cam[1, 2], cam[0, 0] = 1.0, 0.5
     hit, share = attention_in_mask(cam, mask)
-    assert hit is True and share == pytest.approx(1.0 / 1.5)
+    assert hit is True
+    assert share == pytest.approx(1.0 / 1.5)
     cam[0, 0] = 2.0 / 2  # peak moves outside (ties go to the first maximum, row-major)
     assert attention_in_mask(cam, mask)[0] is False
     assert attention_in_mask(np.zeros((4, 6), np.float32), mask) == (False, 0.0)
@@ -129,17 +130,20 @@ def test_json_output_has_exactly_the_issue_shape(tiny_folder: Path, tiny_checkpo
     doc = json.loads(stdout.getvalue())
     assert list(doc) == ["n", "threshold", "auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "ece",
                          "confusion", "pointing_game", "energy_in_pupil_median"]
-    assert doc["n"] == 6 and isinstance(doc["n"], int)
+    assert doc["n"] == 6
+    assert isinstance(doc["n"], int)
     assert doc["threshold"] == 0.5
     for name in ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv"):
         assert set(doc[name]) == {"value", "ci95"}
         assert len(doc[name]["ci95"]) == 2
         assert all(v is None or isinstance(v, float) for v in [doc[name]["value"], *doc[name]["ci95"]])
     assert isinstance(doc["ece"], float)
-    assert set(doc["confusion"]) == {"tp", "fp", "tn", "fn"} and sum(doc["confusion"].values()) == 6
+    assert set(doc["confusion"]) == {"tp", "fp", "tn", "fn"}
+    assert sum(doc["confusion"].values()) == 6
     assert all(isinstance(v, int) for v in doc["confusion"].values())
     # Masks exist, so both attention figures are numbers in [0, 1].
-    assert 0.0 <= doc["pointing_game"] <= 1.0 and 0.0 <= doc["energy_in_pupil_median"] <= 1.0
+    assert 0.0 <= doc["pointing_game"] <= 1.0
+    assert 0.0 <= doc["energy_in_pupil_median"] <= 1.0
     # Cataract count from labels.csv: the generator writes 3 of 6.
     assert doc["confusion"]["tp"] + doc["confusion"]["fn"] == 3
     assert json.loads((tmp_path / "evaluation.json").read_text()) == doc
@@ -152,4 +156,5 @@ def test_evaluate_rejects_a_missing_folder(tiny_checkpoint: Path, capsys: pytest
 
     assert main(["evaluate", "/nonexistent/folder", "--model", str(tiny_checkpoint), "--json"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and "DATA must be a folder" in captured.err
+    assert captured.out == ""
+    assert "DATA must be a folder" in captured.err

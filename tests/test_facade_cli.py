@@ -15,7 +15,7 @@ from PIL import Image
 from components.cli import main
 from components.imaging import decode_image
 from gradcam_visualization import batch_visualize, visualize_gradcam
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_visualize_gradcam_on_a_real_jpeg_with_the_prototype_checkpoint(tmp_path, monkeypatch, csdi_jpeg,
@@ -25,8 +25,11 @@ def test_visualize_gradcam_on_a_real_jpeg_with_the_prototype_checkpoint(tmp_path
     assert {"prediction", "confidence", "probabilities", "cam", "heatmap", "overlay", "save_path"} <= set(result)
     w, h = Image.open(csdi_jpeg).size
     assert (w, h) == (2734, 1822)
-    assert result["cam"].shape == (h, w) and result["cam"].dtype.kind == "f"
-    assert result["cam"].min() >= 0.0 and result["cam"].max() <= 1.0 and result["cam"].max() > 0.9
+    assert result["cam"].shape == (h, w)
+    assert result["cam"].dtype.kind == "f"
+    assert result["cam"].min() >= 0.0
+    assert result["cam"].max() <= 1.0
+    assert result["cam"].max() > 0.9
     assert result["heatmap"].shape == result["overlay"].shape == (h, w, 3)
     assert result["overlay"].dtype == np.uint8
     assert result["prediction"] in ("Cataract", "Normal")
@@ -34,9 +37,11 @@ def test_visualize_gradcam_on_a_real_jpeg_with_the_prototype_checkpoint(tmp_path
     assert sum(result["probabilities"].values()) == pytest.approx(1.0)
     assert result["confidence"] == pytest.approx(result["probabilities"][result["prediction"]])
     saved = tmp_path / f"gradcam_{csdi_jpeg.stem}.jpg"
-    assert Path(result["save_path"]) == saved and saved.is_file()
+    assert Path(result["save_path"]) == saved
+    assert saved.is_file()
     panel = Image.open(saved)
-    assert panel.width > 3 * 512 and not panel.getexif()  # three panels, no metadata
+    assert panel.width > 3 * 512
+    assert not panel.getexif()
     # The overlay is the photograph blended with the heatmap at alpha 0.5, pixel for pixel.
     image = decode_image(csdi_jpeg).pixels.astype(np.float32)
     expected = np.rint(0.5 * image + 0.5 * result["heatmap"].astype(np.float32))
@@ -61,10 +66,14 @@ def test_batch_visualize_reports_bad_files_and_keeps_going(tmp_path, csdi_jpeg, 
     out = tmp_path / "results"
     results = batch_visualize([small, broken, text, csdi_jpeg], output_dir=out, model_path=mlp_checkpoint)
     assert [Path(r["image_path"]).name for r in results] == ["small.png", "broken.jpg", "notes.jpg", csdi_jpeg.name]
-    assert results[0]["error"] is None and results[3]["error"] is None
-    assert results[1]["error"] and results[2]["error"]
+    assert results[0]["error"] is None
+    assert results[3]["error"] is None
+    assert results[1]["error"]
+    assert results[2]["error"]
     for r in results[1:3]:
-        assert "\n" not in r["error"] and "broken" not in r["error"] and r["prediction"] is None
+        assert "\n" not in r["error"]
+        assert "broken" not in r["error"]
+        assert r["prediction"] is None
     assert sorted(p.name for p in out.iterdir()) == ["gradcam_DLY-OD.jpg", "gradcam_small.jpg"]
 
 
@@ -81,8 +90,10 @@ def test_cli_explain_json_and_exit_0(tmp_path, capsys, mlp_checkpoint, images):
                               "--method", "layercam", "--colormap", "turbo", "--alpha", "0.3"], capsys)
     assert code == 0, err
     doc = json.loads(out)  # stdout is exactly one JSON document
-    assert doc[0]["method"] == "layercam" and doc[0]["error"] is None
-    assert Path(doc[0]["panel"]).name == "gradcam_eye_OD.jpg" and Path(doc[0]["panel"]).is_file()
+    assert doc[0]["method"] == "layercam"
+    assert doc[0]["error"] is None
+    assert Path(doc[0]["panel"]).name == "gradcam_eye_OD.jpg"
+    assert Path(doc[0]["panel"]).is_file()
 
 
 def test_cli_batch_summary_rows_for_every_input_and_exit_3(tmp_path, capsys, mlp_checkpoint, images, csdi_jpeg):
@@ -107,12 +118,14 @@ def test_cli_batch_summary_rows_for_every_input_and_exit_3(tmp_path, capsys, mlp
                                     "missing.jpg"])
     by_name = {Path(r["file"]).name: r for r in rows}
     for bad in ("corrupt.jpg", "payload.jpg", "bomb.png", "missing.jpg"):
-        assert by_name[bad]["error"] and by_name[bad]["prediction"] == ""
+        assert by_name[bad]["error"]
+        assert by_name[bad]["prediction"] == ""
         assert "<script>" not in by_name[bad]["error"]
     assert "exceeds the limit" in by_name["bomb.png"]["error"]
     for good in ("eye0.png", "eye1.png", "eye2.png"):
         row = by_name[good]
-        assert row["error"] == "" and row["prediction"] in ("Cataract", "Normal")
+        assert row["error"] == ""
+        assert row["prediction"] in ("Cataract", "Normal")
         assert float(row["p_Cataract"]) + float(row["p_Normal"]) == pytest.approx(1.0, abs=1e-5)
         assert {"file", "prediction", "confidence", "p_Cataract", "p_Normal", "target", "method", "error"} <= set(row)
     assert "4 of 7 file(s) failed" in err
@@ -141,26 +154,32 @@ def test_cli_usage_errors_exit_2_with_one_line(tmp_path, capsys, mlp_checkpoint,
     if message is None:  # a missing input is a failed row, not a usage error
         assert code == 3
         return
-    assert code == 2 and out == ""
-    assert err.count("\n") == 1 and message in err
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert message in err
 
 
 def test_cli_hostile_checkpoint_exit_2(tmp_path, capsys, images):
     import torch
 
-    from tests.conftest import seeded_model
+    from tests.support import seeded_model
 
     torch.save(seeded_model(0, calibrate=False), tmp_path / "whole.pt")
     Image.fromarray(images[0]).save(tmp_path / "x.png")
     code, _, err = run_cli(["explain", tmp_path / "x.png", "--out", tmp_path, "--model", tmp_path / "whole.pt"],
                            capsys)
-    assert code == 2 and err.count("\n") == 1 and "not loaded" in err
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "not loaded" in err
 
 
 def test_python_m_components_and_argparse_usage_exit_2(tmp_path):
     done = subprocess.run([sys.executable, "-m", "components", "batch"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
-    assert done.returncode == 2 and "--out" in done.stderr and done.stdout == ""
+    assert done.returncode == 2
+    assert "--out" in done.stderr
+    assert done.stdout == ""
     helped = subprocess.run([sys.executable, "-m", "components", "--help"], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert helped.returncode == 0

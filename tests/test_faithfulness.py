@@ -80,7 +80,8 @@ def test_confidence_drop_and_increase_by_hand():
     assert drop == pytest.approx((555 - 355) / 555)
     assert increase is False
     result = F.evaluate(Tiny(), _image(), CAM, steps=2, baseline="grey")
-    assert result.target == "Cataract" and result.drop == pytest.approx(drop)
+    assert result.target == "Cataract"
+    assert result.drop == pytest.approx(drop)
     assert result.as_dict()["deletion_auc"] == pytest.approx((555 + 2 * 456 + 512) / 1020 / 4, abs=1e-6)
 
 
@@ -145,7 +146,8 @@ def test_randomisation_fails_for_an_edge_detector(images):
     before = {k: v.clone() for k, v in detector.model.state_dict().items()}
     result = F.randomisation_check(detector, images[:4], saliency=EdgeDetector.saliency)
     assert result.correlations == pytest.approx((1.0,) * 4)
-    assert result.passed is False and result.mean > F.RANDOMISATION_MAX_RHO
+    assert result.passed is False
+    assert result.mean > F.RANDOMISATION_MAX_RHO
     assert result.reinitialised == ("features.0", "features.1", "classifier")
     for k, v in detector.model.state_dict().items():  # the original is untouched
         assert torch.equal(v, before[k])
@@ -156,7 +158,8 @@ def test_randomisation_passes_for_a_model_whose_maps_use_its_weights(classifier,
     before = {k: v.clone() for k, v in model.state_dict().items()}
     flags = [(m.training, [p.requires_grad for p in m.parameters(recurse=False)]) for m in model.modules()]
     result = F.randomisation_check(classifier, images[:4])
-    assert result.passed is True and result.mean < F.RANDOMISATION_MAX_RHO
+    assert result.passed is True
+    assert result.mean < F.RANDOMISATION_MAX_RHO
     assert result.reinitialised == ("features.7", "features.8", "classifier")
     # The shared model: same weights and buffers, same flags, no gradients written.
     for k, v in model.state_dict().items():
@@ -176,7 +179,8 @@ def test_randomised_copy_changes_only_the_named_blocks(classifier):
         elif isinstance(module, (nn.Conv2d, nn.Linear)):  # a fresh draw inside the blocks only
             changed = not torch.equal(module.weight, original[name].weight)
             assert changed == name.startswith(names), name
-    assert clone.class_names == classifier.class_names and clone.input_size == classifier.input_size
+    assert clone.class_names == classifier.class_names
+    assert clone.input_size == classifier.input_size
     again, _ = F.randomised_copy(classifier, blocks=2, seed=3)
     assert all(torch.equal(a, b) for a, b in zip(clone.model.parameters(), again.model.parameters(), strict=True))
 

@@ -12,7 +12,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from components.gradcam import METHODS, ExplainError, explain
 from models import Classifier
-from tests.conftest import seeded_model
+from tests.support import seeded_model
 
 LAYERS = ["features.8", "features.6"]  # the default, and a block whose gradients vary in space
 
@@ -151,8 +151,10 @@ def test_maps_are_normalised_whatever_their_magnitude(images):
     clf = Classifier(model=tiny, class_names=("Cataract", "Normal"))
     for ex in explain(clf, images[:2]):
         assert ex.raw_max < 1e-9
-        assert ex.cam.min() == 0.0 and ex.cam.max() == 1.0
-        assert not ex.is_zero and np.isfinite(ex.cam).all()
+        assert ex.cam.min() == 0.0
+        assert ex.cam.max() == 1.0
+        assert not ex.is_zero
+        assert np.isfinite(ex.cam).all()
 
 
 def test_exactly_zero_map_stays_zero_and_is_flagged(images):
@@ -161,8 +163,10 @@ def test_exactly_zero_map_stays_zero_and_is_flagged(images):
         dead.classifier[-1].weight.zero_()  # no gradient reaches the features
     clf = Classifier(model=dead, class_names=("Cataract", "Normal"))
     ex = explain(clf, images[:1])[0]
-    assert ex.is_zero and ex.raw_max == 0.0
-    assert not np.isnan(ex.cam).any() and (ex.cam == 0).all()
+    assert ex.is_zero
+    assert ex.raw_max == 0.0
+    assert not np.isnan(ex.cam).any()
+    assert (ex.cam == 0).all()
     # With no weights the logits are the bias alone.
     expected = torch.softmax(dead.classifier[-1].bias.detach().double(), 0).tolist()
     assert [ex.probabilities["Cataract"], ex.probabilities["Normal"]] == pytest.approx(expected, abs=1e-6)
@@ -174,9 +178,11 @@ def test_batch_with_mixed_targets_equals_single_calls(classifier, images):
     for img, t, got in zip(images[:4], targets, batch, strict=True):
         single = explain(classifier, [img], target=t, method="gradcam++")[0]
         np.testing.assert_allclose(got.cam, single.cam, atol=1e-4)
-        assert got.target == single.target and got.prediction == single.prediction
+        assert got.target == single.target
+        assert got.prediction == single.prediction
         assert got.probabilities == pytest.approx(single.probabilities, abs=1e-5)
-    assert batch[0].target == "Cataract" and batch[1].target == "Normal"
+    assert batch[0].target == "Cataract"
+    assert batch[1].target == "Normal"
     assert batch[2].target == batch[2].prediction
 
 
@@ -207,7 +213,8 @@ def test_no_side_effects_on_success_or_error(images, layer):
         p.requires_grad_(False)  # a partly frozen model must stay as it was
     clf = Classifier(model=model, class_names=("Cataract", "Normal"))
     before = _state(model)
-    assert before[0] == 0 and before[1] == []
+    assert before[0] == 0
+    assert before[1] == []
     explain(clf, images[:2], layer=layer, method="layercam")
     assert _state(model) == before
     # An error in the middle of the forward pass leaves nothing behind either.
@@ -223,7 +230,8 @@ def test_model_in_training_mode_is_left_so_and_explained_as_in_eval(images):
     model.train()
     before = _state(model)
     got = explain(clf, images[:2])
-    assert _state(model) == before and model.training
+    assert _state(model) == before
+    assert model.training
     for a, b in zip(expected, got, strict=True):
         np.testing.assert_allclose(a.cam, b.cam, atol=1e-5)
 
@@ -239,7 +247,7 @@ def test_threads_get_their_own_maps(classifier, images, layer):
         try:
             barrier.wait()
             results[i] = explain(classifier, [images[i]], layer=layer)[0]
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]

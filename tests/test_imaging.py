@@ -36,9 +36,10 @@ from components.imaging import (
     load_rgb,
     sha256_bytes,
 )
+from tests.support import CSDI
 
 # A 2734 x 1822 fundus JPEG from the CSDI dataset, CC BY 4.0 (attribution in the folder's README).
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "csdi-sample" / "DLY-OD.jpg"
+SAMPLE = CSDI / "DLY-OD.jpg"
 PATIENT_NAME = "Doe^Jane"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -198,8 +199,11 @@ def _refused(source: object, **options: object) -> str:
     with pytest.raises(ImageError) as caught:
         decode_image(source, **options)
     message = str(caught.value)
-    assert message and "\n" not in message and message.endswith(".")
-    assert "Traceback" not in message and "Error" not in message
+    assert message
+    assert "\n" not in message
+    assert message.endswith(".")
+    assert "Traceback" not in message
+    assert "Error" not in message
     # No chained decoder exception travels with it (raised "from None" or outside a handler).
     assert caught.value.__cause__ is None
     assert caught.value.__context__ is None or caught.value.__suppress_context__
@@ -219,7 +223,8 @@ def test_real_jpeg_full_resolution_matches_pillow(sample_full: np.ndarray) -> No
     assert decoded.source_format == "JPEG"
     assert decoded.original_size == (2734, 1822)
     assert decoded.laterality is None  # only DICOM carries laterality; names are the caller's
-    assert decoded.pixels.shape == (1822, 2734, 3) and decoded.pixels.dtype == np.uint8
+    assert decoded.pixels.shape == (1822, 2734, 3)
+    assert decoded.pixels.dtype == np.uint8
     assert decoded.pixels.flags.c_contiguous
     np.testing.assert_array_equal(decoded.pixels, sample_full)
     np.testing.assert_array_equal(load_rgb(str(SAMPLE)), sample_full)
@@ -230,7 +235,8 @@ def test_real_jpeg_draft_keeps_both_sides_at_least_min_side(sample_full: np.ndar
     height, width, _ = decoded.pixels.shape
     # 1/8 DCT scaling: ceil(2734 / 8) x ceil(1822 / 8); no resampling happens in here.
     assert (width, height) == (342, 228)
-    assert min(width, height) >= 224 and min(width, height) < 2 * 224
+    assert min(width, height) >= 224
+    assert min(width, height) < 2 * 224
     assert decoded.original_size == (2734, 1822)
     # The DCT-scaled picture is the same picture: per-channel means agree with the full-size
     # decode within 1 level (measured: 0.11).
@@ -267,9 +273,11 @@ def test_format_is_sniffed_from_content_not_name() -> None:
     # In the CSDI sample this file is an opaque RGBA PNG named .jpg.
     path = SAMPLE.with_name("HJX1.jpg")
     reference = np.asarray(Image.open(path))
-    assert reference.shape == (1654, 1696, 4) and (reference[..., 3] == 255).all()
+    assert reference.shape == (1654, 1696, 4)
+    assert (reference[..., 3] == 255).all()
     decoded = decode_image(path, min_side=224)  # not a JPEG, so not drafted
-    assert decoded.source_format == "PNG" and decoded.original_size == (1696, 1654)
+    assert decoded.source_format == "PNG"
+    assert decoded.original_size == (1696, 1654)
     np.testing.assert_array_equal(decoded.pixels, reference[..., :3])
 
 
@@ -492,8 +500,10 @@ def test_numpy_arrays() -> None:
     rgb = np.random.default_rng(3).integers(0, 256, (4, 5, 3), dtype=np.uint8)
     decoded = decode_image(rgb)
     np.testing.assert_array_equal(decoded.pixels, rgb)
-    assert decoded.source_format == "ARRAY" and decoded.original_size == (5, 4)
-    assert decoded.pixels is not rgb and rgb.flags.writeable  # the caller's array is untouched
+    assert decoded.source_format == "ARRAY"
+    assert decoded.original_size == (5, 4)
+    assert decoded.pixels is not rgb
+    assert rgb.flags.writeable
     grey = rgb[..., 0]
     np.testing.assert_array_equal(load_rgb(grey)[..., 2], grey)
     np.testing.assert_array_equal(load_rgb(grey[..., None])[..., 1], grey)
@@ -531,14 +541,17 @@ def test_bad_arrays_are_refused(array: np.ndarray, expected: str) -> None:
 def test_pil_image_source_is_used_as_given() -> None:
     image = Image.new("RGBA", (3, 2), (255, 0, 0, 128))
     decoded = decode_image(image)
-    assert (decoded.pixels == (128, 0, 0)).all() and decoded.source_format == "PIL"
-    assert image.mode == "RGBA" and image.size == (3, 2)
+    assert (decoded.pixels == (128, 0, 0)).all()
+    assert decoded.source_format == "PIL"
+    assert image.mode == "RGBA"
+    assert image.size == (3, 2)
     raw = np.zeros((20, 40, 3), np.uint8)
     raw[:] = BLUE
     raw[-10:, :10] = RED
     opened = Image.open(io.BytesIO(_with_orientation(Image.fromarray(raw), "PNG", 6)))
     decoded = decode_image(opened)
-    assert decoded.source_format == "PNG" and decoded.original_size == (20, 40)
+    assert decoded.source_format == "PNG"
+    assert decoded.original_size == (20, 40)
     assert tuple(decoded.pixels[3, 3]) == RED
 
 
@@ -668,7 +681,8 @@ def test_max_pixels_boundary() -> None:
     assert decode_image(data, max_pixels=10_000).original_size == (100, 100)
     assert "limit of 9999 pixels" in _refused(data, max_pixels=9_999)
     assert "limit of 9999 pixels" in _refused(np.zeros((100, 100, 3), np.uint8), max_pixels=9_999)
-    assert MAX_PIXELS == 100_000_000 and Image.MAX_IMAGE_PIXELS == 89_478_485
+    assert MAX_PIXELS == 100_000_000
+    assert Image.MAX_IMAGE_PIXELS == 89_478_485
 
 
 # --- DICOM ---------------------------------------------------------------------------------
@@ -681,9 +695,11 @@ def test_dicom_monochrome_16_bit_scales_by_bits_stored() -> None:
     # v * 255 / 4095: 2048 -> 127.5 -> 128, 1000 -> 62.3 -> 62 (no min-max stretch)
     np.testing.assert_array_equal(decoded.pixels[..., 0], [[0, 255], [128, 62]])
     assert (decoded.pixels[..., 0] == decoded.pixels[..., 2]).all()
-    assert decoded.laterality == "OD" and decoded.source_format == "DICOM"
+    assert decoded.laterality == "OD"
+    assert decoded.source_format == "DICOM"
     assert decoded.original_size == (2, 2)
-    assert PATIENT_NAME not in repr(decoded) and "Doe" not in repr(decoded)
+    assert PATIENT_NAME not in repr(decoded)
+    assert "Doe" not in repr(decoded)
 
 
 def test_dicom_signed_pixels_are_offset_before_scaling() -> None:
@@ -715,7 +731,8 @@ def test_dicom_rgb_both_planar_configurations(planar: int) -> None:
 
 def test_dicom_jpeg_baseline_ybr_full_422() -> None:
     decoded = decode_image(_jpeg_dicom(_two_colour(), ImageLaterality="L"))
-    assert decoded.pixels.shape == (48, 64, 3) and decoded.original_size == (64, 48)
+    assert decoded.pixels.shape == (48, 64, 3)
+    assert decoded.original_size == (64, 48)
     np.testing.assert_allclose(decoded.pixels[24, 10], RED, atol=8)
     np.testing.assert_allclose(decoded.pixels[24, 50], BLUE, atol=8)
     assert decoded.laterality == "OS"
@@ -847,8 +864,12 @@ def test_encode_png_round_trip_without_metadata() -> None:
     chunks = _png_chunk_types(first)
     assert (
         chunks[0] == b"IHDR"
-        and chunks[-1] == b"IEND"
-        and set(chunks) == {b"IHDR", b"IDAT", b"IEND"}
+    )
+    assert (
+        chunks[-1] == b"IEND"
+    )
+    assert (
+        set(chunks) == {b"IHDR", b"IDAT", b"IEND"}
     )
     np.testing.assert_array_equal(load_rgb(first), pixels)
     # A read-only, reversed view (as decode_image returns after orientation) encodes too.
@@ -862,7 +883,8 @@ def test_encode_png_drops_metadata_of_a_decoded_photo() -> None:
     exif[0x0112] = 6
     photo = _encode(Image.fromarray(_two_colour()), "JPEG", exif=exif, quality=95)
     png = encode_png(load_rgb(photo))
-    assert b"Doe" not in png and b"Exif" not in png
+    assert b"Doe" not in png
+    assert b"Exif" not in png
     assert set(_png_chunk_types(png)) == {b"IHDR", b"IDAT", b"IEND"}
 
 
@@ -883,7 +905,7 @@ def test_sha256_bytes_known_vector() -> None:
 
 
 def test_image_extensions() -> None:
-    assert IMAGE_EXTENSIONS == {
+    assert {
         ".jpg",
         ".jpeg",
         ".png",
@@ -893,8 +915,9 @@ def test_image_extensions() -> None:
         ".webp",
         ".gif",
         ".dcm",
-    }
+    } == IMAGE_EXTENSIONS
     assert all(ext == ext.lower() and ext.startswith(".") for ext in IMAGE_EXTENSIONS)
     assert isinstance(IMAGE_EXTENSIONS, frozenset)
     assert issubclass(ImageError, ValueError)
-    assert imaging.__doc__ and "\n" not in imaging.__doc__.strip()
+    assert imaging.__doc__
+    assert "\n" not in imaging.__doc__.strip()

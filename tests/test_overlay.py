@@ -12,17 +12,21 @@ def test_jet_is_rgb_with_red_at_the_hot_end():
     lut = colorize(np.linspace(0, 1, 256, dtype=np.float32)[None, :], "jet")[0]
     assert tuple(lut[-1]) == (128, 0, 0)  # matplotlib's jet ends in dark red (0.5, 0, 0)
     assert tuple(lut[0]) == (0, 0, 128)  # and starts in dark blue: a BGR leak would swap these
-    assert lut[-1, 0] > lut[-1, 2] and lut[0, 2] > lut[0, 0]
+    assert lut[-1, 0] > lut[-1, 2]
+    assert lut[0, 2] > lut[0, 0]
 
 
 def test_every_offered_colormap_is_a_256_entry_rgb_table():
     assert {"jet", "turbo", "hot", "inferno", "magma", "plasma", "viridis", "cividis", "bone"} <= set(COLORMAPS)
     for name in COLORMAPS:
         ramp = colorize(np.linspace(0, 1, 256, dtype=np.float32)[None, :], name)[0]
-        assert ramp.dtype == np.uint8 and ramp.shape == (256, 3)
+        assert ramp.dtype == np.uint8
+        assert ramp.shape == (256, 3)
     # hot goes black -> red -> yellow -> white (starts at 0.0416 red = 11): red rises first.
     hot = colorize(np.array([[0.0, 0.3, 1.0]], np.float32), "hot")[0]
-    assert tuple(hot[0]) == (11, 0, 0) and hot[1, 0] > hot[1, 1] and tuple(hot[2]) == (255, 255, 255)
+    assert tuple(hot[0]) == (11, 0, 0)
+    assert hot[1, 0] > hot[1, 1]
+    assert tuple(hot[2]) == (255, 255, 255)
 
 
 def test_blend_by_hand_for_alpha_0_half_and_1():
@@ -30,7 +34,8 @@ def test_blend_by_hand_for_alpha_0_half_and_1():
                       [[255, 255, 255], [10, 20, 30]]], np.uint8)
     cam = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)  # same size: no resampling
     heat = colorize(cam, "jet")
-    assert tuple(heat[0, 0]) == (128, 0, 0) and tuple(heat[0, 1]) == (0, 0, 128)
+    assert tuple(heat[0, 0]) == (128, 0, 0)
+    assert tuple(heat[0, 1]) == (0, 0, 128)
     np.testing.assert_array_equal(blend(image, cam, alpha=0.0), image)
     np.testing.assert_array_equal(blend(image, cam, alpha=1.0), heat)
     half = blend(image, cam, alpha=0.5)
@@ -65,7 +70,8 @@ def test_map_upsampling_is_bilinear_with_centred_pixels():
 
 def test_colorbar_runs_hot_at_the_top():
     bar = colorbar(256, 4, "jet")
-    assert tuple(bar[0, 0]) == (128, 0, 0) and tuple(bar[-1, 0]) == (0, 0, 128)
+    assert tuple(bar[0, 0]) == (128, 0, 0)
+    assert tuple(bar[-1, 0]) == (0, 0, 128)
 
 
 def test_three_panel_places_original_heatmap_and_overlay_side_by_side():
@@ -92,4 +98,5 @@ def test_three_panel_places_original_heatmap_and_overlay_side_by_side():
 def test_three_panel_caps_each_panel_at_max_side():
     image = np.zeros((1822, 2734, 3), np.uint8)
     panel = three_panel(image, np.zeros((7, 7), np.float32), max_side=512)
-    assert panel.shape[1] < 3 * 512 + 300 and panel.shape[0] < 512
+    assert panel.shape[1] < 3 * 512 + 300
+    assert panel.shape[0] < 512

@@ -125,7 +125,8 @@ def test_duplicate_id_is_refused_without_quoting_it(store: RecordStore) -> None:
     store.create_patient("DUP-7", name="Carol First")
     with pytest.raises(AlreadyExists) as error:
         store.create_patient("DUP-7", name="Carol Second")
-    assert "DUP-7" not in str(error.value) and "Carol" not in str(error.value)
+    assert "DUP-7" not in str(error.value)
+    assert "Carol" not in str(error.value)
     assert store.get_patient("DUP-7").name == "Carol First"
     assert [event.action for event in store.audit_trail()] == ["created"]
 
@@ -144,7 +145,8 @@ def test_patient_field_validation(store: RecordStore) -> None:
         store.get_patient("nobody")
     with pytest.raises(NotFound):
         store.update_patient("nobody", actor="dr", name="x")
-    assert issubclass(NotFound, RecordsError) and issubclass(RecordsError, ValueError)
+    assert issubclass(NotFound, RecordsError)
+    assert issubclass(RecordsError, ValueError)
 
 
 def test_exam_image_is_a_metadata_free_png_named_by_its_sha(
@@ -158,7 +160,8 @@ def test_exam_image_is_a_metadata_free_png_named_by_its_sha(
     data = path.read_bytes()
     assert hashlib.sha256(data).hexdigest() == exam.image_sha256
     chunks = _png_chunk_types(data)
-    assert chunks[0] == "IHDR" and chunks[-1] == "IEND"
+    assert chunks[0] == "IHDR"
+    assert chunks[-1] == "IEND"
     assert set(chunks) == {"IHDR", "IDAT", "IEND"}  # no tEXt, iTXt, zTXt, eXIf, tIME, pHYs...
     with Image.open(io.BytesIO(data)) as image:
         assert image.mode == "RGB"
@@ -226,8 +229,10 @@ def test_analysis_round_trips_the_cam_exactly(store: RecordStore) -> None:
         ),
     )
     latest = store.latest_analysis(exam.id)
-    assert latest is not None and latest.id == second.id > first.id
-    assert latest.cam.dtype == np.float32 and latest.cam.shape == (7, 9)
+    assert latest is not None
+    assert latest.id == second.id > first.id
+    assert latest.cam.dtype == np.float32
+    assert latest.cam.shape == (7, 9)
     assert np.max(np.abs(latest.cam - second_cam.astype(np.float32))) == 0.0
     assert (latest.prediction, latest.confidence, latest.method) == ("Normal", 0.75, "gradcam++")
     assert latest.probabilities == {"Cataract": 0.25, "Normal": 0.75}
@@ -286,8 +291,10 @@ def test_review_versions_lock_and_supersede(store: RecordStore) -> None:
     before = datetime.now(UTC)
     signed = store.sign_review(draft.id, reviewer="dr.b")
     after = datetime.now(UTC)
-    assert signed.status == "signed" and signed.reviewer == "dr.b"
-    assert signed.signed_at is not None and signed.signed_at.tzinfo is UTC
+    assert signed.status == "signed"
+    assert signed.reviewer == "dr.b"
+    assert signed.signed_at is not None
+    assert signed.signed_at.tzinfo is UTC
     assert before <= signed.signed_at <= after
 
     def edit(review_id: int) -> None:
@@ -312,7 +319,8 @@ def test_review_versions_lock_and_supersede(store: RecordStore) -> None:
     assert (amended.version, amended.supersedes, amended.status) == (2, signed.id, "reviewed")
     history = store.review_history(exam.id)
     assert history == [signed, amended]
-    assert history[0].signed_at == signed.signed_at and history[0].grade == "moderate"
+    assert history[0].signed_at == signed.signed_at
+    assert history[0].grade == "moderate"
     assert store.latest_review(exam.id) == amended
     # An edit aimed at the superseded version is refused, as is an inconsistent grade.
     with pytest.raises(ReviewLocked):
@@ -525,7 +533,7 @@ def test_threads_share_one_store(store: RecordStore) -> None:
                 store.save_review(
                     exam.id, reviewer=f"dr{worker}", agrees=True, finding="normal", grade="none"
                 )
-        except BaseException as error:  # noqa: BLE001 - reported to the main thread below
+        except BaseException as error:
             errors.append(error)
 
     workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
@@ -628,7 +636,7 @@ def test_killed_writer_leaves_a_consistent_database(folder: Path) -> None:
     for sha in shas:
         data = (folder / "images" / sha[:2] / f"{sha}.png").read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha
-    leftovers = [p for p in (folder / "images").rglob("*.tmp")]
+    leftovers = list((folder / "images").rglob("*.tmp"))
     assert len(leftovers) <= 1  # at most the one file being written when the kill came
 
     reopened = RecordStore(data_dir=folder)

@@ -11,7 +11,6 @@ import subprocess
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from importlib import metadata as importlib_metadata
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -37,10 +36,11 @@ from components.report import (
     build_report,
     safe_filename,
 )
+from tests.support import CSDI
 
 # Real fundus photographs, CSDI, CC BY 4.0: Xie et al., "CSDI: A Fine-Grained Fundus Image Dataset
 # of Cataract Severity and Diagnostic Images", 2025 (attribution in the folder's README.md).
-CSDI = Path(__file__).resolve().parents[2] / "shared" / "data" / "csdi-sample"
+
 
 NAME = '<b>Zoë</b> & "Łukasz" 王小明'
 REPORT_ID = "123e4567-e89b-12d3-a456-426614174000"
@@ -280,7 +280,8 @@ def test_user_text_never_styles_the_page(small, small_expl, plain_model):
     for literal in (notes, "<i>Dr X</i> (not signed)", "<u>Cortical</u>", "C2 & up", "<script>"):
         assert literal in text
     assert "Agreement Disagrees with the model" in flat(text)
-    assert NOT_SIGNED in text and NOT_REVIEWED not in text  # a draft review is not "unreviewed"
+    assert NOT_SIGNED in text
+    assert NOT_REVIEWED not in text
 
 
 def test_other_cjk_scripts_pick_their_cid_font(small, small_expl, plain_model):
@@ -316,7 +317,8 @@ def test_checks_are_printed_as_given_when_present(small, small_expl, plain_model
         "Insertion AUC 0.640",
     ):
         assert phrase in text, phrase
-    assert "Note" not in text and "None" not in text
+    assert "Note" not in text
+    assert "None" not in text
 
 
 def test_page_x_of_n_on_every_page(full_pdf):
@@ -324,7 +326,8 @@ def test_page_x_of_n_on_every_page(full_pdf):
     assert len(texts) >= 2
     for number, text in enumerate(texts, start=1):
         assert f"Page {number} of {len(texts)}" in text
-        assert REPORT_TITLE in text and REPORT_ID in text
+        assert REPORT_TITLE in text
+        assert REPORT_ID in text
 
 
 def test_eyes_in_order_right_first(full_pdf):
@@ -354,7 +357,8 @@ def test_three_panels_per_eye_at_print_resolution(full_pdf, full_eyes, photos):
         h, w = panels[0].shape[:2]
         assert all(p.shape == (h, w, 3) for p in panels[:3])
         # About 150 mm across for three panels: ~430 px each at 200 dpi, the photograph's 3:2 kept.
-        assert 380 <= w <= 480 and abs(w / h - photo.shape[1] / photo.shape[0]) < 0.01
+        assert 380 <= w <= 480
+        assert abs(w / h - photo.shape[1] / photo.shape[0]) < 0.01
         reference = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
         original = min(panels, key=lambda p: np.abs(p.astype(int) - reference).mean())
         assert np.abs(original.astype(int) - reference).mean() < 3.0
@@ -372,10 +376,13 @@ def test_metadata_names_the_report_not_the_patient(full_pdf):
     version = importlib_metadata.version("cataract-cam")
     assert meta.title == REPORT_TITLE
     assert meta.creator == "cataract-cam"
-    assert meta.subject and "Cataract" in meta.subject
+    assert meta.subject
+    assert "Cataract" in meta.subject
     assert (
         f"cataract-cam {version}" in meta.producer
-        and f"cataract-cam {version}" in (meta["/Keywords"])
+    )
+    assert (
+        f"cataract-cam {version}" in (meta["/Keywords"])
     )
     assert meta["/CreationDate"] == "D:20250314083000+00'00'"  # 09:30 at UTC+01:00
     values = " ".join(str(v) for v in meta.values())
@@ -426,7 +433,8 @@ def test_long_notes_flow_onto_further_pages(small, small_expl, plain_model):
     texts = pages_text(pdf)
     found = [re.findall(r"w\d{4}", t) for t in texts]
     assert [w for page in found for w in page] == words  # every word, once, in order
-    assert found[0] and found[1]  # the notes start on page 1 and carry on to page 2
+    assert found[0]
+    assert found[1]
 
 
 def test_ungradable_eye_is_reported_and_referred(photos, explanations, plain_model):
@@ -439,7 +447,8 @@ def test_ungradable_eye_is_reported_and_referred(photos, explanations, plain_mod
     assert "Image quality Ungradable: Dense corneal scar" in text
     assert "Image could not be read" in text
     assert "Left eye (OS) Ungradable – Ungradable image" in text
-    assert REFER in text and ROUTINE not in text
+    assert REFER in text
+    assert ROUTINE not in text
     assert "Because: Left eye (OS): image ungradable." in text
 
 
@@ -461,8 +470,11 @@ def test_both_eyes_clear_give_routine_follow_up(small, small_expl, plain_model):
             )
         )
     )
-    assert ROUTINE in text and REFER not in text and FINAL_DECISION in text
-    assert "INDETERMINATE" not in text and DEMO_WARNING not in text
+    assert ROUTINE in text
+    assert REFER not in text
+    assert FINAL_DECISION in text
+    assert "INDETERMINATE" not in text
+    assert DEMO_WARNING not in text
 
 
 @pytest.mark.parametrize(
@@ -478,7 +490,8 @@ def test_indeterminate_band_around_threshold(
     small, small_expl, plain_model, p, refer, indeterminate
 ):
     text = flat(" ".join(pages_text(one_eye_pdf(small, probabilities(small_expl, p), plain_model))))
-    assert (REFER in text) is refer and (ROUTINE in text) is not refer
+    assert (REFER in text) is refer
+    assert (ROUTINE in text) is not refer
     assert ("INDETERMINATE" in text) is indeterminate
     assert ("(indeterminate)" in text) is indeterminate  # the summary row says it too
 
@@ -487,8 +500,10 @@ def test_operating_threshold_comes_from_the_model(small, small_expl, plain_model
     # p = 0.35: the predicted class is Normal, but the operating point 0.30 makes it positive.
     model = dataclasses.replace(plain_model, threshold=0.3)
     text = flat(" ".join(pages_text(one_eye_pdf(small, probabilities(small_expl, 0.35), model))))
-    assert "Operating threshold 0.30" in text and "Predicted class Normal" in text
-    assert REFER in text and "0.350 at or above the threshold 0.30" in text
+    assert "Operating threshold 0.30" in text
+    assert "Predicted class Normal" in text
+    assert REFER in text
+    assert "0.350 at or above the threshold 0.30" in text
     assert "threshold ± 0.10 (0.20 to 0.40)" in text
 
 
@@ -541,7 +556,9 @@ def test_page1_renders_with_text_and_pictures(full_pdf, tmp_path):
     ink = (page < 235).any(axis=2).mean()
     dark = (page.max(axis=2) < 90).mean()
     colourful = ((page.max(axis=2) - page.min(axis=2)) > 80).mean()
-    assert ink > 0.08 and dark > 0.01 and colourful > 0.03
+    assert ink > 0.08
+    assert dark > 0.01
+    assert colourful > 0.03
 
 
 def test_model_info_from_classifier(classifier):
@@ -593,7 +610,8 @@ def test_bad_inputs_are_refused_without_patient_data(small, small_expl, plain_mo
     for eyes, kw in cases:
         with pytest.raises(ReportError) as err:
             build_report(patient, eyes, plain_model, **kw)
-        assert "secret" not in str(err.value) and "Roe" not in str(err.value)
+        assert "secret" not in str(err.value)
+        assert "Roe" not in str(err.value)
     with pytest.raises(ReportError):
         build_report(PatientInfo("  "), [EyeFindings("OD", small, small_expl)], plain_model)
 
@@ -605,7 +623,9 @@ def test_safe_filename():
     assert safe_filename("王小明") == f"cataract_report_{digest[:16]}.pdf"
     traversal = safe_filename("../../etc/passwd")
     stem = traversal.removeprefix("cataract_report_").removesuffix(".pdf")
-    assert re.fullmatch(r"[A-Za-z0-9_-]+", stem) and ".." not in traversal and "/" not in traversal
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", stem)
+    assert ".." not in traversal
+    assert "/" not in traversal
     assert stem == "etc_passwd-" + hashlib.sha256(b"../../etc/passwd").hexdigest()[:8]
     assert safe_filename("a/b") != safe_filename("a_b") != safe_filename("a\\b")
     assert safe_filename("Zoë").startswith("cataract_report_Zoe-")

@@ -23,13 +23,17 @@ def test_report_command_writes_a_pdf_with_an_ungradable_eye(tmp_path, capsys, ml
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (pdf_path,) = out.iterdir()
-    assert ".." not in pdf_path.name and "/" not in pdf_path.name and pdf_path.suffix == ".pdf"
+    assert ".." not in pdf_path.name
+    assert "/" not in pdf_path.name
+    assert pdf_path.suffix == ".pdf"
     reader = PdfReader(io.BytesIO(pdf_path.read_bytes()))
     text = "\n".join(page.extract_text() for page in reader.pages)
-    assert "P/../007" in text and "<i>Ana</i> & Bo" in text
+    assert "P/../007" in text
+    assert "<i>Ana</i> & Bo" in text
     assert text.index("Right eye (OD)") < text.index("Left eye (OS)")
     assert "Refer to an ophthalmologist" in text  # the unreadable left eye is ungradable
-    assert "Check again in 6 months." in text and "Dr. Q" in text
+    assert "Check again in 6 months." in text
+    assert "Dr. Q" in text
     assert text.count("Attention check") == 1  # verdict and figures for the readable eye only
     assert "Ana" not in str(reader.metadata)
 

@@ -90,7 +90,7 @@ def test_cataract_count_is_exact_and_grades_are_balanced(tmp_path: Path) -> None
     rows = generate_dataset(tmp_path / "d", 48, 5, size=(64, 64))
     cat = [r for r in rows if r["label"] == "cataract"]
     assert len(cat) == 24
-    assert Counter(r["type"] for r in cat) == {t: 6 for t in CATARACT_TYPES}
+    assert Counter(r["type"] for r in cat) == dict.fromkeys(CATARACT_TYPES, 6)
     assert Counter(r["grade"] for r in cat) == {1: 6, 2: 6, 3: 6, 4: 6}
     assert Counter(r["grade"] for r in cat if r["type"] == "mature") == {3: 3, 4: 3}
     # round(10 * 0.3) = 3 cataracts.
@@ -112,7 +112,8 @@ def test_a_dataset_image_is_made_again_from_its_row(dataset) -> None:
         assert 70 <= eye.meta["jpeg_quality"] <= 95
         for name in MASK_NAMES:
             png = np.asarray(Image.open(root / "masks" / f"syn_2026_{i:05d}_{name}.png"))
-            assert png.dtype == np.uint8 and set(np.unique(png)) <= {0, 255}
+            assert png.dtype == np.uint8
+            assert set(np.unique(png)) <= {0, 255}
             assert np.array_equal(png == 255, eye.masks[name])
 
 
@@ -141,7 +142,8 @@ def test_masks_partition_the_image_and_match_the_geometry() -> None:
         px, py = m["pupil_center"]
         assert np.hypot(xs - px, ys - py).max() <= m["pupil_radius"]
         if m["pupil_visible_fraction"] == 1.0:
-            assert abs(xs.mean() - px) < 2 and abs(ys.mean() - py) < 2
+            assert abs(xs.mean() - px) < 2
+            assert abs(ys.mean() - py) < 2
             assert xs.size == pytest.approx(np.pi * m["pupil_radius"] ** 2, rel=0.05)
             checked += 1
     assert checked >= 4

@@ -38,7 +38,8 @@ def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_read_folder_classes_and_groups(tiny_folder: Path) -> None:
     folder = read_folder(tiny_folder)
     assert folder.class_names == ("Cataract", "Normal")
-    assert len(folder.samples) == 12 and folder.has_masks
+    assert len(folder.samples) == 12
+    assert folder.has_masks
     # labels.csv pairs consecutive images (two eyes of one patient) into one group.
     assert len({s.group for s in folder.samples}) == 6
 
@@ -48,7 +49,8 @@ def test_split_keeps_groups_together_and_classes_balanced() -> None:
     train_set, val_set = split_samples(samples, 0.25, seed=3)
     assert {s.group for s in train_set}.isdisjoint({s.group for s in val_set})
     assert len(train_set) + len(val_set) == 40
-    assert sum(s.label == 0 for s in val_set) == 5 and sum(s.label == 1 for s in val_set) == 5
+    assert sum(s.label == 0 for s in val_set) == 5
+    assert sum(s.label == 1 for s in val_set) == 5
     assert split_samples(samples, 0.25, seed=3) == (train_set, val_set)
     assert split_samples(samples, 0.25, seed=4) != (train_set, val_set)
 
@@ -97,15 +99,18 @@ def test_tiny_cli_run_writes_a_checkpoint_that_loads_and_evaluates(tiny_folder: 
     assert code == 0
     summary = json.loads(stdout.getvalue())
     clf = load_classifier(out)
-    assert clf.class_names == ("Cataract", "Normal") and clf.input_size == 64
-    assert clf.threshold == pytest.approx(summary["threshold"]) and 0.0 < clf.threshold < 1.0
+    assert clf.class_names == ("Cataract", "Normal")
+    assert clf.input_size == 64
+    assert clf.threshold == pytest.approx(summary["threshold"])
+    assert 0.0 < clf.threshold < 1.0
     assert clf.is_demo is False
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["threshold"] == pytest.approx(clf.threshold)
     assert card["training"]["train_counts"] == {"Cataract": 4, "Normal": 4}  # 2 of 6 patients held out
     assert card["training_data"]["dataset_seeds"] == ["5"]
     result, pred = evaluate(clf, tiny_folder, resamples=20)
-    assert result["n"] == 12 and sum(result["confusion"].values()) == 12
+    assert result["n"] == 12
+    assert sum(result["confusion"].values()) == 12
     # The scores evaluate reports are the model's own probabilities on the decoded files.
     pixels = [decode_image(tiny_folder / f, min_side=64).pixels for f in pred.files]
     np.testing.assert_allclose(pred.scores, clf.predict_proba(pixels)[:, 0], rtol=1e-4, atol=1e-5)
@@ -119,9 +124,12 @@ def test_resume_continues_where_it_stopped(tiny_folder: Path, tmp_path: Path) ->
                   progress=False)
     assert first.epochs_run == 1
     state = torch.load(tmp_path / "b.last.pt", weights_only=True)  # plain tensors and data only
-    assert state["epoch"] == 1 and "optimizer" in state and state["scheduler"]["step"] > 0
+    assert state["epoch"] == 1
+    assert "optimizer" in state
+    assert state["scheduler"]["step"] > 0
     resumed = train(tiny_folder, tmp_path / "b.pt", cfg, resume=True, progress=False)
-    assert resumed.epochs_run == 2 and len(resumed.history) == 2
+    assert resumed.epochs_run == 2
+    assert len(resumed.history) == 2
     assert resumed.history[0] == first.history[0]
     for a, b in zip(straight.history, resumed.history, strict=True):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

@@ -49,7 +49,7 @@ status = status_col.selectbox("Review status", [ALL, *WORKLIST_STATUSES], key="w
 rows = [r for r in store.worklist(status=None if status == ALL else status)
         if search.strip().lower() in r.pseudo_id.lower()]
 
-counts = {s: 0 for s in WORKLIST_STATUSES}
+counts = dict.fromkeys(WORKLIST_STATUSES, 0)
 for row in store.worklist():
     counts[row.review_status] += 1
 metric_cols = st.columns(len(WORKLIST_STATUSES))
