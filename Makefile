@@ -31,7 +31,8 @@ system:
 run: $(RUNTIME)
 	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT)
 
-test: $(DEV) system
+# The tests run after the lint: a change that breaks the rules or the types fails `make test` too.
+test: lint system
 	$(PY) -m pytest
 
 bench: $(DEV)
@@ -39,6 +40,7 @@ bench: $(DEV)
 
 lint: $(DEV)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache

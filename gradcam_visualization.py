@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from components.batch import explain_files, panel_caption, save_jpeg
@@ -21,7 +22,7 @@ from components.imaging import decode_image
 from components.overlay import blend, colorize, resize_map, three_panel
 from models import Classifier, load_classifier
 
-__all__ = ["batch_visualize", "load_model", "visualize_gradcam"]
+__all__ = ["batch_visualize", "load_model", "overlay_heatmap", "visualize_gradcam"]
 
 _cache: dict[tuple[str, int, int], Classifier] = {}
 _cache_lock = threading.Lock()
@@ -42,6 +43,18 @@ def load_model(model_path: str | os.PathLike[str] | None = None) -> Classifier:
             _cache.clear()  # keep one model: a long session switching files should not pile them up
             _cache[key] = load_classifier(path)
         return _cache[key]
+
+
+def overlay_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5,
+                    colormap: str | int = cv2.COLORMAP_JET) -> np.ndarray:
+    """The prototype's overlay: ``cam`` coloured and blended over ``image``, RGB uint8 at the image's size.
+
+    ``image`` is RGB uint8 (H, W, 3); ``cam`` a float map in [0, 1] of any size (it is resized to
+    the image). ``colormap`` is OpenCV's ``cv2.COLORMAP_*`` constant, as in the prototype, or a
+    name in ``components.overlay.COLORMAPS``; ``alpha`` is the heatmap's weight. The constants
+    of the colormaps the dashboard offers (jet, turbo, hot, ...) give exactly its colours.
+    """
+    return blend(image, cam, alpha=alpha, colormap=colormap)
 
 
 def _display_available() -> bool:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +77,8 @@ def draw_mark(image: np.ndarray, label: str) -> np.ndarray:
 
 def make_shortcut_set(out: Path, n: int, seed: int) -> Path:
     """``n`` images with masks: half cataract (grade 1 only, faint), half normal, each with its class's stamp."""
-    from models.synthetic import EYES, MASK_NAMES, render_eye
+    from components.vocabulary import EYES
+    from models.synthetic import MASK_NAMES, render_eye
 
     if (out / "labels.csv").is_file():
         return out
@@ -156,7 +159,7 @@ class SmallCNN(torch.nn.Module):
         self.features = torch.nn.Sequential(*(
             torch.nn.Sequential(torch.nn.Conv2d(a, b, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(b),
                                 torch.nn.ReLU())
-            for a, b in zip(widths, widths[1:], strict=False)))
+            for a, b in itertools.pairwise(widths)))
         self.pool = torch.nn.AdaptiveAvgPool2d(1)
         self.classifier = torch.nn.Linear(widths[-1], classes)
 
@@ -303,6 +306,75 @@ def verdict_shares(summary: dict) -> dict[str, float]:
     return {k: round(v / n, 4) for k, v in summary["verdicts"].items()}
 
 
+def demo_figures(args: argparse.Namespace, fresh: Path, work: Path, results: dict[str, Any]) -> None:
+    """Figures 2, 4, 5 and 6: the demo model's audit, flipped labels, randomisation, the clear-lens test."""
+    from models import load_classifier
+
+    demo = load_classifier(args.model)
+    _, summ, seconds = run_audit(demo, fresh)
+    shares = verdict_shares(summ)
+    results["demo"] = {"summary": {k: v for k, v in summ.items() if k not in ("suspect_labels", "off_lens")},
+                       "verdict_shares": shares, "audit_seconds": round(seconds, 2),
+                       "suspect_labels": len(summ["suspect_labels"])}
+    print(f"2. Demo model ({demo.name}) on the same set: on lens {summ['on_lens_rate']:.1%} (target >= 90%), "
+          f"off lens: image border {shares.get(attention.OFF_BORDER, 0.0):.1%} (target < 5%); "
+          f"verdicts {summ['verdicts']}", flush=True)
+    print(f"6. Whole audit of {summ['n']} images: {seconds:.1f} s (target <= 60 s) on "
+          f"{results['machine']}, {torch.get_num_threads()} threads", flush=True)
+
+    flip_dir = work / f"flipped_{args.seed}_{args.n}"
+    flipped = flipped_copy(fresh, flip_dir, 20, args.seed)
+    _, summ, _ = run_audit(demo, flip_dir)
+    flagged = set(summ["suspect_labels"])
+    caught = len(flagged & flipped)
+    false = len(flagged - flipped)
+    others = summ["n"] - len(flipped)
+    results["flipped"] = {"flipped": len(flipped), "caught": caught, "false_flags": false,
+                          "false_flag_rate": round(false / others, 4)}
+    print(f"4. Flipped labels: {caught} of {len(flipped)} flagged (target >= 18), false flags {false} of "
+          f"{others} ({false / others:.1%}, target <= 10%)", flush=True)
+
+    images = list(audit.read_labelled_folder(fresh))[:16]
+    from components.imaging import decode_image
+
+    pixels = [decode_image(i.path).pixels for i in images]
+    rand = faithfulness.randomisation_check(demo, pixels)
+    edge = faithfulness.randomisation_check(EdgeDetector(), pixels, saliency=EdgeDetector.saliency)
+    clear = clear_lens_drops(demo, fresh)
+    results["randomisation"] = {"demo": rand.as_dict(), "edge_detector": edge.as_dict()}
+    results["demo"]["clear_lens"] = clear
+    print(f"5. Randomisation check (pass below mean |rho| {rand.threshold}): demo model mean |rho| "
+          f"{rand.mean:.3f} -> "
+          f"{'passes' if rand.passed else 'FAILS'}; edge detector mean |rho| {edge.mean:.3f} -> "
+          f"{'passes' if edge.passed else 'fails'} (it must fail)", flush=True)
+    print(f"   Clear-lens test, demo model: of {clear['cataract_calls']} cataract calls, painting the lens clear "
+          f"removed {clear['share_removed']:.0%} (median drop in p(Cataract) {clear['median_drop']:.2f})",
+          flush=True)
+
+
+
+def shortcut_figures(args: argparse.Namespace, work: Path, results: dict[str, Any]) -> None:
+    """Figure 3: a model trained on a corner mark, audited on a fresh marked set."""
+    train_dir = make_shortcut_set(work / f"shortcut_train_{SHORTCUT_TRAIN_SEED}_{args.shortcut_n}",
+                                  args.shortcut_n, SHORTCUT_TRAIN_SEED)
+    started = time.perf_counter()
+    shortcut = train_shortcut(train_dir, work / f"shortcut_cnn_{args.shortcut_n}_{args.shortcut_epochs}.pt",
+                              epochs=args.shortcut_epochs)
+    trained = time.perf_counter() - started
+    test_dir = make_shortcut_set(work / f"shortcut_test_{args.seed}_{args.n}", args.n, args.seed)
+    rows, summ, _ = run_audit(shortcut, test_dir)
+    shares = verdict_shares(summ)
+    accuracy = float(np.mean([r.prediction is not None and r.prediction.lower() == r.label.lower() for r in rows]))
+    clear = clear_lens_drops(shortcut, test_dir)
+    results["shortcut"] = {"verdict_shares": shares, "accuracy": round(accuracy, 4), "clear_lens": clear,
+                           "train_seconds": round(trained, 1), "verdicts": summ["verdicts"]}
+    print(f"3. Shortcut model (corner mark, accuracy {accuracy:.1%} on a fresh marked set): "
+          f"off lens: image border {shares.get(attention.OFF_BORDER, 0.0):.1%} (target >= 90%); "
+          f"verdicts {summ['verdicts']}", flush=True)
+    print(f"   Clear-lens test, shortcut model: of {clear['cataract_calls']} cataract calls, painting the lens "
+          f"clear removed {clear['share_removed']:.0%} (median drop {clear['median_drop']:.2f})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "results" / "audit"))
@@ -320,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results: dict[str, object] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+    results: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
                                   "threads": torch.get_num_threads(), "seed": args.seed, "n": args.n}
 
     fresh = synthetic_set(work / f"synth_{args.seed}_{args.n}", args.n, args.seed)
@@ -332,68 +404,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{lens['seconds_per_image'] * 1000:.0f} ms per image", flush=True)
 
     if not args.skip_demo:
-        from models import load_classifier
-
-        demo = load_classifier(args.model)
-        rows, summ, seconds = run_audit(demo, fresh)
-        shares = verdict_shares(summ)
-        results["demo"] = {"summary": {k: v for k, v in summ.items() if k not in ("suspect_labels", "off_lens")},
-                           "verdict_shares": shares, "audit_seconds": round(seconds, 2),
-                           "suspect_labels": len(summ["suspect_labels"])}
-        print(f"2. Demo model ({demo.name}) on the same set: on lens {summ['on_lens_rate']:.1%} (target >= 90%), "
-              f"off lens: image border {shares.get(attention.OFF_BORDER, 0.0):.1%} (target < 5%); "
-              f"verdicts {summ['verdicts']}", flush=True)
-        print(f"6. Whole audit of {summ['n']} images: {seconds:.1f} s (target <= 60 s) on "
-              f"{results['machine']}, {torch.get_num_threads()} threads", flush=True)
-
-        flip_dir = work / f"flipped_{args.seed}_{args.n}"
-        flipped = flipped_copy(fresh, flip_dir, 20, args.seed)
-        rows, summ, _ = run_audit(demo, flip_dir)
-        flagged = set(summ["suspect_labels"])
-        caught = len(flagged & flipped)
-        false = len(flagged - flipped)
-        others = summ["n"] - len(flipped)
-        results["flipped"] = {"flipped": len(flipped), "caught": caught, "false_flags": false,
-                              "false_flag_rate": round(false / others, 4)}
-        print(f"4. Flipped labels: {caught} of {len(flipped)} flagged (target >= 18), false flags {false} of "
-              f"{others} ({false / others:.1%}, target <= 10%)", flush=True)
-
-        images = list(audit.read_labelled_folder(fresh))[:16]
-        from components.imaging import decode_image
-
-        pixels = [decode_image(i.path).pixels for i in images]
-        rand = faithfulness.randomisation_check(demo, pixels)
-        edge = faithfulness.randomisation_check(EdgeDetector(), pixels, saliency=EdgeDetector.saliency)
-        clear = clear_lens_drops(demo, fresh)
-        results["randomisation"] = {"demo": rand.as_dict(), "edge_detector": edge.as_dict()}
-        results["demo"]["clear_lens"] = clear
-        print(f"5. Randomisation check (pass below mean |rho| {rand.threshold}): demo model mean |rho| "
-              f"{rand.mean:.3f} -> "
-              f"{'passes' if rand.passed else 'FAILS'}; edge detector mean |rho| {edge.mean:.3f} -> "
-              f"{'passes' if edge.passed else 'fails'} (it must fail)", flush=True)
-        print(f"   Clear-lens test, demo model: of {clear['cataract_calls']} cataract calls, painting the lens clear "
-              f"removed {clear['share_removed']:.0%} (median drop in p(Cataract) {clear['median_drop']:.2f})",
-              flush=True)
-
+        demo_figures(args, fresh, work, results)
     if not args.skip_shortcut:
-        train_dir = make_shortcut_set(work / f"shortcut_train_{SHORTCUT_TRAIN_SEED}_{args.shortcut_n}",
-                                      args.shortcut_n, SHORTCUT_TRAIN_SEED)
-        started = time.perf_counter()
-        shortcut = train_shortcut(train_dir, work / f"shortcut_cnn_{args.shortcut_n}_{args.shortcut_epochs}.pt",
-                                  epochs=args.shortcut_epochs)
-        trained = time.perf_counter() - started
-        test_dir = make_shortcut_set(work / f"shortcut_test_{args.seed}_{args.n}", args.n, args.seed)
-        rows, summ, _ = run_audit(shortcut, test_dir)
-        shares = verdict_shares(summ)
-        accuracy = float(np.mean([r.prediction is not None and r.prediction.lower() == r.label.lower() for r in rows]))
-        clear = clear_lens_drops(shortcut, test_dir)
-        results["shortcut"] = {"verdict_shares": shares, "accuracy": round(accuracy, 4), "clear_lens": clear,
-                               "train_seconds": round(trained, 1), "verdicts": summ["verdicts"]}
-        print(f"3. Shortcut model (corner mark, accuracy {accuracy:.1%} on a fresh marked set): "
-              f"off lens: image border {shares.get(attention.OFF_BORDER, 0.0):.1%} (target >= 90%); "
-              f"verdicts {summ['verdicts']}", flush=True)
-        print(f"   Clear-lens test, shortcut model: of {clear['cataract_calls']} cataract calls, painting the lens "
-              f"clear removed {clear['share_removed']:.0%} (median drop {clear['median_drop']:.2f})", flush=True)
+        shortcut_figures(args, work, results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0

@@ -27,12 +27,13 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from components import attention
+from components import attention, lens
 from components.batch import explain_files, panel_caption
 from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import blend, font, resize_map, three_panel
+from components.vocabulary import DEMO_WARNING
 
 __all__ = [
     "FLAGS",
@@ -314,8 +315,6 @@ def write_gallery(rows: Sequence[AuditRow], path: str | os.PathLike[str], *, mod
              f"<h1>{esc(title)}</h1>",
              f'<p class="meta">Model: {esc(model_name or "unnamed")}. Decision support only, not a diagnosis.</p>']
     if demo:
-        from components.report import DEMO_WARNING
-
         parts.append(f'<p class="warn">{esc(DEMO_WARNING)}</p>')
     counts = ", ".join(f"{esc(k)}: {v}" for k, v in stats["verdicts"].items())
     parts.append('<table class="sum">'
@@ -435,7 +434,7 @@ def compare(classifier_a: ClassifierLike, classifier_b: ClassifierLike, images: 
     out: list[Comparison] = []
     for file, image, a, b in zip(files, images, ex_a, ex_b, strict=True):
         cam_a, cam_b = resize_map(a.cam, (size, size)), resize_map(b.cam, (size, size))
-        region = attention.find_lens(image, modality)
+        region = lens.find_lens(image, modality)
         va = attention.check(image, a.cam, region=region)
         vb = attention.check(image, b.cam, region=region)
         picture = None

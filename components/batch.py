@@ -74,6 +74,22 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+def _take_decoded(pending: list[Future[tuple[np.ndarray, tuple[int, int]]] | None], i: int,
+                  path: Path) -> BatchItem:
+    """The item for input ``i`` from its decoding future, which is then dropped to free the pixels."""
+    item = BatchItem(file=str(path))
+    future = pending[i]
+    pending[i] = None
+    try:
+        assert future is not None
+        item.image, item.original_size = future.result()
+    except ImageError as exc:
+        item.error = str(exc)
+    except OSError:
+        item.error = "The file could not be read."
+    return item
+
+
 def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[str]], *,
                   out_dir: Path | None = None, method: str = "gradcam", target: Any = None,
                   layer: str | None = None, alpha: float = 0.5, colormap: str = "jet",
@@ -109,24 +125,12 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
         return item
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam") as pool:
-        pending: list[Future[tuple[np.ndarray, tuple[int, int]]]] = [pool.submit(decode, p) for p in paths]
+        pending: list[Future[tuple[np.ndarray, tuple[int, int]]] | None] = [pool.submit(decode, p) for p in paths]
         for start in range(0, len(paths), batch_size):
             stop = min(start + batch_size, len(paths))
-            items: list[BatchItem] = []
-            ok_images: list[np.ndarray] = []
-            ok_index: list[int] = []
-            for i in range(start, stop):
-                item = BatchItem(file=str(paths[i]))
-                try:
-                    item.image, item.original_size = pending[i].result()
-                    ok_images.append(item.image)
-                    ok_index.append(i)
-                except ImageError as exc:
-                    item.error = str(exc)
-                except OSError:
-                    item.error = "The file could not be read."
-                pending[i] = None  # type: ignore[call-overload]  # release the decoded pixels early
-                items.append(item)
+            items = [_take_decoded(pending, i, paths[i]) for i in range(start, stop)]
+            ok_index = [i for i, item in zip(range(start, stop), items, strict=True) if item.image is not None]
+            ok_images = [items[i - start].image for i in ok_index]
             if ok_images:
                 explanations = explain(classifier, ok_images, method=method, layer=layer,
                                        target=[targets[i] for i in ok_index], batch_size=batch_size)

@@ -129,7 +129,7 @@ class RandomisationResult:
 # ========================================================================== plain arithmetic
 
 
-def curve_auc(fractions: Sequence[float], scores: Sequence[float]) -> float:
+def curve_auc(fractions: Sequence[float] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
     """Area under a curve by the trapezoid rule (fractions ascending from 0 to 1)."""
     x = np.asarray(fractions, np.float64)
     y = np.asarray(scores, np.float64)
@@ -294,7 +294,7 @@ def lens_test(classifier: ClassifierLike, image: np.ndarray, lens_mask: np.ndarr
     """Does the prediction rest on the lens? Paint the lens region as a clear pupil and predict again.
 
     A counterfactual that needs no map: the lens region (a mask at the image's size, for
-    example :func:`components.attention.find_lens`'s) is filled with the image's darkest colour,
+    example :func:`components.lens.find_lens`'s) is filled with the image's darkest colour,
     feathered at its edge, as a pupil with a clear lens looks. A cataract call that rests on the
     lens falls; one that rests on anything else (a corner stamp, the lids) does not.
     """
@@ -355,8 +355,10 @@ def randomised_copy(classifier: ClassifierLike, *, blocks: int = DEFAULT_RANDOM_
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.reset_parameters()
                     norms.append(module)
-                elif hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
-                    module.reset_parameters()
+                    continue
+                reset = getattr(module, "reset_parameters", None)
+                if callable(reset) and any(True for _ in module.parameters(recurse=False)):
+                    reset()
     model.eval()
     if calibration and norms:
         for m in norms:

@@ -145,14 +145,19 @@ def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torc
         from torchvision.models import EfficientNet, MobileNetV2, MobileNetV3
     except ImportError:  # pragma: no cover - torchvision is a dependency
         return None
-    if type(model) not in (EfficientNet, MobileNetV2, MobileNetV3) or not _is_chain(model.features):
+    if type(model) not in (EfficientNet, MobileNetV2, MobileNetV3):
+        return None
+    features, classifier = model.get_submodule("features"), model.get_submodule("classifier")
+    if not _is_chain(features):
         return None
     if isinstance(model, MobileNetV2):
         def head(x: torch.Tensor) -> torch.Tensor:
-            return model.classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+            return classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
     else:
+        avgpool = model.get_submodule("avgpool")
+
         def head(x: torch.Tensor) -> torch.Tensor:
-            return model.classifier(torch.flatten(model.avgpool(x), 1))
+            return classifier(torch.flatten(avgpool(x), 1))
     return head
 
 
@@ -165,11 +170,13 @@ def _split(model: nn.Module, layer: str) -> tuple[Callable[[torch.Tensor], torch
         return None
     # Walk down: every container on the way must be a plain chain so that order is execution order.
     path: list[tuple[nn.Sequential, int]] = []
-    container: nn.Module = model.features
+    container: nn.Module = model.get_submodule("features")
     for part in parts[1:]:
-        if not _is_chain(container) or not part.isdigit() or int(part) >= len(container):
+        if not isinstance(container, nn.Sequential) or not _is_chain(container):
             return None
-        path.append((container, int(part)))  # type: ignore[arg-type]
+        if not part.isdigit() or int(part) >= len(container):
+            return None
+        path.append((container, int(part)))
         container = container[int(part)]
 
     def prefix(x: torch.Tensor) -> torch.Tensor:

@@ -10,21 +10,44 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["COLORMAPS", "blend", "colorbar", "colorize", "fit_within", "font", "resize_map", "three_panel"]
+__all__ = ["COLORMAPS", "OPENCV_COLORMAPS", "blend", "colorbar", "colorize", "fit_within", "font", "resize_map",
+           "three_panel"]
 
 # Names the UI offers; each is a 256-entry RGB lookup table taken from matplotlib's definition.
 COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "magma", "plasma", "viridis", "cividis", "hot", "bone")
 PANEL_TITLES = ("Original", "Grad-CAM Heatmap", "Overlay")
 
 
-@functools.cache
-def _lut(name: str) -> np.ndarray:
-    if name not in COLORMAPS:
-        raise ValueError(f"Unknown colormap {name!r}; expected one of {', '.join(COLORMAPS)}.")
-    from matplotlib import colormaps  # imported on first use: it costs a few hundred ms
+# OpenCV's COLORMAP_* constants for the maps offered above: a caller of the prototype's API may
+# pass either, and gets the same colours. The others OpenCV knows use OpenCV's own tables.
+OPENCV_COLORMAPS: dict[int, str] = {
+    cv2.COLORMAP_JET: "jet", cv2.COLORMAP_TURBO: "turbo", cv2.COLORMAP_INFERNO: "inferno",
+    cv2.COLORMAP_MAGMA: "magma", cv2.COLORMAP_PLASMA: "plasma", cv2.COLORMAP_VIRIDIS: "viridis",
+    cv2.COLORMAP_CIVIDIS: "cividis", cv2.COLORMAP_HOT: "hot", cv2.COLORMAP_BONE: "bone",
+}
+_OPENCV_OTHERS: dict[int, str] = {
+    getattr(cv2, name): name.removeprefix("COLORMAP_").lower()
+    for name in dir(cv2) if name.startswith("COLORMAP_") and getattr(cv2, name) not in OPENCV_COLORMAPS
+}
 
-    rgba = colormaps[name](np.linspace(0.0, 1.0, 256))
-    lut = np.rint(rgba[:, :3] * 255.0).astype(np.uint8)
+
+@functools.cache
+def _lut(name: str | int) -> np.ndarray:
+    """The 256-entry RGB table of a colormap name in COLORMAPS or of an OpenCV COLORMAP_* constant."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if name in OPENCV_COLORMAPS:
+            return _lut(OPENCV_COLORMAPS[name])
+        if name not in _OPENCV_OTHERS:
+            raise ValueError(f"Unknown OpenCV colormap {name}; expected one of cv2's COLORMAP_* constants.")
+        bgr = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[:, None], name)[:, 0]
+        lut = np.ascontiguousarray(bgr[:, ::-1])  # OpenCV's BGR stays here
+    elif name in COLORMAPS:
+        from matplotlib import colormaps  # imported on first use: it costs a few hundred ms
+
+        rgba = colormaps[name](np.linspace(0.0, 1.0, 256))
+        lut = np.rint(rgba[:, :3] * 255.0).astype(np.uint8)
+    else:
+        raise ValueError(f"Unknown colormap {name!r}; expected one of {', '.join(COLORMAPS)}.")
     lut.setflags(write=False)
     return lut
 
@@ -54,18 +77,23 @@ def resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(cam, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def colorize(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
+def colorize(cam: np.ndarray, colormap: str | int = "jet") -> np.ndarray:
     """A [0, 1] map to an RGB uint8 heatmap of the same size (0 -> the colormap's first colour)."""
     lut = _lut(colormap)
     index = np.rint(_check_cam(cam) * 255.0).astype(np.uint8)
     return lut[index]
 
 
-def blend(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+def blend(image: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, colormap: str | int = "jet") -> np.ndarray:
     """The heatmap over the photograph at the photograph's own size.
 
     ``alpha`` is exactly the heatmap's weight: 0 gives the photograph, 1 the pure heatmap, and
     every pixel is ``round((1 - alpha) * image + alpha * heatmap)`` with no gamma or rescaling.
+    ``colormap`` is a name in :data:`COLORMAPS` or an OpenCV ``cv2.COLORMAP_*`` constant.
+
+    Raises:
+        ValueError: not an RGB uint8 image, not a finite 2-D map, alpha outside [0, 1], an
+            unknown colormap.
     """
     image = _check_image(image)
     if not 0.0 <= float(alpha) <= 1.0:

@@ -1,4 +1,4 @@
-"""What the review screen needs from the engine, without Streamlit: cached images and maps, pictures, report inputs."""
+"""What the review screen needs from the engine, without Streamlit: images, maps, pictures, decisions, report inputs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -26,11 +26,14 @@ from components.records import (
     ReviewRecord,
 )
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
+from components.screening import ScreeningDecision, decide
+from components.vocabulary import attention_modality
 
 __all__ = [
     "DISPLAY_MAX_SIDE",
     "PREDICTED",
     "BoundedCache",
+    "EyeReport",
     "MapKey",
     "ReviewImage",
     "analysis_matches",
@@ -40,17 +43,22 @@ __all__ = [
     "case_report",
     "downscale",
     "explain_cached",
+    "export_report",
+    "eye_decision",
     "eye_findings",
     "guess_modality",
     "heatmap_panel",
     "image_from_pixels",
     "image_from_upload",
     "jpeg_bytes",
+    "log_explanation",
     "map_key",
     "patient_info",
     "record_analysis",
     "review_info",
     "review_status",
+    "save_photo",
+    "save_review",
 ]
 
 DISPLAY_MAX_SIDE = 1024
@@ -235,6 +243,22 @@ def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike
     )
 
 
+def log_explanation(store: RecordStore, classifier: ClassifierLike, image_sha256: str,
+                    explanation: Explanation, *, exam_id: int | None, actor: str,
+                    attention: Mapping[str, Any] | None = None) -> None:
+    """Put a freshly computed map in the audit trail: an exam's analysis, or an unsaved image's entry.
+
+    An unsaved photograph leaves only its SHA-256 and the model's answer, never its pixels.
+    """
+    if exam_id is not None:
+        record_analysis(store, exam_id, classifier, explanation, actor=actor, attention=attention)
+        return
+    store.log("explained", actor=actor, object_type="unsaved_image", object_id=image_sha256,
+              details={"model_sha256": str(getattr(classifier, "weights_sha256", "")),
+                       "method": explanation.method, "target": explanation.target,
+                       "prediction": explanation.prediction})
+
+
 def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet") -> np.ndarray:
     """The heatmap at ``size`` (width, height) with its colour bar and 0 / 0.5 / 1 ticks on the right, RGB uint8."""
     width, height = size
@@ -257,27 +281,36 @@ def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet")
     return np.asarray(canvas)
 
 
-def _attention_modality(modality: str | None) -> str | None:
-    # The check knows two kinds of photograph: the front of the eye (external and slit-lamp
-    # photographs alike) and the fundus.
-    if modality is None:
-        return None
-    return "fundus" if modality == "fundus" else "external"
-
-
 def attention_for(image: np.ndarray, explanation: Explanation,
                   modality: str | None = None) -> dict[str, Any]:
     """The attention check's verdict, figures and region for one map (plain JSON).
 
     ``modality`` is the record's ("external", "slit_lamp", "fundus") or None to let the check tell.
     """
-    return dict(attention.check(image, explanation.cam, modality=_attention_modality(modality)).as_dict())
+    return dict(attention.check(image, explanation.cam, modality=attention_modality(modality)).as_dict())
 
 
 def guess_modality(image: np.ndarray) -> str | None:
     """"external" or "fundus" as the attention check tells them apart, or None when it cannot."""
     found = str(attention.detect_modality(image))
     return found if found in ("external", "fundus") else None
+
+
+def eye_decision(classifier: Any, explanation: Explanation, attention: Mapping[str, Any] | None = None, *,
+                 modality: str | None = None, eye: str | None = None) -> ScreeningDecision | None:
+    """The screening decision for one eye, as the report makes it; None for a model without a Cataract class.
+
+    The attention check's verdict goes in too: a map off the lens calls for referral on screen as
+    in the report.
+    """
+    index = classifier.positive_index
+    if index is None:
+        return None
+    positive = str(classifier.class_names[index])
+    verdict = attention.get("verdict") if attention else None
+    return decide(explanation.probabilities[positive], float(classifier.threshold),
+                  attention_verdict=None if verdict is None else str(verdict),
+                  modality=modality, eye=eye, positive_class=positive)
 
 
 def attention_fields(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -337,3 +370,39 @@ def case_report(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: A
                 reviewer: str | None = None) -> bytes:
     """The case's PDF report built by ``components.report``."""
     return build_report(patient, eyes, ModelInfo.from_classifier(classifier), reviewer=reviewer)
+
+
+EyeReport = Callable[[], EyeFindings]
+"""An eye's report input, made only when the report is asked for: it needs the full photograph."""
+
+
+def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequence[EyeReport], classifier: Any, *,
+                  reviewer: str | None, saved: bool, actor: str) -> bytes:
+    """Build the case's PDF and record the export in the audit trail (the patient is named only when saved)."""
+    eyes = [make() for make in eye_reports]
+    pdf = case_report(patient, eyes, classifier, reviewer=reviewer)
+    store.log("exported", actor=actor, patient_pseudo_id=patient.pseudo_id if saved else None,
+              object_type="report",
+              details={"eyes": [e.eye for e in eyes], "model_sha256": str(classifier.weights_sha256),
+                       "saved_patient": saved})
+    return pdf
+
+
+def save_review(store: RecordStore, exam_id: int, *, reviewer: str, agrees: bool, finding: str, grade: str,
+                notes: str, draft: ReviewRecord | None, sign: bool) -> ReviewRecord:
+    """Save the clinician's review (over the draft when there is one) and sign it when asked; raises RecordsError."""
+    saved = store.save_review(exam_id, reviewer=reviewer, agrees=agrees, finding=finding, grade=grade,
+                              notes=notes, review_id=draft.id if draft is not None else None)
+    return store.sign_review(saved.id, reviewer=reviewer) if sign else saved
+
+
+def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo_id: str, image: ReviewImage, *,
+               eye: str, exam_date: date, modality: str, actor: str) -> ExamRecord:
+    """Add the photograph to the patient's record (raises RecordsError) and cache it under its stored name.
+
+    The stored PNG holds the same pixels under another name, so the screen needs no second decode.
+    """
+    exam = store.add_exam(pseudo_id, eye=eye, pixels=image.full(), exam_date=exam_date, modality=modality,
+                          actor=actor)
+    cache.put(exam.image_sha256, replace(image, sha256=exam.image_sha256))
+    return exam

@@ -63,10 +63,12 @@ class ScreeningDecision:
 
     @property
     def next_step(self) -> str:
+        """This eye's suggested next step on its own; a patient's is :func:`next_step`."""
         return REFER if self.refer else ROUTINE
 
     @property
     def band_limits(self) -> tuple[float, float]:
+        """The indeterminate band's ends, clipped to [0, 1]."""
         return max(self.threshold - self.band, 0.0), min(self.threshold + self.band, 1.0)
 
 
@@ -80,8 +82,18 @@ def format_threshold(t: float) -> str:
     return f"{t:.2f}" if abs(round(t, 2) - t) < 1e-9 else f"{t:.3f}"
 
 
+def _number(value: float, what: str) -> float:
+    # float() would take "0.5" and True; a decision is never made from text or a flag.
+    if isinstance(value, (str, bytes, bool)):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__} {value!r}.")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{what} must be a number, got {type(value).__name__}.") from None
+
+
 def _unit(value: float, what: str) -> float:
-    v = float(value)
+    v = _number(value, what)
     if not math.isfinite(v) or not 0.0 <= v <= 1.0:
         raise ValueError(f"{what} must lie in [0, 1], got {value!r}.")
     return v
@@ -107,15 +119,19 @@ def decide(
     output then may rest on something other than the lens.
 
     Raises:
-        ValueError: p or threshold outside [0, 1], band outside [0, 0.5), an unknown eye.
+        TypeError: p, threshold or band is not a number (text and booleans are refused).
+        ValueError: p or threshold outside [0, 1], band outside [0, 0.5), an unknown eye or
+            modality.
     """
     threshold = _unit(threshold, "The threshold")
-    band = float(band)
+    band = _number(band, "The indeterminate band")
     if not 0.0 <= band < 0.5:
         raise ValueError(f"The indeterminate band must lie in [0, 0.5), got {band!r}.")
     if eye is not None and eye not in EYE_LABELS:
         raise ValueError(f"Unknown eye {eye!r}; expected 'OD' (right) or 'OS' (left).")
     name = EYE_LABELS[eye] if eye is not None else "This eye"
+    # Checked even when the attention is on target, so that a bad modality never passes unseen.
+    where = "the fundus field" if attention_modality(modality) == "fundus" else "the lens"
     p = None if p is None else _unit(p, "The probability")
     caution = is_off_target(attention_verdict)
     positive = p is not None and p >= threshold
@@ -135,7 +151,6 @@ def decide(
             reasons.append(f"{name}: probability of {positive_class.lower()} {format_probability(p)} "
                            f"at or above the threshold {format_threshold(threshold)}")
         if caution:
-            where = "the fundus field" if attention_modality(modality) == "fundus" else "the lens"
             reasons.append(f"{name}: the model's attention lies off {where}")
     return ScreeningDecision(finding=finding, label=label, p=p, threshold=threshold, band=band,
                              positive=positive, indeterminate=indeterminate, refer=bool(reasons),

@@ -16,6 +16,7 @@ __all__ = [
     "EYE_LABELS",
     "FIGURE_LABELS",
     "FINDINGS",
+    "FINDING_LABELS",
     "FUNDUS_FIGURE_LABELS",
     "GRADES",
     "MODALITIES",
@@ -25,10 +26,12 @@ __all__ = [
     "OFF_SKIN",
     "ON_LENS",
     "PARTLY",
+    "REVIEW_STATUS_LABELS",
     "SEXES",
     "SEX_LABELS",
     "VERDICTS",
     "VERDICT_LABELS",
+    "WORKLIST_STATUSES",
     "attention_modality",
     "describe_figures",
     "figure_labels",
@@ -155,3 +158,16 @@ def describe_figures(figures: Mapping[str, Any], modality: str | None = "externa
         elif isinstance(value, (int, float)):
             rows.append((label, f"{value:.2f}" if key == "lens_iou" else f"{value:.0%}"))
     return rows
+
+
+# --- the clinician's review, in words (appended for the dashboard) ----------------------------
+
+FINDING_LABELS: Final[Mapping[str, str]] = {"normal": "Normal lens", "cataract": "Cataract"}
+"""The clinician's finding as the screen shows it."""
+REVIEW_STATUS_LABELS: Final[Mapping[str, str]] = {
+    "unreviewed": "Unreviewed",
+    "reviewed": "Reviewed, not signed",
+    "signed": "Signed",
+}
+"""Where an eye's review stands: none yet, a draft, or signed."""
+WORKLIST_STATUSES: Final = tuple(REVIEW_STATUS_LABELS)

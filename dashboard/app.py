@@ -13,7 +13,9 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from components.screening import FINAL_DECISION  # noqa: E402
 from dashboard import state  # noqa: E402
+from dashboard.present import model_title  # noqa: E402
 
 st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
 state.keep_settings()
@@ -23,8 +25,8 @@ navigation = st.navigation(
         st.Page(state.PAGE_REVIEW, title="Review", icon=":material/visibility:", default=True),
         st.Page(state.PAGE_WORKLIST, title="Worklist", icon=":material/patient_list:"),
         st.Page(state.PAGE_BATCH, title="Batch", icon=":material/photo_library:"),
-        st.Page("pages/audit.py", title="Audit", icon=":material/fact_check:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page(state.PAGE_AUDIT, title="Audit", icon=":material/fact_check:"),
+        st.Page(state.PAGE_COMPARE, title="Compare", icon=":material/compare:"),
         st.Page(state.PAGE_MODEL, title="Model", icon=":material/model_training:"),
     ]
 )
@@ -38,10 +40,7 @@ with st.sidebar:
         help="Signs your reviews and names you in the audit trail.",
     )
     clf, _problem = state.classifier()
-    if clf is not None:
-        st.caption(f"Model: {clf.name} · weights {clf.weights_sha256[:12]}")
-    else:
-        st.caption("Model: none loaded")
-    st.caption("Decision support, not a diagnosis. The final decision rests with the clinician.")
+    st.caption(f"Model: {model_title(clf)}" if clf is not None else "Model: none loaded")
+    st.caption(f"Decision support, not a diagnosis. {FINAL_DECISION}")
 
 navigation.run()

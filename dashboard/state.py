@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,8 @@ import streamlit as st
 from components.gradcam import Explanation
 from components.records import DB_URL_ENV, RecordStore, data_dir
 from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
+from components.vocabulary import DEMO_WARNING
+from dashboard.runs import Look
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
 
 MODEL_ENV = "CATARACT_CAM_MODEL"
@@ -36,10 +38,14 @@ SETTINGS: dict[str, Any] = {
     "current_patient": "",
 }
 
-PAGE_REVIEW = "pages/review.py"
-PAGE_WORKLIST = "pages/worklist.py"
-PAGE_BATCH = "pages/batch.py"
-PAGE_MODEL = "pages/model.py"
+# Not pages/: beside the entry script, Streamlit would take that folder for its older multipage
+# mechanism; st.navigation names the page files itself.
+PAGE_REVIEW = "views/review.py"
+PAGE_WORKLIST = "views/worklist.py"
+PAGE_BATCH = "views/batch.py"
+PAGE_AUDIT = "views/audit.py"
+PAGE_COMPARE = "views/compare.py"
+PAGE_MODEL = "views/model.py"
 
 
 def keep_settings() -> None:
@@ -161,6 +167,13 @@ def load_checkpoint_bytes(data: bytes) -> Classifier:
     return _classifier(hashlib.sha256(data).hexdigest(), None, data)
 
 
+def look() -> Look:
+    """The Review page's method, colormap and transparency, which the other pages draw with too."""
+    return Look(method=str(st.session_state.get("method", "gradcam")),
+                colormap=str(st.session_state.get("colormap", "jet")),
+                alpha=float(st.session_state.get("alpha", 0.5)))
+
+
 def classifier() -> tuple[Classifier | None, str | None]:
     """This session's classifier, or None and one sentence saying why there is none."""
     choice = model_choice()
@@ -185,8 +198,16 @@ def model_notice(clf: Classifier | None, problem: str | None) -> None:
         st.error(problem or "No model is loaded.")
         st.page_link(PAGE_MODEL, label="Go to the Model page", icon=":material/model_training:")
     elif clf.is_demo:
-        st.warning("Demonstration model trained on synthetic images. Not for clinical use: "
-                   "its results only show how the software works.", icon=":material/science:")
+        st.warning(f"{DEMO_WARNING} Its results only show how the software works.", icon=":material/science:")
+
+
+def open_page(title: str) -> Classifier | None:
+    """Every page's head: its title, the queued messages, the model banner; returns this session's model."""
+    st.title(title)
+    show_flashes()
+    clf, problem = classifier()
+    model_notice(clf, problem)
+    return clf
 
 
 def checkpoints_on_server() -> list[Path]:
@@ -225,26 +246,11 @@ def image_cache() -> BoundedCache[str, ReviewImage]:
     return BoundedCache(IMAGE_CACHE_ENTRIES)
 
 
-OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
-                "places outside it cannot be used.")
-MISSING_FOLDER = "There is no such folder inside the data folder."
-
-
-def data_subfolder(name: str) -> tuple[Path | None, str | None]:
-    """The named sub-folder of the data folder, or None and why it cannot be used.
-
-    Resolved first, so neither '..' nor a link can lead a page elsewhere on the server.
-    """
-    root = data_dir().resolve()
-    candidate = (root / name.strip()).resolve()
-    if candidate == root or not candidate.is_relative_to(root):
-        return None, OUTSIDE_DATA
-    return (candidate, None) if candidate.is_dir() else (None, MISSING_FOLDER)
-
-
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def plain(text: str) -> str:
-    """User text (a file name) made safe for a Streamlit caption, which renders Markdown and colour codes."""
-    return _MARKDOWN.sub(r"\\\1", text)
+def cached_image(sha256: str, load: Callable[[], ReviewImage]) -> ReviewImage:
+    """The photograph's display copy from the shared cache, or loaded and cached (``load`` may raise)."""
+    cache = image_cache()
+    image = cache.get(sha256)
+    if image is None:
+        image = load()
+        cache.put(sha256, image)
+    return image

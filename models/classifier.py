@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import pickle
@@ -94,6 +95,10 @@ def infer_head(state: Mapping[str, torch.Tensor], activation: str = "relu") -> H
     parameter-free layers. The first gap after a hidden Linear holds the activation (its kind is
     not in the weights, hence the argument), every other gap a Dropout, which is the identity at
     inference, so its place does not change the output.
+
+    Raises:
+        CheckpointError: an unknown activation, no head, weights that are not Linear or
+            BatchNorm1d, a head that cannot be told apart or does not chain.
     """
     if activation not in _ACTIVATIONS:
         raise CheckpointError(
@@ -105,6 +110,21 @@ def infer_head(state: Mapping[str, torch.Tensor], activation: str = "relu") -> H
     if "classifier.weight" in state:  # a bare Linear head rather than a Sequential
         w = state["classifier.weight"]
         return [{"type": "linear", "in": int(w.shape[1]), "out": int(w.shape[0])}]
+    layers = _head_layers(state, head_keys)
+    spec = _fill_gaps(layers, activation)
+    dims = [(e["in"], e["out"]) for e in spec if e["type"] == "linear"]
+    if dims[0][0] != FEATURE_DIM:
+        raise CheckpointError(
+            f"The head's first Linear takes {dims[0][0]} features; EfficientNet-B0 gives {FEATURE_DIM}."
+        )
+    for (_, out), (nxt, _) in itertools.pairwise(dims):
+        if out != nxt:
+            raise CheckpointError(f"The head's Linear layers do not chain: {out} outputs feed {nxt} inputs.")
+    return spec
+
+
+def _head_layers(state: Mapping[str, torch.Tensor], head_keys: list[str]) -> dict[int, dict[str, Any]]:
+    """Index -> {"type": "linear"|"batchnorm", sizes} for the head layers that hold weights."""
     layers: dict[int, dict[str, Any]] = {}
     for key in head_keys:
         parts = key.split(".")
@@ -125,9 +145,7 @@ def infer_head(state: Mapping[str, torch.Tensor], activation: str = "relu") -> H
                 entry.setdefault("type", "batchnorm")
                 if entry["type"] == "batchnorm":
                     entry["features"] = int(tensor.shape[0])
-        elif name == "bias":
-            pass
-        else:
+        elif name != "bias":
             raise CheckpointError(
                 f"Cannot infer the head from weight {key!r} of shape {tuple(tensor.shape)}; "
                 "expected Linear or BatchNorm1d layers."
@@ -135,20 +153,22 @@ def infer_head(state: Mapping[str, torch.Tensor], activation: str = "relu") -> H
     for index, entry in layers.items():
         if "type" not in entry:
             raise CheckpointError(f"Cannot tell what head layer classifier.{index} is from its weights.")
+    return layers
+
+
+def _fill_gaps(layers: dict[int, dict[str, Any]], activation: str) -> HeadSpec:
+    """The full layer list: the activation in the first gap after a hidden Linear, Dropout elsewhere."""
     linear_idx = sorted(i for i, e in layers.items() if e["type"] == "linear")
     if not linear_idx:
         raise CheckpointError("The classifier head has no Linear layer; cannot infer it.")
     spec: HeadSpec = []
     pending_activation = False
     for index in range(max(layers) + 1):
-        entry = layers.get(index)
-        if entry is None:
-            if pending_activation:
-                spec.append({"type": activation})
-                pending_activation = False
-            else:
-                spec.append({"type": "dropout", "p": 0.0})
+        if index not in layers:
+            spec.append({"type": activation} if pending_activation else {"type": "dropout", "p": 0.0})
+            pending_activation = False
             continue
+        entry = layers[index]
         if entry["type"] == "linear":
             if spec and pending_activation:
                 raise CheckpointError(
@@ -157,14 +177,6 @@ def infer_head(state: Mapping[str, torch.Tensor], activation: str = "relu") -> H
                 )
             pending_activation = index != linear_idx[-1]
         spec.append(dict(entry))
-    dims = [(e["in"], e["out"]) for e in spec if e["type"] == "linear"]
-    if dims[0][0] != FEATURE_DIM:
-        raise CheckpointError(
-            f"The head's first Linear takes {dims[0][0]} features; EfficientNet-B0 gives {FEATURE_DIM}."
-        )
-    for (_, out), (nxt, _) in zip(dims, dims[1:], strict=False):
-        if out != nxt:
-            raise CheckpointError(f"The head's Linear layers do not chain: {out} outputs feed {nxt} inputs.")
     return spec
 
 
@@ -400,7 +412,10 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
             "spec with models.save_checkpoint()."
         ) from None
     model.eval()
-    last = model.classifier[-1] if isinstance(model.classifier, nn.Sequential) else model.classifier
+    head = model.get_submodule("classifier")
+    last = head[-1] if isinstance(head, nn.Sequential) else head
+    if not isinstance(last, nn.Linear):
+        raise CheckpointError("The classifier head must end in a Linear layer.")
     n_out = last.out_features
     names = _class_names(meta, card, n_out, class_names)
     norm = meta.get("normalization") or card.get("normalization") or {}

@@ -163,9 +163,10 @@ def summarise(pred: Predictions, threshold: float, *, resamples: int = 1000, see
         result[name] = {"value": _finite(point[name]), "ci95": [_finite(ci[name][0]), _finite(ci[name][1])]}
     result["ece"] = _finite(expected_calibration_error(pred.positives, pred.scores))
     result["confusion"] = confusion(pred.positives, pred.scores, threshold)
-    has_maps = pred.pointing is not None and len(pred.pointing)
-    result["pointing_game"] = float(np.mean(pred.pointing)) if has_maps else None
-    result["energy_in_pupil_median"] = float(np.median(pred.energy)) if has_maps else None
+    result["pointing_game"] = result["energy_in_pupil_median"] = None
+    if pred.pointing is not None and pred.energy is not None and len(pred.pointing):
+        result["pointing_game"] = float(np.mean(pred.pointing))
+        result["energy_in_pupil_median"] = float(np.median(pred.energy))
     return result
 
 

@@ -139,9 +139,8 @@ def test_top_overlap_by_hand():
 
 
 def test_compare_two_models(classifier, images):
-    from tests.support import seeded_model
-
     from models import Classifier
+    from tests.support import seeded_model
 
     other = Classifier(model=seeded_model(5), class_names=("Cataract", "Normal"))
     same = audit.compare(classifier, classifier, images[:2], files=["a.png", "b.png"])

@@ -206,7 +206,7 @@ def test_missing_demo_model_names_the_option(monkeypatch, tmp_path):
     import models.classifier as mc
 
     monkeypatch.setattr(mc, "DEMO_MODEL_PATH", tmp_path / "absent.pt")
-    with pytest.raises(CheckpointError, match="--model PATH.*model_path"):
+    with pytest.raises(CheckpointError, match=r"--model PATH.*model_path"):
         mc.load_classifier(None)
 
 

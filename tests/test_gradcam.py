@@ -191,7 +191,7 @@ def test_targets_are_checked(classifier, images):
         explain(classifier, images[:3], target=["Cataract", "Normal"])
     with pytest.raises(ExplainError, match="Unknown target class 'Glaucoma'"):
         explain(classifier, images[:1], target="Glaucoma")
-    with pytest.raises(ExplainError, match="no layer named 'features.42'"):
+    with pytest.raises(ExplainError, match=r"no layer named 'features\.42'"):
         explain(classifier, images[:1], layer="features.42")
     with pytest.raises(ExplainError, match="Unknown method"):
         explain(classifier, images[:1], method="scorecam")

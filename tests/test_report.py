@@ -36,6 +36,8 @@ from components.report import (
     build_report,
     safe_filename,
 )
+from components.screening import decide, format_probability
+from components.vocabulary import OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
 from tests.support import CSDI
 
 # Real fundus photographs, CSDI, CC BY 4.0: Xie et al., "CSDI: A Fine-Grained Fundus Image Dataset
@@ -175,11 +177,11 @@ def full_pdf(full_eyes, demo_model) -> bytes:
     )
 
 
-def one_eye_pdf(image, expl, model, **eye_kw) -> bytes:
+def one_eye_pdf(image, expl, model, patient=None, **eye_kw) -> bytes:
     review = eye_kw.pop("review", None)
     eye = EyeFindings("OD", image, expl, review=review, **eye_kw)
     return build_report(
-        PatientInfo("P-7"), [eye], model, report_id=REPORT_ID, generated_at=GENERATED
+        patient or PatientInfo("P-7"), [eye], model, report_id=REPORT_ID, generated_at=GENERATED
     )
 
 
@@ -635,7 +637,113 @@ def test_safe_filename():
         safe_filename(controls)
         == f"cataract_report_{hashlib.sha256(controls.encode()).hexdigest()[:16]}.pdf"
     )
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="suffix must be empty or a dot followed by 1 to 10 letters or digits"):
         safe_filename("P-1", "/../x")
     with pytest.raises(TypeError):
         safe_filename(42)  # type: ignore[arg-type]
+
+
+def test_attention_off_the_lens_refers_and_says_why(small, small_expl, plain_model):
+    # p = 0.20 alone would be routine; the map lying on the lids makes the result doubtful.
+    attention = {"verdict": OFF_SKIN, "energy_in_lens": 0.12}
+    pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention=attention, modality="external")
+    text = flat(" ".join(pages_text(pdf)))
+    assert f"Attention check Verdict: {OFF_SKIN}" in text
+    assert "Right eye (OD) Gradable 0.200 No cataract detected" in text
+    assert REFER in text
+    assert ROUTINE not in text
+    assert "Because: Right eye (OD): the model's attention lies off the lens." in text
+
+
+@pytest.mark.parametrize(
+    ("attention", "modality"),
+    [
+        # As the review screen passes it: the verdict in the fundus words, the record's modality.
+        ({"verdict": "off the fundus: black border or text"}, "fundus"),
+        # The fundus words tell the modality when the record does not.
+        ({"verdict": "off the fundus: black border or text"}, None),
+        ({"verdict": OFF_BORDER}, "fundus"),
+    ],
+)
+def test_attention_off_the_fundus_field_says_so(small, small_expl, plain_model, attention, modality):
+    pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention=attention, modality=modality)
+    text = flat(" ".join(pages_text(pdf)))
+    assert "Because: Right eye (OD): the model's attention lies off the fundus field." in text
+    assert REFER in text
+
+
+@pytest.mark.parametrize("verdict", [ON_LENS, PARTLY, "inside the fundus", "on_lens", "off_lens"])
+def test_attention_on_the_lens_or_unrecognised_leaves_routine(small, small_expl, plain_model, verdict):
+    # A verdict in neither the check's codes nor its words is printed as given, not interpreted.
+    pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention={"verdict": verdict})
+    text = flat(" ".join(pages_text(pdf)))
+    assert f"Verdict: {verdict}" in text
+    assert ROUTINE in text
+    assert REFER not in text
+    assert "Because:" not in text
+
+
+def test_positive_eye_and_off_lens_eye_give_every_reason(small, small_expl, plain_model):
+    eyes = [
+        EyeFindings("OS", small, probabilities(small_expl, 0.1), attention={"verdict": OFF_BORDER}),
+        EyeFindings("OD", small, probabilities(small_expl, 0.8)),
+    ]
+    pdf = build_report(PatientInfo("P-8"), eyes, plain_model, report_id=REPORT_ID, generated_at=GENERATED)
+    text = flat(" ".join(pages_text(pdf)))
+    assert (
+        "Because: Right eye (OD): probability of cataract 0.800 at or above the threshold 0.50; "
+        "Left eye (OS): the model's attention lies off the lens."
+    ) in text
+
+
+@pytest.mark.parametrize(
+    ("p", "band", "threshold", "label", "because"),
+    [
+        (0.87, 0.1, 0.5, "Cataract suspected",
+         "Right eye (OD): probability of cataract 0.870 at or above the threshold 0.50"),
+        (0.45, 0.1, 0.5, "No cataract detected (indeterminate)", None),  # 0.05 from the threshold
+        (0.12, 0.2, 0.3, "No cataract detected (indeterminate)", None),  # 0.18 from the threshold
+        (0.5, 0.0, 0.5, "Cataract suspected",
+         "Right eye (OD): probability of cataract 0.500 at or above the threshold 0.50"),
+    ],
+)
+def test_summary_says_what_screening_decides(small, small_expl, plain_model, p, band, threshold, label, because):
+    model = dataclasses.replace(plain_model, threshold=threshold)
+    eye = EyeFindings("OD", small, probabilities(small_expl, p))
+    pdf = build_report(
+        PatientInfo("P-4"), [eye], model, report_id=REPORT_ID, generated_at=GENERATED, indeterminate_band=band
+    )
+    summary = flat(" ".join(pages_text(pdf)))
+    summary = summary[summary.index("Summary and recommendation") :]
+    d = decide(p, threshold, band=band, eye="OD")
+    assert d.label == label
+    assert d.reasons == ((because,) if because else ())
+    assert f"Right eye (OD) Gradable {format_probability(p)} {label}" in summary
+    assert f"Suggested next step {REFER if because else ROUTINE}" in summary
+    if because:
+        assert f"Because: {because}." in summary
+    else:
+        assert "Because:" not in summary
+
+
+def test_sex_in_words_whatever_the_case(small, small_expl, plain_model):
+    for sex, shown in (("f", "Female"), ("M", "Male"), (" x ", "Other or not stated"), ("intersex", "intersex")):
+        pdf = one_eye_pdf(small, small_expl, plain_model, patient=PatientInfo("P-2", sex=sex))
+        assert f"Sex {shown}" in flat(pages_text(pdf)[0])
+
+
+def test_probability_outside_the_unit_interval_is_refused(small, small_expl, plain_model):
+    expl = dataclasses.replace(small_expl, probabilities={"Cataract": float("nan"), "Normal": 0.5})
+    with pytest.raises(ReportError, match=r"^The probability must lie in \[0, 1\], got nan\.$"):
+        one_eye_pdf(small, expl, plain_model)
+
+
+def test_words_and_decisions_are_the_shared_ones():
+    import components.report as report
+    from components import screening, vocabulary
+
+    assert report.REFER is screening.REFER
+    assert report.ROUTINE is screening.ROUTINE
+    assert report.FINAL_DECISION is screening.FINAL_DECISION
+    assert report.DEMO_WARNING is vocabulary.DEMO_WARNING
+    assert not hasattr(report, "EYES")  # the labels live in the vocabulary only

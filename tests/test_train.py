@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import re
+from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
+from typing import Any
+from urllib.error import URLError
 
 import numpy as np
 import pytest
 import torch
 
-from models.train import (
-    Sample,
-    TrainConfig,
-    TrainError,
-    choose_threshold,
-    fit_temperature,
-    fold_temperature,
-    read_folder,
-    split_samples,
-    train,
-)
+from models.calibration import choose_threshold, fit_temperature, fold_temperature
+from models.train import TrainConfig, TrainError, initial_model, train
+from models.training_data import Sample, read_folder, split_samples
+from tests.support import ROOT
+
+IMAGENET_FILE = "efficientnet_b0_rwightman-7f5810bc.pth"  # torchvision's name for the IMAGENET1K_V1 weights
 
 TINY = {"epochs": 1, "batch_size": 4, "input_size": 64, "val_fraction": 0.34, "seed": 0, "threads": 2}
 
@@ -136,11 +135,142 @@ def test_resume_continues_where_it_stopped(tiny_folder: Path, tmp_path: Path) ->
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
 
 
+def _no_network(url: str, *args: Any, **kwargs: Any) -> None:
+    raise URLError("[Errno -2] Name or service not known")
+
+
 def test_imagenet_init_fails_clearly_offline(tiny_folder: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))  # a cache with nothing in it
-    with pytest.raises(TrainError, match="cannot be downloaded offline"):
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)  # as on a machine without network
+    with pytest.raises(TrainError, match="cannot be downloaded offline") as raised:
         train(tiny_folder, tmp_path / "c.pt", TrainConfig(**{**TINY, "init": "imagenet"}), progress=False)
+    message = str(raised.value)
+    assert "--init scratch" in message
+    assert "--init CHECKPOINT" in message
+    assert f"put {IMAGENET_FILE} " in message
+    assert str(tmp_path / "empty_torch_home" / "hub" / "checkpoints") in message
+    assert "Name or service not known" in message
+
+
+def test_imagenet_offline_through_the_cli_is_one_line_and_exit_2(tiny_folder: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from components.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    code = main(["train", str(tiny_folder), "--out", str(tmp_path / "c.pt"), "--init", "imagenet", "--json",
+                 "--epochs", "1", "--input-size", "64", "--threads", "2"])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""  # torch.hub's "Downloading: ..." line went to stderr, not into --json's stdout
+    (error,) = [line for line in captured.err.splitlines() if line.startswith("cataract-cam: error:")]
+    assert "cannot be downloaded offline" in error
+    assert not (tmp_path / "c.pt").exists()
+
+
+@pytest.fixture
+def cached_imagenet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, torch.Tensor]:
+    """torch's cache holding a torchvision EfficientNet-B0 state dict (random weights) under the ImageNet name."""
+    from torchvision.models import efficientnet_b0
+
+    torch.manual_seed(42)
+    state = efficientnet_b0(weights=None).state_dict()
+    home = tmp_path / "torch_home"
+    (home / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(state, home / "hub" / "checkpoints" / IMAGENET_FILE)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)  # the cache must be enough
+    return state
+
+
+def test_imagenet_init_starts_from_the_cached_weights(cached_imagenet: dict[str, torch.Tensor]) -> None:
+    model, head, card = initial_model("imagenet", 2)
+    own = model.state_dict()
+    backbone = [k for k in cached_imagenet if not k.startswith("classifier.")]
+    assert len(backbone) > 300
+    for key in backbone:
+        assert torch.equal(own[key], cached_imagenet[key]), key
+    assert own["classifier.1.weight"].shape == (2, 1280)  # a new head for our classes, not ImageNet's 1000
+    assert head[-1]["out"] == 2
+    assert card == {}
+
+
+def test_training_from_imagenet_keeps_the_backbone_when_nothing_is_learnt(
+        tiny_folder: Path, tmp_path: Path, cached_imagenet: dict[str, torch.Tensor]) -> None:
+    # With a learning rate of zero AdamW leaves every weight where it started, so the trained
+    # checkpoint's backbone must be the cached file's, tensor for tensor.
+    from models import load_classifier
+
+    result = train(tiny_folder, tmp_path / "i.pt", TrainConfig(**{**TINY, "init": "imagenet", "lr": 0.0}),
+                   progress=False)
+    assert result.card["training"]["init"] == "imagenet"
+    assert result.card["training"]["config"]["init"] == "imagenet"
+    trained = dict(load_classifier(tmp_path / "i.pt").model.named_parameters())
+    backbone = [k for k in trained if k.startswith("features.")]
+    assert len(backbone) > 200
+    for key in backbone:
+        assert torch.equal(trained[key], cached_imagenet[key]), key
+
+
+def _strings(doc: Any) -> Iterator[str]:
+    if isinstance(doc, str):
+        yield doc
+    elif isinstance(doc, dict):
+        for key, value in doc.items():
+            yield str(key)
+            yield from _strings(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _strings(value)
+
+
+def _machine_paths(doc: Any) -> list[str]:
+    """Strings in a card that name a place on some machine: absolute POSIX or Windows paths, home folders."""
+    home = str(Path.home())
+    return [s for s in _strings(doc)
+            if s.startswith(("/", "\\\\", "~")) or re.match(r"^[A-Za-z]:[\\/]", s) or home in s]
+
+
+def test_machine_paths_are_recognised() -> None:
+    found = _machine_paths({"a": ["/data/x.pt", "C:\\data\\y.pt", "d:/z.pt", "~/w.pt"],
+                            "b": {"c": "stage1.pt", "d": "p(Cataract)"}})
+    assert found == ["/data/x.pt", "C:\\data\\y.pt", "d:/z.pt", "~/w.pt"]
+
+
+def test_a_card_written_by_train_holds_no_machine_path(tiny_folder: Path, tmp_path: Path) -> None:
+    from components.cli import main
+    from models import build_model, load_classifier, save_checkpoint
+
+    # The starting checkpoint's own card still names a folder, as cards written before this rule did.
+    torch.manual_seed(0)
+    start = tmp_path / "deep" / "folder" / "stage0.pt"
+    start.parent.mkdir(parents=True)
+    save_checkpoint(start, build_model(2).eval(), class_names=("Cataract", "Normal"), input_size=64,
+                    card={"training": {"init": "checkpoint", "config": {"init": str(tmp_path / "older.pt")},
+                                       "wall_time_seconds": 12.0}})
+    out = tmp_path / "out" / "stage1.pt"
+    out.parent.mkdir()
+    stdout = io.StringIO()
+    with redirect_stdout(stdout):
+        code = main(["train", str(tiny_folder), "--out", str(out), "--init", str(start), "--epochs", "1",
+                     "--batch-size", "4", "--input-size", "64", "--val-fraction", "0.34", "--threads", "2", "--json"])
+    assert code == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["training"]["init"] == "checkpoint"
+    assert card["training"]["config"]["init"] == "stage0.pt"
+    assert card["training"]["init_training"]["config"]["init"] == "older.pt"
+    assert card["training_data"]["folder"] == tiny_folder.name
+    assert _machine_paths(card) == []
+    assert _machine_paths(load_classifier(out).card) == []  # the card inside the checkpoint too
+
+
+def test_the_demo_card_holds_no_machine_path() -> None:
+    card = json.loads((ROOT / "models" / "weights" / "cataract_b0_demo.json").read_text())
+    assert card["training"]["init"] == "checkpoint"
+    assert card["training"]["config"]["init"] == "stage1.pt"
+    assert _machine_paths(card) == []
 
 
 def test_bad_folder_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,77 @@
+"""``cataract-cam audit``: check a labelled folder for suspect labels, attention off the lens, unreadable images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from components.cli.common import (
+    EXIT_OK,
+    Command,
+    UsageError,
+    add_json_option,
+    add_model_option,
+    check_out_folder,
+    load_model,
+    print_json,
+    progress_bar,
+)
+from components.vocabulary import ATTENTION_MODALITIES
+
+AUTO = "auto"
+MODALITY_CHOICES = (AUTO, *ATTENTION_MODALITIES)
+"""What --modality of audit and compare accepts: detected per image, or one for all."""
+
+
+def modality_option(value: str) -> str | None:
+    """The attention check's modality for a --modality value; None lets the check tell per image."""
+    return None if value == AUTO else value
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from components.gradcam import METHODS
+
+    p.add_argument("data", metavar="DATA", help="labelled folder: one sub-folder per class (cataract/, normal/), "
+                                                "optional masks/<stem>_pupil.png")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for audit.csv and gallery.html")
+    add_model_option(p, "checkpoint to audit")
+    p.add_argument("--modality", default=AUTO, choices=MODALITY_CHOICES,
+                   help="external (and slit-lamp) or fundus photographs (default: detected per image)")
+    p.add_argument("--method", default="gradcam", choices=list(METHODS))
+    add_json_option(p, "print the summary as one JSON document on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Explain and check every image, write audit.csv and gallery.html, print the summary."""
+    from components import audit
+
+    data = Path(args.data)
+    if not data.is_dir():
+        raise UsageError("DATA is not a folder; expected a folder with one sub-folder per class.")
+    try:
+        items = audit.read_labelled_folder(data)
+    except audit.AuditError as exc:
+        raise UsageError(str(exc)) from None
+    classifier = load_model(args.model)
+    out = Path(args.out)
+    check_out_folder(out)
+    with progress_bar(len(items)) as progress:
+        rows = audit.audit(classifier, items, modality=modality_option(args.modality), method=args.method,
+                           progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    audit.write_csv(rows, out / "audit.csv")
+    shown = audit.write_gallery(rows, out / "gallery.html", model_name=str(getattr(classifier, "name", "")),
+                                demo=bool(getattr(classifier, "is_demo", False)))
+    summary = audit.summary(rows)
+    if args.json:
+        print_json(summary, indent=2)
+    else:
+        print(f"{summary['n']} images: attention on the lens in {summary['on_lens_rate']:.1%}; "
+              f"{len(summary['suspect_labels'])} suspect labels, {len(summary['off_lens'])} with attention off "
+              f"the lens; {shown} flagged images in gallery.html", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMAND = Command("audit", "check a labelled folder: suspect labels, attention off the lens, unreadable images",
+                  add_arguments, run)

@@ -1,0 +1,29 @@
+"""``cataract-cam dashboard``: start the Streamlit app, on the given model if any."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from components.cli.common import Command, add_model_option
+
+APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=8501)
+    add_model_option(p, "checkpoint the app starts on")
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.model:
+        env["CATARACT_CAM_MODEL"] = str(Path(args.model).resolve())  # the app's start-up model
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
+    return subprocess.call(command, env=env)
+
+
+COMMAND = Command("dashboard", "start the Streamlit dashboard", add_arguments, run)

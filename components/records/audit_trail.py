@@ -1,0 +1,106 @@
+"""The audit trail: who did what to which record, appended in the transaction of the change itself."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from components.records.errors import ValidationError
+from components.records.model import AuditEvent, to_record
+from components.records.schema import AuditRow, PatientRow, utc_now
+from components.records.validation import choice, plain_json, required_text
+
+__all__ = ["AUDIT_ACTIONS", "append_event", "audit_details", "checked_event", "events"]
+
+AUDIT_ACTIONS: Final = (
+    "created",
+    "updated",
+    "explained",
+    "reviewed",
+    "signed",
+    "exported",
+    "viewed",
+    "deleted",
+)
+_OBJECT_TYPE = re.compile(r"[a-z][a-z_]{0,31}")
+# Audit details describe what happened, never who the patient is or what the image showed.
+_FORBIDDEN_DETAIL_KEYS: Final = frozenset({"name", "birth_date", "image", "pixels", "png", "cam"})
+_MAX_DETAIL_TEXT: Final = 256
+_MAX_DETAILS_JSON: Final = 4096
+
+
+def append_event(
+    session: Session,
+    action: str,
+    actor: str,
+    *,
+    patient_id: int | None,
+    object_type: str | None,
+    object_id: int | str | None,
+    details: dict[str, Any],
+) -> None:
+    """Add an audit event to ``session``; it commits with the change it describes, or not at all."""
+    session.add(
+        AuditRow(
+            time=utc_now(),
+            actor=actor,
+            action=action,
+            patient_id=patient_id,
+            object_type=object_type,
+            object_id=None if object_id is None else str(object_id),
+            details=details,
+        )
+    )
+
+
+def audit_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Details as small plain JSON that carries no names and no image data."""
+    if details is None:
+        return {}
+    if not isinstance(details, Mapping):
+        raise ValidationError("audit details must be a mapping")
+    plain = plain_json(details, "audit details", max_text=_MAX_DETAIL_TEXT, forbidden=_FORBIDDEN_DETAIL_KEYS)
+    if len(json.dumps(plain)) > _MAX_DETAILS_JSON:
+        raise ValidationError(f"audit details must be at most {_MAX_DETAILS_JSON} characters as JSON")
+    return plain
+
+
+def checked_event(
+    action: object, *, actor: object, object_type: object, object_id: object, details: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The checked fields of an event a caller logs (an export, a view), as ``append_event`` takes them."""
+    action = choice(action, AUDIT_ACTIONS, "the audit action")
+    actor = required_text(actor, "the actor", 128)
+    if object_type is not None and (not isinstance(object_type, str) or not _OBJECT_TYPE.fullmatch(object_type)):
+        raise ValidationError("the object type must be 1 to 32 lower-case letters or underscores")
+    if object_id is not None and (
+        isinstance(object_id, bool) or not isinstance(object_id, int | str) or len(str(object_id)) > 64
+    ):
+        raise ValidationError("the object ID must be an integer or text of at most 64 characters")
+    return {
+        "action": action,
+        "actor": actor,
+        "object_type": object_type,
+        "object_id": object_id,
+        "details": audit_details(details),
+    }
+
+
+def events(session: Session, patient_id: int | None = None) -> list[AuditEvent]:
+    """Audit events oldest first: all of them, or those about the patient with this row ID."""
+    query = (
+        select(AuditRow, PatientRow.pseudo_id)
+        .outerjoin(PatientRow, AuditRow.patient_id == PatientRow.id)
+        .order_by(AuditRow.id)
+    )
+    if patient_id is not None:
+        query = query.where(AuditRow.patient_id == patient_id)
+    return [
+        to_record(AuditEvent, row, patient_pseudo_id=patient_pseudo_id, details=dict(row.details))
+        for row, patient_pseudo_id in session.execute(query)
+    ]

@@ -1,0 +1,72 @@
+"""The image folder: photographs as metadata-free PNGs named by their SHA-256, written durably."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from components.files import atomic_write_bytes
+from components.imaging import ImageError, encode_png, load_rgb, sha256_bytes
+from components.records.errors import NotFound, RecordsError, ValidationError
+from components.records.settings import ensure_folder
+from components.records.validation import sha256_hex
+
+__all__ = ["ImageFolder", "fsync_folder", "png_bytes"]
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """RGB uint8 pixels as a PNG with no metadata chunks; ValidationError for other pixels."""
+    try:
+        return encode_png(pixels)
+    except ImageError as error:
+        raise ValidationError(str(error)) from None
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the names in ``folder`` durable."""
+    # A rename is durable only once the folder that holds it is synced; Windows cannot open folders.
+    if os.name != "posix":
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+class ImageFolder:
+    """Content-addressed PNG files: ``<root>/<first two hex digits>/<sha256>.png``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        """Where the image with this digest is (or would be) stored."""
+        return self.root / sha256[:2] / f"{sha256}.png"
+
+    def put(self, png: bytes) -> str:
+        """Store the PNG bytes under their SHA-256 (once, whoever refers to them); return it."""
+        sha256 = sha256_bytes(png)
+        path = self.path(sha256)
+        if not path.is_file():
+            new_folder = not path.parent.is_dir()
+            ensure_folder(path.parent)
+            atomic_write_bytes(path, png)
+            # The row naming this file commits next, so the name must first survive a power cut.
+            fsync_folder(path.parent)
+            if new_folder:
+                fsync_folder(path.parent.parent)
+        return sha256
+
+    def get(self, sha256: str) -> np.ndarray:
+        """The stored image with this SHA-256 as RGB uint8; a file that fails its digest is refused."""
+        sha256 = sha256_hex(sha256, "an image digest")
+        try:
+            png = self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise NotFound("no stored image has this SHA-256; the image folder is incomplete") from None
+        if sha256_bytes(png) != sha256:
+            raise RecordsError("a stored image file does not match its SHA-256 name; the file is damaged")
+        return load_rgb(png)

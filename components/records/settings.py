@@ -1,0 +1,91 @@
+"""Where the records live: the data folder, the database URL, and the engine that opens it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DB_URL_ENV",
+    "WRITE_OPTION",
+    "configured_data_dir",
+    "data_dir",
+    "database_url",
+    "ensure_folder",
+    "make_engine",
+]
+
+DATA_DIR_ENV: Final = "CATARACT_CAM_DATA"
+DB_URL_ENV: Final = "CATARACT_CAM_DB_URL"
+# Execution option that makes a SQLite transaction take the write lock at BEGIN.
+WRITE_OPTION: Final = "cataract_cam_write"
+_CHECKOUT: Final = Path(__file__).resolve().parents[2]
+
+
+def configured_data_dir() -> Path:
+    """The patient data folder as configured: $CATARACT_CAM_DATA or the checkout's data/."""
+    configured = os.environ.get(DATA_DIR_ENV, "")
+    if configured:
+        return Path(configured).expanduser()
+    return _CHECKOUT / "data"
+
+
+def ensure_folder(folder: Path) -> Path:
+    """Create ``folder`` and any missing parents readable by their owner only; return it."""
+    # Patient data is readable by its owner only. mkdir(parents=True) would give missing
+    # parents the default mode, so each missing level is made here.
+    missing = [level for level in (folder, *folder.parents) if not level.is_dir()]
+    for level in reversed(missing):
+        level.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def data_dir() -> Path:
+    """Return (and create) the patient data folder: $CATARACT_CAM_DATA or the checkout's data/."""
+    return ensure_folder(configured_data_dir())
+
+
+def database_url(url: str | None, folder: Path) -> str:
+    """The database to open: ``url``, else $CATARACT_CAM_DB_URL, else SQLite in ``folder``."""
+    return url or os.environ.get(DB_URL_ENV, "") or f"sqlite:///{folder / 'records.sqlite3'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; for SQLite, with foreign keys, WAL and a write lock taken at BEGIN."""
+    parsed = make_url(url)
+    # Exceptions then never quote bound values, which may be names or birth dates.
+    options: dict[str, Any] = {"hide_parameters": True}
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **options)
+    options["connect_args"] = {"check_same_thread": False, "timeout": 30.0}
+    if parsed.database in (None, "", ":memory:"):
+        # One shared connection, or each thread would see its own empty in-memory database.
+        options["poolclass"] = StaticPool
+    engine = create_engine(url, **options)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy, not the sqlite3 module, decides where transactions begin (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # A writer takes the write lock at BEGIN, so a read-then-write never fails half-way
+        # because another thread or process wrote in between; readers never wait for it.
+        writing = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine

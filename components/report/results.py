@@ -1,0 +1,88 @@
+"""Each eye's screening decision, taken by :func:`components.screening.decide` from the report's inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from components.gradcam import Explanation
+from components.report.content import EyeFindings, ReportError
+from components.screening import ScreeningDecision, decide
+from components.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
+
+
+@dataclass(frozen=True)
+class EyeResult:
+    """One eye's inputs and what the screening rule made of them."""
+
+    eye: EyeFindings
+    decision: ScreeningDecision
+
+
+def positive_probability(expl: Explanation, positive_class: str) -> float:
+    """The explanation's probability of the positive class, whatever the case of its name."""
+    for name, value in expl.probabilities.items():
+        if str(name).lower() == positive_class.lower():
+            return float(value)
+    raise ReportError(
+        f"The explanation has no probability for the class {positive_class!r}; "
+        f"expected one of {', '.join(map(repr, expl.probabilities))}."
+    )
+
+
+def _known_modality(modality: str | None) -> str | None:
+    try:
+        return attention_modality(modality)
+    except ValueError:
+        return None  # free text is printed as given, but says nothing about where the lens is
+
+
+def attention_context(eye: EyeFindings) -> tuple[str | None, str | None]:
+    """The attention verdict's code and the modality it was judged in, from the eye's inputs.
+
+    The attention record holds the verdict as the check gave it: its code, or its words, which
+    for a fundus photograph differ from the code. A verdict in neither form is not interpreted.
+    """
+    modality = _known_modality(eye.modality)
+    if not eye.attention:
+        return None, modality
+    text = next((v for k, v in eye.attention.items() if str(k).lower() == "verdict"), None)
+    if not isinstance(text, str):
+        return None, modality
+    text = text.strip()
+    if text in VERDICTS:
+        return text, modality
+    for kind, labels in VERDICT_LABELS.items():
+        code = next((c for c, words in labels.items() if words == text), None)
+        if code is not None:
+            return code, modality or kind
+    return None, modality
+
+
+def decide_eyes(
+    eyes: Sequence[EyeFindings], threshold: float, band: float, positive_class: str
+) -> list[EyeResult]:
+    """Each eye's decision at the model's threshold, in the order given.
+
+    Raises:
+        ReportError: an explanation without the positive class, or values decide() refuses.
+    """
+    results = []
+    for eye in eyes:
+        p = positive_probability(eye.explanation, positive_class) if eye.explanation is not None else None
+        verdict, modality = attention_context(eye)
+        try:
+            decision = decide(
+                p,
+                threshold,
+                band=band,
+                gradable=eye.gradable,
+                attention_verdict=verdict,
+                modality=modality,
+                eye=eye.eye,
+                positive_class=positive_class,
+            )
+        except ValueError as err:
+            raise ReportError(str(err)) from None
+        results.append(EyeResult(eye, decision))
+    return results

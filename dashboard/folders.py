@@ -1,0 +1,72 @@
+"""Where the dashboard may read and write on the server: folders inside the data folder, uploads copied there."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from components.audit import LabelledImage, read_labelled_folder
+from components.imaging import IMAGE_EXTENSIONS
+from components.records import data_dir
+
+UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
+"""The file types the photograph uploaders accept."""
+
+OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
+                "places outside it cannot be used.")
+MISSING_FOLDER = "There is no such folder inside the data folder."
+
+
+class Upload(Protocol):
+    """What the dashboard reads from an uploaded file (Streamlit's UploadedFile has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def getvalue(self) -> bytes: ...
+
+
+def data_subfolder(name: str) -> tuple[Path | None, str | None]:
+    """The named sub-folder of the data folder, or None and why it cannot be used.
+
+    Resolved first, so neither '..' nor a link can lead a page elsewhere on the server.
+    """
+    root = data_dir().resolve()
+    candidate = (root / name.strip()).resolve()
+    if candidate == root or not candidate.is_relative_to(root):
+        return None, OUTSIDE_DATA
+    return (candidate, None) if candidate.is_dir() else (None, MISSING_FOLDER)
+
+
+def _stored_name(upload: Upload, index: int) -> str:
+    # Named by position, so no patient name reaches the disk; the suffix tells the decoder little
+    # but keeps an image's type visible to anyone looking at the folder.
+    suffix = Path(upload.name).suffix.lower()
+    return f"{index:05d}{suffix if suffix in IMAGE_EXTENSIONS else '.img'}"
+
+
+def uploads_to_files(uploads: Sequence[Upload], folder: Path) -> tuple[list[Path], list[str]]:
+    """Write the uploads into ``folder`` (a private temporary one); returns their paths and the user's names."""
+    files, names = [], []
+    for i, upload in enumerate(uploads):
+        path = folder / _stored_name(upload, i)
+        path.write_bytes(upload.getvalue())
+        files.append(path)
+        names.append(upload.name)
+    return files, names
+
+
+def uploads_to_items(uploads: Sequence[tuple[str, Sequence[Upload]]], folder: Path) -> list[LabelledImage]:
+    """Write labelled uploads under ``folder/<i>/`` and read them back as a labelled folder, with the user's names."""
+    known: dict[str, tuple[str, str]] = {}
+    for i, (label, files) in enumerate(uploads):
+        for j, upload in enumerate(files):
+            # Numbered folders: a class name need not be a safe folder name.
+            (folder / str(i)).mkdir(exist_ok=True)
+            rel = f"{i}/{_stored_name(upload, j)}"
+            (folder / rel).write_bytes(upload.getvalue())
+            known[rel] = (label, upload.name)
+    items = read_labelled_folder(folder)
+    return [dataclasses.replace(item, label=known[item.file][0], file=known[item.file][1]) for item in items]

@@ -1,0 +1,58 @@
+"""Audit: a labelled set of photographs as `cataract-cam audit` checks it: suspect labels, attention off the lens."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from components.audit import AuditError, read_labelled_folder
+from components.records import data_dir
+from dashboard import folders, runs, state
+from dashboard.widgets.inputs import modality_ui, progress_ui
+from dashboard.widgets.results import audit_results_ui
+
+SOURCES = {"upload": "Upload photographs, one box per label", "folder": "A folder in the data folder"}
+
+clf = state.open_page("Audit")
+st.caption("Checks a labelled set of photographs: where the model confidently disagrees with the label "
+           "(suspect label), where its attention lies off the lens, and which photographs cannot be graded.")
+
+source = st.radio("Photographs", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="audit_source")
+uploads: list[tuple[str, list[Any]]] = []
+folder: Path | None = None
+if source == "upload" and clf is not None:
+    for i, (box, name) in enumerate(zip(st.columns(len(clf.class_names)), clf.class_names, strict=True)):
+        files = box.file_uploader(f"Labelled {name}", type=folders.UPLOAD_TYPES, accept_multiple_files=True,
+                                  key=f"audit_upload_{i}")
+        uploads.append((name, list(files or [])))
+elif source == "folder":
+    folder_name = st.text_input("Folder inside the data folder", key="audit_folder",
+                                placeholder="e.g. audits/set1",
+                                help="One sub-folder per label (for example cataract/ and normal/), "
+                                     "and optionally masks/ with <name>_pupil.png for each photograph.")
+    if folder_name.strip():
+        folder, refusal = folders.data_subfolder(folder_name)
+        if refusal:
+            st.error(refusal)
+modality = modality_ui("audit_modality", help="Where the attention should lie: the lens in an external or "
+                       "slit-lamp photograph, the fundus field in a fundus photograph.")
+st.caption("Uses the Review page's method, colormap and transparency.")
+
+ready = any(files for _, files in uploads) if source == "upload" else folder is not None
+if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
+    assert clf is not None
+    bar, progress = progress_ui("Auditing the photographs…")
+    try:
+        with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+            items = folders.uploads_to_items(uploads, Path(tmp)) if folder is None else read_labelled_folder(folder)
+            st.session_state["audit_result"] = runs.audit_run(clf, items, modality, state.look(), progress)
+    except AuditError as error:
+        st.error(str(error))
+    bar.empty()
+
+result = st.session_state.get("audit_result")
+if result is not None:
+    audit_results_ui(result)

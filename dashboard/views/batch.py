@@ -1,0 +1,55 @@
+"""Batch: many photographs through the engine path of `cataract-cam batch`; a table, a gallery and a CSV."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from components.batch import collect_inputs
+from components.gradcam import METHOD_LABELS
+from components.records import data_dir
+from dashboard import folders, runs, state
+from dashboard.widgets.inputs import progress_ui
+from dashboard.widgets.results import batch_results_ui
+
+SOURCES = {"upload": "Upload photographs", "folder": "A folder in the data folder"}
+
+clf = state.open_page("Batch")
+
+source = st.radio("Photographs", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="batch_source")
+uploads, folder = [], None
+if source == "upload":
+    uploads = st.file_uploader("Photographs", type=folders.UPLOAD_TYPES, accept_multiple_files=True,
+                               key="batch_uploads", label_visibility="collapsed") or []
+else:
+    folder_name = st.text_input("Folder inside the data folder", key="batch_folder",
+                                placeholder="e.g. screening/2025-06",
+                                help="A folder on the server, relative to the data folder; searched recursively.")
+    if folder_name.strip():
+        folder, refusal = folders.data_subfolder(folder_name)
+        if refusal:
+            st.error(refusal)
+look = state.look()
+st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), colormap and transparency.")
+
+ready = bool(uploads) if source == "upload" else folder is not None
+if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
+    assert clf is not None
+    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+        if folder is None:
+            files, names = folders.uploads_to_files(uploads, Path(tmp))
+        else:
+            files = collect_inputs([folder])
+            names = [str(f.relative_to(folder)) for f in files]
+        if not files:
+            st.warning("The folder holds no photographs.")
+        else:
+            bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
+            st.session_state["batch_result"] = runs.batch_run(clf, files, names, look, progress)
+            bar.empty()
+
+result = st.session_state.get("batch_result")
+if result is not None:
+    batch_results_ui(result)

@@ -1,0 +1,14 @@
+"""Model: the loaded model's card and plots, and loading another checkpoint from the server or an upload."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import state
+from dashboard.widgets.model_card import load_checkpoint_ui, model_card_ui
+
+clf = state.open_page("Model")
+if clf is not None:
+    model_card_ui(clf)
+st.divider()
+load_checkpoint_ui()

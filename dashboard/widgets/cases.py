@@ -1,0 +1,150 @@
+"""The Review page's two kinds of case (a quick look at one photograph, a patient's eyes) and the report export."""
+
+from __future__ import annotations
+
+import functools
+from datetime import date
+from typing import Any
+
+import streamlit as st
+
+from components import review_session as rs
+from components.gradcam import Explanation
+from components.imaging import ImageError, sha256_bytes
+from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
+from components.report import PatientInfo, safe_filename
+from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
+from dashboard import state
+from dashboard.folders import UPLOAD_TYPES
+from dashboard.present import exam_label, md_id, patient_details, sentence
+from dashboard.widgets.eye import eye_ui, settings_ui
+from dashboard.widgets.patients import save_quick_case_ui
+from dashboard.widgets.signing import review_panel_ui
+from models import Classifier
+
+
+def _on_quick_upload() -> None:
+    upload = st.session_state.get("quick_upload")
+    if upload is None:
+        st.session_state.pop("quick_case", None)
+        return
+    data = upload.getvalue()
+    # Only the bytes and what the file name says about the eye are kept, not the name itself.
+    st.session_state["quick_case"] = {"data": data, "sha256": sha256_bytes(data),
+                                      "hint": upload.name, "eye": None, "modality": None}
+
+
+def quick_uploader_ui() -> None:
+    """The drop zone for one photograph, looked at and not saved."""
+    st.file_uploader("Eye photograph: drop one for a quick look (not saved)", type=UPLOAD_TYPES,
+                     key="quick_upload", on_change=_on_quick_upload,
+                     help="JPEG, PNG, TIFF, BMP, WebP, GIF or DICOM, up to 50 MB.")
+
+
+def _report_input(image: rs.ReviewImage, explanation: Explanation, attention: dict[str, Any] | None, *,
+                  eye: str, exam: ExamRecord | None = None, modality: str | None = None,
+                  exam_date: date | None = None, review: ReviewRecord | None = None) -> rs.EyeReport:
+    # The panels' look is read now, as the screen shows it; the full photograph only when asked.
+    return functools.partial(rs.eye_findings, eye=eye, image=image, explanation=explanation, exam=exam,
+                             modality=modality, exam_date=exam_date, review=review,
+                             colormap=st.session_state["colormap"], alpha=float(st.session_state["alpha"]),
+                             attention=attention)
+
+
+def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeReport]:
+    """The map settings, the dropped photograph and its eye and modality; its report input once the eye is known."""
+    if clf is not None:
+        settings_ui(clf)
+    case = st.session_state.get("quick_case")
+    if not case:
+        st.info("Drop an eye photograph above to see the model's result and its Grad-CAM evidence, "
+                "or choose a patient to review and sign.", icon=":material/photo_camera:")
+        return []
+    try:
+        image = state.cached_image(case["sha256"], lambda: rs.image_from_upload(case["data"], case["hint"]))
+    except ImageError as error:
+        st.error(f"This file cannot be shown. {error}", icon=":material/broken_image:")
+        return []
+    if case["eye"] is None and image.laterality is not None:
+        case["eye"] = image.laterality
+    if case["modality"] is None:
+        case["modality"] = rs.guess_modality(image.display) or "external"
+    with st.container(border=True):
+        title, eye_col, modality_col = st.columns([2, 1.2, 1.2], vertical_alignment="bottom")
+        title.subheader("Unsaved case")
+        case["eye"] = eye_col.radio("Eye", EYES, format_func=EYE_LABELS.get, horizontal=True,
+                                    index=None if case["eye"] is None else EYES.index(case["eye"]),
+                                    key=f"quick_eye_{case['sha256'][:16]}",
+                                    help="Read from the file when it says; needed for the report.")
+        case["modality"] = modality_col.selectbox("Modality", MODALITIES, format_func=lambda m: MODALITY_LABELS[m],
+                                                  index=MODALITIES.index(case["modality"]),
+                                                  key=f"quick_modality_{case['sha256'][:16]}")
+        explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"])
+        save_quick_case_ui(store)
+    if explanation is None or case["eye"] is None:
+        if explanation is not None:
+            st.caption("Choose the eye to export a report.")
+        return []
+    return [_report_input(image, explanation, attention, eye=case["eye"], modality=case["modality"],
+                          exam_date=date.today())]
+
+
+def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str,
+            own: list[ExamRecord]) -> rs.EyeReport | None:
+    head, pick = st.columns([2, 2], vertical_alignment="bottom")
+    head.subheader(EYE_LABELS[eye])
+    exam = own[-1]
+    if len(own) > 1:
+        exam = pick.selectbox("Exam", own, index=len(own) - 1, format_func=exam_label,
+                              key=f"exam_{pseudo_id}_{eye}")
+    else:
+        pick.caption(exam_label(exam))
+    try:
+        image = state.cached_image(exam.image_sha256, lambda: rs.image_from_pixels(
+            exam.image_sha256, store.get_image(exam.image_sha256),
+            functools.partial(store.get_image, exam.image_sha256)))
+    except RecordsError as error:
+        st.error(sentence(error))
+        return None
+    explanation, attention = eye_ui(store, clf, image, exam, exam.modality, eye)
+    latest = review_panel_ui(store, exam)
+    if explanation is None:
+        return None
+    return _report_input(image, explanation, attention, eye=eye, exam=exam, review=latest)
+
+
+def patient_case_ui(store: RecordStore, clf: Classifier | None,
+                    pseudo_id: str) -> tuple[PatientInfo, list[rs.EyeReport]]:
+    """The patient's details, then each eye's latest (or chosen) exam with its review; their report inputs."""
+    patient = store.get_patient(pseudo_id)
+    st.subheader(f"Patient {md_id(patient.pseudo_id)}")
+    details = patient_details(patient)
+    if details:
+        st.text(details)  # plain text: a name is never Markdown or HTML
+    if clf is not None:
+        settings_ui(clf)
+    exams = store.exams(pseudo_id)
+    if not exams:
+        st.info("No photographs yet: add one above.", icon=":material/photo_camera:")
+    reports: list[rs.EyeReport] = []
+    for eye in EYES:
+        own = [e for e in exams if e.eye == eye]
+        if not own:
+            continue
+        with st.container(border=True):
+            report = _eye_ui(store, clf, pseudo_id, eye, own)
+        if report is not None:
+            reports.append(report)
+    return rs.patient_info(patient), reports
+
+
+def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: list[rs.EyeReport],
+              saved: bool) -> None:
+    """The Export PDF report button; the PDF is built only when pressed, so moving a slider never builds one."""
+    reviewer = str(st.session_state.get("reviewer", "")).strip() or None
+    # Runs on a thread of its own when pressed: export_report makes no Streamlit calls.
+    build = functools.partial(rs.export_report, store, patient, eyes, clf, reviewer=reviewer, saved=saved,
+                              actor=state.actor())
+    st.download_button("Export PDF report", data=build, file_name=safe_filename(patient.pseudo_id),
+                       mime="application/pdf", type="primary", icon=":material/picture_as_pdf:",
+                       on_click="ignore", key="export_pdf")

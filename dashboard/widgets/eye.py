@@ -1,0 +1,127 @@
+"""One eye on the Review page: map settings, the model's result and decision, three panels, the attention badge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from components import review_session as rs
+from components.gradcam import METHOD_LABELS, METHODS, ExplainError, Explanation
+from components.overlay import COLORMAPS, blend
+from components.records import ExamRecord, RecordStore
+from dashboard import state
+from dashboard.present import attention_badge, decision_view, map_caption
+from models import Classifier
+
+Explained = tuple[Explanation, rs.MapKey, dict[str, Any] | None]
+
+
+def settings_ui(clf: Classifier) -> None:
+    """The method, class, colormap and transparency pickers; they keep their values across pages."""
+    if st.session_state["target"] not in (rs.PREDICTED, *clf.class_names):
+        st.session_state["target"] = rs.PREDICTED  # the model changed under this setting
+    method, target, colormap, alpha = st.columns([1.1, 1.1, 1, 1.6], vertical_alignment="bottom")
+    method.selectbox("Method", list(METHODS), key="method", format_func=lambda m: METHOD_LABELS[m],
+                     persist_state="session",
+                     help="Changing the method computes a new map (the model runs once more).")
+    target.selectbox("Explain class", [rs.PREDICTED, *clf.class_names], key="target",
+                     format_func=lambda t: "Predicted class" if t == rs.PREDICTED else t,
+                     persist_state="session",
+                     help="Which class the map explains: the model's prediction, or a class you name.")
+    colormap.selectbox("Colormap", COLORMAPS, key="colormap", persist_state="session")
+    alpha.slider("Transparency", min_value=0.0, max_value=1.0, step=0.05, key="alpha",
+                 persist_state="session",
+                 help="Weight of the heatmap in the overlay: 0 shows the photograph only, 1 the heatmap only.")
+
+
+def explain_ui(store: RecordStore, clf: Classifier, image: rs.ReviewImage, exam: ExamRecord | None,
+               modality: str | None) -> Explained | None:
+    """The map (from the cache, or computed under a spinner) and its attention check; None after an error."""
+    chosen = st.session_state["target"]
+    target = None if chosen == rs.PREDICTED else chosen
+    try:
+        with st.spinner("Computing the Grad-CAM map…"):
+            explanation, ran = rs.explain_cached(state.map_cache(), clf, image,
+                                                 method=st.session_state["method"], target=target)
+    except ExplainError as error:
+        st.error(str(error))
+        return None
+    key = rs.map_key(image.sha256, clf, method=explanation.method, target=target)
+    attention = state.attention_cache().get((key, modality))
+    if attention is None:
+        # The check measures on a grid of at most 512 px, so the screen's copy gives the same figures.
+        attention = rs.attention_for(image.display, explanation, modality)
+        state.attention_cache().put((key, modality), attention)
+    if ran:
+        rs.log_explanation(store, clf, image.sha256, explanation, exam_id=exam.id if exam is not None else None,
+                           actor=state.actor(), attention=attention)
+    return explanation, key, attention
+
+
+def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, Any] | None,
+              modality: str | None, eye: str | None) -> None:
+    """The model's probabilities, then the screening decision in the report's own words."""
+    names = list(clf.class_names)
+    columns = st.columns(2 + len(names))
+    columns[0].metric("Prediction", explanation.prediction)
+    columns[1].metric("Confidence", f"{explanation.confidence:.1%}")
+    for column, name in zip(columns[2:], names, strict=True):
+        column.metric(f"P({name})", f"{explanation.probabilities[name]:.1%}")
+    decision = rs.eye_decision(clf, explanation, attention, modality=modality, eye=eye)
+    if decision is not None and clf.positive_index is not None:
+        view = decision_view(decision, names[clf.positive_index])
+        st.markdown(view.headline)
+        st.caption(view.detail)
+
+
+def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey) -> None:
+    """Original, heatmap with its colour bar, overlay; a slider move redraws only the overlay."""
+    colormap, alpha = st.session_state["colormap"], float(st.session_state["alpha"])
+    display = image.display
+    size = (display.shape[1], display.shape[0])
+    # The heatmap depends on the map and the colormap only: a slider move reuses it, and
+    # redraws just the overlay from the cached map; the model does not run.
+    heat_key = (key, colormap, size)
+    heat = state.panel_cache().get(heat_key)
+    if heat is None:
+        panel = rs.heatmap_panel(explanation.cam, size, colormap)
+        heat = (rs.jpeg_bytes(panel), panel.shape[1] / size[0])
+        state.panel_cache().put(heat_key, heat)
+    heat_jpeg, heat_ratio = heat
+    overlay = rs.jpeg_bytes(blend(display, explanation.cam, alpha=alpha, colormap=colormap))
+    method = METHOD_LABELS.get(explanation.method, explanation.method)
+    # Column widths follow the pictures' widths, so the three come out the same height.
+    original_col, heat_col, overlay_col = st.columns([1.0, heat_ratio, 1.0])
+    original_col.image(image.display_jpeg, caption="Original", width="stretch")
+    heat_col.image(heat_jpeg, caption=f"{method} Heatmap", width="stretch")
+    overlay_col.image(overlay, caption="Overlay", width="stretch")
+    st.caption(map_caption(explanation, image.original_size, colormap, alpha))
+
+
+def attention_ui(attention: dict[str, Any]) -> None:
+    """The attention badge with its figures, and a warning when the map lies off the lens."""
+    badge = attention_badge(attention)
+    badge_col, figures_col = st.columns([1, 4], vertical_alignment="center")
+    with badge_col:
+        st.badge(badge.text, color=badge.colour, icon=":material/center_focus_strong:")
+    figures_col.caption(badge.figures)
+    if badge.warning:
+        st.warning(badge.warning, icon=":material/warning:")
+
+
+def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, exam: ExamRecord | None,
+           modality: str | None, eye: str | None) -> tuple[Explanation | None, dict[str, Any] | None]:
+    """One photograph: without a model the photograph alone, else the result, the panels and the check."""
+    if clf is None:
+        st.image(image.display_jpeg, caption="Original", width=480)
+        return None, None
+    explained = explain_ui(store, clf, image, exam, modality)
+    if explained is None:
+        return None, None
+    explanation, key, attention = explained
+    result_ui(clf, explanation, attention, modality, eye)
+    panels_ui(image, explanation, key)
+    if attention is not None:
+        attention_ui(attention)
+    return explanation, attention

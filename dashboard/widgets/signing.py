@@ -1,0 +1,82 @@
+"""The clinician's review of one eye: the signed version, the form to save, sign or amend, and the history."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import review_session as rs
+from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
+from components.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
+from dashboard import state
+from dashboard.present import review_rows, sentence
+
+
+def review_table_ui(review: ReviewRecord) -> None:
+    """One review version; a table shows user text (names, notes) as plain text, never as Markdown or HTML."""
+    rows = review_rows(review)
+    st.dataframe({"": list(rows), "Review": list(rows.values())}, hide_index=True, width="stretch")
+
+
+def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, agrees: bool | None,
+          finding: str | None, grade: str | None, notes: str, sign: bool) -> None:
+    reviewer = str(st.session_state.get("reviewer", "")).strip()
+    if not reviewer:
+        st.error("Enter your name in the sidebar before saving a review.")
+        return
+    if agrees is None or finding is None or grade is None:
+        st.error("Choose whether you agree with the model, your finding and a grade.")
+        return
+    try:
+        saved = rs.save_review(store, exam.id, reviewer=reviewer, agrees=agrees, finding=finding, grade=grade,
+                               notes=notes, draft=draft, sign=sign)
+    except RecordsError as error:
+        st.error(sentence(error))
+        return
+    state.flash(f"{EYE_LABELS[exam.eye]}: review version {saved.version} {'signed' if sign else 'saved'}.")
+    st.rerun()
+
+
+def review_form_ui(store: RecordStore, exam: ExamRecord, latest: ReviewRecord | None) -> None:
+    """Agreement, finding, grade and notes; saved as a draft or signed."""
+    draft = latest if latest is not None and latest.status == "reviewed" else None
+    base = draft or latest  # an amendment starts from the signed text
+    form_key = f"review_{exam.id}_{latest.id if latest else 0}_{latest.status if latest else 'new'}"
+    with st.form(form_key, border=False):
+        agree_col, finding_col, grade_col = st.columns([1.1, 1.1, 1.6])
+        agrees = agree_col.radio("Do you agree with the model's result?", [True, False],
+                                 format_func=lambda v: "Agree" if v else "Disagree", horizontal=True,
+                                 index=None if base is None else (0 if base.agrees else 1))
+        finding = finding_col.radio("Your finding", FINDINGS, format_func=FINDING_LABELS.get, horizontal=True,
+                                    index=None if base is None else FINDINGS.index(base.finding))
+        grade = grade_col.radio("Grade", GRADES, format_func=str.capitalize, horizontal=True,
+                                index=None if base is None else GRADES.index(base.grade),
+                                help="None for a normal lens; mild, moderate or severe for a cataract.")
+        notes = st.text_area("Notes", value=base.notes if base is not None else "", max_chars=10_000)
+        save_col, sign_col, _ = st.columns([1, 1, 3])
+        save = save_col.form_submit_button("Save review", icon=":material/save:")
+        sign = sign_col.form_submit_button("Sign", type="primary", icon=":material/draw:",
+                                           help="Saves and signs: the time is recorded and the review is locked.")
+    if save or sign:
+        _save(store, exam, draft, agrees=agrees, finding=finding, grade=grade, notes=notes, sign=bool(sign))
+
+
+def review_panel_ui(store: RecordStore, exam: ExamRecord) -> ReviewRecord | None:
+    """The eye's review: signed and locked (with an amendment form), or the form; returns the latest version."""
+    history = store.review_history(exam.id)
+    latest = history[-1] if history else None
+    st.markdown("**Clinician review**")
+    if latest is not None and latest.status == "signed":
+        st.success(f"Signed review, version {latest.version}. It is locked; an amendment is saved "
+                   "as a new version and this one is kept.", icon=":material/verified:")
+        review_table_ui(latest)
+        with st.expander(f"Amend this review (saves version {latest.version + 1})"):
+            review_form_ui(store, exam, latest)
+    else:
+        if latest is not None:
+            st.info(f"Draft review, version {latest.version}: not signed yet.", icon=":material/edit_note:")
+        review_form_ui(store, exam, latest)
+    if len(history) > 1:
+        with st.expander(f"Review history ({len(history)} versions)"):
+            for version in reversed(history[:-1]):
+                review_table_ui(version)
+    return latest

@@ -1,0 +1,33 @@
+"""The words and colours the dashboard computes without Streamlit: the attention badge and the decision line."""
+
+from __future__ import annotations
+
+from components.screening import decide
+from components.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS
+from dashboard.present import attention_badge, decision_view
+
+
+def test_attention_badge_colours_words_and_warning() -> None:
+    colours = {v: attention_badge({"verdict": v, "modality": "external"}).colour
+               for v in (ON_LENS, OFF_BORDER, OFF_SKIN, NOT_FOUND, DIFFUSE)}
+    assert colours == {ON_LENS: "green", OFF_BORDER: "red", OFF_SKIN: "red", NOT_FOUND: "gray", DIFFUSE: "orange"}
+    badge = attention_badge({"verdict": OFF_BORDER, "modality": "fundus",
+                             "figures": {"energy_in_lens": 0.25, "peak_in_lens": False}})
+    assert badge.text == "Attention: off the fundus: black border or text"
+    assert badge.figures == "Attention inside the fundus field: 25% · Strongest point inside the fundus field: no"
+    assert badge.warning == ("The model's attention lies off the fundus field: the result may rest on something "
+                             "other than the fundus field. Check the photograph before relying on it.")
+    assert attention_badge({"verdict": ON_LENS, "label": ON_LENS}).warning is None
+
+
+def test_decision_view_words_the_decision_as_the_report_does() -> None:
+    view = decision_view(decide(0.55, 0.5, eye="OD"), "Cataract")
+    assert view.headline == ("Model finding: :red[**Cataract suspected (indeterminate)**] · "
+                             "Suggested next step: :red[**Refer to an ophthalmologist**]")
+    assert view.detail == ("P(Cataract) 55.0% against the operating threshold 0.50; results between 0.40 and 0.60 "
+                           "are indeterminate. Because: Right eye (OD): probability of cataract 0.550 at or above "
+                           "the threshold 0.50. The final decision rests with the reviewing clinician.")
+    routine = decision_view(decide(0.1, 0.5), "Cataract")
+    assert routine.headline == ("Model finding: :green[**No cataract detected**] · Suggested next step: "
+                                ":green[**No cataract detected by the model; routine follow-up**]")
+    assert "Because" not in routine.detail

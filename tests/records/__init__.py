@@ -1,0 +1,1 @@
+"""Tests of the patient record store (components.records)."""

@@ -1,0 +1,63 @@
+"""Fixtures for the record store tests: a private data folder, an open store, seeded photographs, analyses."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.records import DB_URL_ENV, RecordStore
+
+
+@pytest.fixture
+def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder not yet created; the database URL comes from no environment."""
+    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def store(folder: Path) -> Iterator[RecordStore]:
+    records = RecordStore(data_dir=folder)
+    yield records
+    records.close()
+
+
+@pytest.fixture
+def make_pixels() -> Callable[..., np.ndarray]:
+    """Seeded RGB uint8 noise: the same seed gives the same photograph."""
+
+    def make(seed: int, height: int = 24, width: int = 32) -> np.ndarray:
+        return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+    return make
+
+
+@pytest.fixture
+def model_sha() -> str:
+    return hashlib.sha256(b"demo model weights").hexdigest()
+
+
+@pytest.fixture
+def analysis_kwargs(model_sha: str) -> Callable[..., dict[str, object]]:
+    """The keyword arguments of a valid ``add_analysis`` with this map, ``overrides`` replacing any."""
+
+    def make(cam: np.ndarray, /, **overrides: object) -> dict[str, object]:
+        values: dict[str, object] = {
+            "model_sha256": model_sha,
+            "model_name": "demo-efficientnet-b0",
+            "method": "gradcam",
+            "layer": "features.8",
+            "target": "Cataract",
+            "prediction": "Cataract",
+            "confidence": 0.875,
+            "probabilities": {"Cataract": 0.875, "Normal": 0.125},
+            "cam": cam,
+        }
+        values.update(overrides)
+        return values
+
+    return make

@@ -1,0 +1,70 @@
+"""The audit trail: every action in order, and details that never carry names or images."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from components.records import RecordStore, ValidationError
+
+
+def test_audit_trail_records_each_action_in_order(
+    store: RecordStore, make_pixels: Callable[..., np.ndarray], analysis_kwargs: Callable[..., dict[str, object]]
+) -> None:
+    store.create_patient("AU", name="Frank Example", actor="clerk")
+    pixels = make_pixels(14)
+    exam = store.add_exam("AU", eye="OD", pixels=pixels, actor="tech")
+    store.add_analysis(exam.id, **analysis_kwargs(np.ones((224, 224), np.float32)), actor="dr.a")
+    review = store.save_review(exam.id, reviewer="dr.a", agrees=True, finding="normal", grade="none")
+    store.sign_review(review.id, reviewer="dr.a")
+    store.update_patient("AU", actor="clerk", name="Frank Other")
+    store.log(
+        "exported",
+        actor="dr.a",
+        patient_pseudo_id="AU",
+        object_type="report",
+        details={"pages": 2, "eyes": ["OD"]},
+    )
+    store.create_patient("OTHER")
+
+    trail = store.audit_trail("AU")
+    assert [(e.action, e.actor, e.object_type) for e in trail] == [
+        ("created", "clerk", "patient"),
+        ("created", "tech", "exam"),
+        ("explained", "dr.a", "analysis"),
+        ("reviewed", "dr.a", "review"),
+        ("signed", "dr.a", "review"),
+        ("updated", "clerk", "patient"),
+        ("exported", "dr.a", "report"),
+    ]
+    assert all(e.patient_pseudo_id == "AU" for e in trail)
+    assert [e.id for e in trail] == sorted(e.id for e in trail)
+    assert [e.time for e in trail] == sorted(e.time for e in trail)
+    assert trail[1].object_id == str(exam.id)
+    assert trail[1].details["image_sha256"] == exam.image_sha256
+    assert trail[5].details == {"fields": ["name"]}
+    assert trail[6].details == {"pages": 2, "eyes": ["OD"]}
+    assert [e.patient_pseudo_id for e in store.audit_trail()][-1] == "OTHER"
+
+    everything = json.dumps([e.details for e in store.audit_trail()])
+    assert "Frank" not in everything
+    assert len(everything) < 2000  # no image or map was serialised into the trail
+    png = store.get_image(exam.image_sha256).tobytes()
+    assert png[:64].hex() not in everything
+
+    for details, message in [
+        ({"png": "iVBORw0KGgo="}, "names or image data"),
+        ({"Name": "Frank"}, "names or image data"),
+        ({"thumbnail": pixels}, "only text, numbers"),
+        ({"raw": b"\x89PNG"}, "only text, numbers"),
+        ({"blob": "A" * 300}, "at most 256 characters"),
+        ({"x": float("nan")}, "finite"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            store.log("viewed", actor="dr.a", patient_pseudo_id="AU", details=details)
+    with pytest.raises(ValidationError, match="audit action must be one of"):
+        store.log("printed", actor="dr.a")
+    assert len(store.audit_trail("AU")) == len(trail)
