@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     print(
-        f"input: two eyes, {' and '.join(PHOTOS)} at "
-        f"{eyes[0].image.shape[1]}x{eyes[0].image.shape[0]} pixels"
+        "input: two eyes, "
+        + " and ".join(f"{n} at {e.image.shape[1]}x{e.image.shape[0]}" for n, e in zip(PHOTOS, eyes, strict=True))
+        + " pixels"
     )
     print(f"first build (fonts registered):  {first:.3f} s")
     print(
