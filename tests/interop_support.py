@@ -135,7 +135,8 @@ def _launch(config: Path, http_port: int, timeout: float) -> subprocess.Popen[by
         if process.poll() is not None:
             raise RuntimeError(f"Orthanc exited with code {process.returncode} before it answered.")
         try:
-            if requests.get(f"http://127.0.0.1:{http_port}/system", timeout=1).ok:
+            # Any answer means it serves HTTP (401 when authentication is on).
+            if requests.get(f"http://127.0.0.1:{http_port}/system", timeout=1).status_code in (200, 401):
                 return process
         except requests.RequestException:
             time.sleep(0.1)
@@ -144,14 +145,18 @@ def _launch(config: Path, http_port: int, timeout: float) -> subprocess.Popen[by
     raise RuntimeError(f"Orthanc did not answer /system within {timeout} s.")
 
 
-def start_orthanc(folder: Path, timeout: float = 30) -> OrthancServer:
-    """Debian's Orthanc with the DICOMweb plugin, on 127.0.0.1, free ports, storage in ``folder``."""
+def start_orthanc(folder: Path, timeout: float = 30, users: dict[str, str] | None = None) -> OrthancServer:
+    """Debian's Orthanc with the DICOMweb plugin, on 127.0.0.1, free ports, storage in ``folder``.
+
+    ``users``: HTTP basic-authentication users and passwords (none: no authentication).
+    """
     http_port, dicom_port = free_port(), free_port()
     config = folder / "orthanc.json"
     config.write_text(json.dumps({
         "Name": "cataract-cam-test", "StorageDirectory": str(folder / "db"),
         "IndexDirectory": str(folder / "db"), "HttpPort": http_port, "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC", "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        "DicomAet": "ORTHANC", "RemoteAccessAllowed": False, "AuthenticationEnabled": bool(users),
+        "RegisteredUsers": users or {},
         "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "HttpTimeout": 10, "StableAge": 1, "SaveJobs": False,
     }))

@@ -398,7 +398,9 @@ def _group_values(group: Dataset) -> tuple[str | None, dict[str, object]]:
             for modifier in _items(item):
                 eye = {v.value: k for k, v in LATERALITY.items()}.get(_code(modifier)[1], eye)
         elif item.ValueType == "NUM":
-            number = float(item.MeasuredValueSequence[0].NumericValue)
+            measured = item.MeasuredValueSequence[0]
+            # The exact double when the decimal string (16 characters) could not hold it.
+            number = float(measured.FloatingPointValue if "FloatingPointValue" in measured else measured.NumericValue)
             values[{P_CATARACT.value: "p", THRESHOLD.value: "threshold"}.get(concept[1], concept[1])] = number
         elif item.ValueType == "CODE" and concept in by_code:
             name = by_code[concept]
