@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
+from components.interop.dicom_files import dicom_source, read_dicom_files, write_objects
 from components.interop.dicom_objects import (
     ENCAPSULATED_PDF,
     SECONDARY_CAPTURE,
@@ -190,3 +191,41 @@ def test_wrong_types_and_values_in_the_content_model():
     with pytest.raises(ExamError, match="different studies"):
         SignedExam(**{**{f.name: getattr(exam, f.name) for f in dataclasses.fields(exam)},
                       "eyes": (exam.eyes[0], dataclasses.replace(exam.eyes[1], source=b))})
+
+
+def test_objects_written_whole_and_read_back(tmp_path):
+    objects = build_objects(signed_exam())
+    paths = write_objects(objects.all(), tmp_path / "out")
+    assert sorted(p.name for p in paths) == sorted(
+        [f"SC_{c.SOPInstanceUID}.dcm" for c in objects.captures]
+        + [f"PDF_{objects.pdf.SOPInstanceUID}.dcm", f"SR_{objects.sr.SOPInstanceUID}.dcm"])
+    assert not list((tmp_path / "out").glob(".partial-*"))
+    (tmp_path / "out" / "notes.txt").write_text("not dicom")
+    (tmp_path / "out" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10")
+    batch = read_dicom_files([tmp_path / "out", tmp_path / "missing.dcm"])
+    assert sorted(d.SOPInstanceUID for d in batch.datasets) == sorted(d.SOPInstanceUID for d in objects.all())
+    assert sorted((p.name, why) for p, why in batch.errors) == [
+        ("broken.dcm", "The DICOM file has no SOP Instance UID or Study Instance UID."),
+        ("missing.dcm", "No such file."),
+        ("notes.txt", "Not a DICOM file (no DICM preamble)."),
+    ]
+    sr = next(d for d in batch.datasets if d.SOPInstanceUID == objects.sr.SOPInstanceUID)
+    assert read_sr(sr) == read_sr(objects.sr)
+    with pytest.raises(TypeError):
+        read_dicom_files(str(tmp_path))  # type: ignore[arg-type]
+
+
+def test_dicom_source_sniffs_the_header(tmp_path):
+    photo = eye_photograph("OS")
+    path = tmp_path / "eye"
+    photo.save_as(path, enforce_file_format=True)
+    header = dicom_source(path)
+    assert header is not None
+    assert header.StudyInstanceUID == photo.StudyInstanceUID
+    assert "PixelData" not in header
+    jpeg = tmp_path / "eye.jpg"
+    jpeg.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 200)
+    assert dicom_source(jpeg) is None
+    (tmp_path / "bad").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
+    with pytest.raises(ValueError, match="header cannot be read"):
+        dicom_source(tmp_path / "bad")
