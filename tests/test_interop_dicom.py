@@ -229,3 +229,28 @@ def test_dicom_source_sniffs_the_header(tmp_path):
     (tmp_path / "bad").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00")
     with pytest.raises(ValueError, match="header cannot be read"):
         dicom_source(tmp_path / "bad")
+
+
+def test_highdicom_reads_the_sr_as_a_tid_1500_measurement_report():
+    """An independent reader: highdicom's own TID 1500 parser finds one group per eye with our values."""
+    import highdicom as hd
+
+    sr = hd.sr.ComprehensiveSR.from_dataset(build_objects(signed_exam(source=eye_photograph("OD"))).sr)
+    groups = sr.content.get_image_measurement_groups()
+    got = {
+        str(g.finding_sites[0].laterality.value): (
+            {m.name.meaning: m.value for m in g.get_measurements()},
+            {q.name.meaning: q.value.meaning for q in g.get_qualitative_evaluations()},
+        )
+        for g in groups
+    }
+    assert got == {
+        "24028007": ({"Probability of cataract": 0.8125, "Operating threshold": 0.5},
+                     {"Model finding": "Cataract suspected", "Within the indeterminate band": "No",
+                      "Attention check": "on lens", "Clinician agrees with the model": "Yes",
+                      "Clinician finding": "Cataract"}),
+        "7771000": ({"Probability of cataract": 0.4375, "Operating threshold": 0.5},
+                    {"Model finding": "No cataract detected", "Within the indeterminate band": "Yes",
+                     "Attention check": "off lens: image border", "Clinician agrees with the model": "No",
+                     "Clinician finding": "Normal"}),
+    }
