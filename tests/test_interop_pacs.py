@@ -11,16 +11,19 @@ from datetime import datetime
 import numpy as np
 import pytest
 import requests
+from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless
 
 from components.attention import check as check_attention
 from components.gradcam import explain
 from components.imaging import ImageError
 from components.interop.assemble import eye_result
+from components.interop.dicom_files import write_objects
 from components.interop.dicom_objects import ENCAPSULATED_PDF, SECONDARY_CAPTURE, build_objects, read_sr
 from components.interop.dicomweb import DicomWebConfig, PacsClient, PacsError, dataset_bytes, photograph
 from components.interop.dimse import c_store, parse_target
 from components.interop.exam import ModelIdentity, Patient, SignedExam
+from components.interop.transfer import pull_study, send_files
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
 from tests.interop_support import eye_photograph, free_port, signed_exam, start_orthanc
 
@@ -270,3 +273,43 @@ def test_dimse_faults():
             parse_target(bad)
     with pytest.raises(PacsError, match=r"could not be reached or did not answer; nothing local was lost"):
         c_store(build_objects(signed_exam()).all(), f"NOBODY@127.0.0.1:{free_port()}", timeout=2)
+
+
+def test_pull_study_into_a_folder(orthanc, tmp_path):
+    study = "1.2.826.0.1.3680043.8.498.3"
+    photos = [eye_photograph("OD", study_uid=study), eye_photograph("OS", seed=3, study_uid=study)]
+    for ds in photos:
+        _upload(orthanc, ds)
+    client = PacsClient(DicomWebConfig(orthanc.dicomweb))
+    paths = pull_study(client, study, tmp_path / "pulled")
+    assert sorted(p.name for p in paths) == sorted(f"OP_{d.SOPInstanceUID}.dcm" for d in photos)
+    for ds in photos:
+        back = dcmread(tmp_path / "pulled" / f"OP_{ds.SOPInstanceUID}.dcm")
+        assert np.array_equal(photograph(back).pixels, photograph(ds).pixels)
+    with pytest.raises(ValueError, match="no eye photographs"):
+        pull_study(client, "1.2.3.4", tmp_path / "none")
+
+
+def test_send_files_study_by_study(orthanc, tmp_path):
+    first, second = build_objects(signed_exam()), build_objects(signed_exam())
+    write_objects(first.all(), tmp_path / "a")
+    write_objects(second.all(), tmp_path / "b")
+    (tmp_path / "b" / "readme.txt").write_text("not DICOM")
+    client = PacsClient(DicomWebConfig(orthanc.dicomweb))
+    summary = send_files([tmp_path / "a", tmp_path / "b"], client=client)
+    assert not summary.ok
+    assert [(p.name, why) for p, why in summary.bad_files] == [("readme.txt", "Not a DICOM file (no DICM preamble).")]
+    expected = sorted([first.sr.StudyInstanceUID, second.sr.StudyInstanceUID])
+    assert sorted(s.study_uid for s in summary.studies) == expected
+    assert all(len(s.stored) == 4 and s.error is None for s in summary.studies)
+    assert orthanc.instance_count() == 8
+    again = send_files([tmp_path / "a"], client=client)
+    assert again.ok
+    assert again.studies[0].stored == ()
+    assert len(again.studies[0].already_present) == 4
+    orthanc.stop()
+    down = send_files([tmp_path / "a"], client=client)
+    assert not down.ok
+    assert "could not be reached" in down.studies[0].error
+    with pytest.raises(ValueError, match="exactly one"):
+        send_files([tmp_path / "a"])
