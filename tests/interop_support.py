@@ -151,6 +151,7 @@ def start_orthanc(folder: Path, timeout: float = 30, users: dict[str, str] | Non
     ``users``: HTTP basic-authentication users and passwords (none: no authentication).
     """
     http_port, dicom_port = free_port(), free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     config = folder / "orthanc.json"
     config.write_text(json.dumps({
         "Name": "cataract-cam-test", "StorageDirectory": str(folder / "db"),
