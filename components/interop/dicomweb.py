@@ -84,7 +84,7 @@ class DicomWebConfig:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None,
-                 *, url: str | None = None) -> DicomWebConfig | None:
+                 *, url: str | None = None, timeout: float = 20.0) -> DicomWebConfig | None:
         """The configuration from ``url``, the environment, or Streamlit-style ``secrets``; None when no URL.
 
         Secrets are read under the same names (``CATARACT_CAM_DICOMWEB_URL`` and so on); the
@@ -103,7 +103,7 @@ class DicomWebConfig:
         url = url or get(ENV_URL)
         if not url:
             return None
-        return cls(url=url, user=get(ENV_USER), password=get(ENV_PASSWORD), token=get(ENV_TOKEN))
+        return cls(url=url, user=get(ENV_USER), password=get(ENV_PASSWORD), token=get(ENV_TOKEN), timeout=timeout)
 
 
 @dataclass(frozen=True)
