@@ -199,7 +199,7 @@ def test_objects_written_whole_and_read_back(tmp_path):
     assert sorted(p.name for p in paths) == sorted(
         [f"SC_{c.SOPInstanceUID}.dcm" for c in objects.captures]
         + [f"PDF_{objects.pdf.SOPInstanceUID}.dcm", f"SR_{objects.sr.SOPInstanceUID}.dcm"])
-    assert not list((tmp_path / "out").glob(".partial-*"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)
     (tmp_path / "out" / "notes.txt").write_text("not dicom")
     (tmp_path / "out" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10")
     batch = read_dicom_files([tmp_path / "out", tmp_path / "missing.dcm"])

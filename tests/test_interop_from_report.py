@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 
 from components.gradcam import explain
+from components.interop.dicom_files import read_dicom_files
 from components.interop.dicom_objects import build_objects, read_sr
 from components.interop.exam import ExamError, new_study_uid
 from components.interop.fhir import build_bundle, bundle_values
-from components.interop.from_report import exam_key_for, signed_exam_from_report, verdict_of
+from components.interop.from_report import (
+    exam_key_for,
+    files_study_uid,
+    signed_exam_from_report,
+    verdict_of,
+    write_exports,
+)
 from components.overlay import three_panel
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
 from components.review_session import attention_fields, attention_for
@@ -84,3 +91,20 @@ def test_ungradable_eye_and_fundus_words():
     assert verdict_of(None, "fundus") is None
     with pytest.raises(ValueError, match="Unknown attention verdict"):
         verdict_of({"verdict": "somewhere"}, "external")
+
+
+def test_write_exports_from_files(tmp_path, classifier, images):
+    eyes = _findings(classifier, images)
+    model = ModelInfo("m", "1", "ef" * 32, 0.5, False, {})
+    key = exam_key_for("P-1", eyes)
+    exam = signed_exam_from_report(PatientInfo("P-1"), eyes, model, b"%PDF-1.4\n", signer="Dr. B",
+                                   signed_at=datetime(2026, 11, 2, 10), study_uid=files_study_uid(key))
+    written = write_exports(exam, dicom_out=tmp_path / "dicom", fhir_out=tmp_path / "bundle.json")
+    assert len(written) == 5
+    batch = read_dicom_files([tmp_path / "dicom"])
+    assert {d.StudyInstanceUID for d in batch.datasets} == {files_study_uid(key)}
+    assert files_study_uid(key) == files_study_uid(exam_key_for("P-1", eyes))
+    assert bundle_values((tmp_path / "bundle.json").read_text())["OD"]["p"] == eyes[0].explanation.probabilities[
+        "Cataract"]
+    with pytest.raises(TypeError):
+        write_exports("exam")  # type: ignore[arg-type]

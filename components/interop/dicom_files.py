@@ -8,7 +8,6 @@ not DICOM is reported and the others are read.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
+from components.files import atomic_write_bytes
 from components.interop.dicomweb import dataset_bytes
 
 __all__ = ["DicomBatch", "dicom_source", "is_dicom_file", "read_dicom_files", "write_objects"]
@@ -55,15 +55,7 @@ def write_objects(datasets: Iterable[Dataset], folder: str | os.PathLike[str]) -
         if not str(ds.get("SOPInstanceUID", "") or ""):
             raise ValueError("An object without a SOP Instance UID cannot be written.")
         target = out / _file_name(ds)
-        data = dataset_bytes(ds)
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=".partial-", suffix=".dcm")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(target, dataset_bytes(ds))
         paths.append(target)
     return paths
 

@@ -8,20 +8,27 @@ exports read.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
 
-from components.interop.exam import EyeResult, ModelIdentity, Patient, SignedExam
+from components.files import atomic_write_bytes
+from components.interop.dicom_files import write_objects
+from components.interop.dicom_objects import build_objects
+from components.interop.exam import EyeResult, ModelIdentity, Patient, SignedExam, derived_uid
+from components.interop.fhir import build_bundle
 from components.overlay import three_panel
 from components.report import EyeFindings, ModelInfo, PatientInfo
 from components.screening import DEFAULT_BAND
 from components.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
 
-__all__ = ["exam_key_for", "signed_exam_from_report", "verdict_of"]
+__all__ = ["exam_key_for", "files_study_uid", "signed_exam_from_report", "verdict_of", "write_exports"]
 
 
 def verdict_of(attention: Mapping[str, Any] | None, modality: str | None) -> str | None:
@@ -112,3 +119,29 @@ def signed_exam_from_report(
         pdf=pdf, study_uid=None if any(r.source is not None for r in results) else study_uid,
         exam_date=min(dates) if dates else None, organization=organization,
     )
+
+
+def files_study_uid(exam_key: str) -> str:
+    """The Study Instance UID of an exam made from files (no record keeps one): derived from its key,
+    so exporting the same photographs again lands in the same study."""
+    return derived_uid("study", exam_key)
+
+
+def write_exports(exam: SignedExam, *, dicom_out: str | os.PathLike[str] | None = None,
+                  fhir_out: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Write the exam's DICOM objects into ``dicom_out`` and its FHIR Bundle to ``fhir_out``.
+
+    Raises:
+        TypeError: exam is not a SignedExam.
+        OSError: a file cannot be written.
+    """
+    if not isinstance(exam, SignedExam):
+        raise TypeError(f"exam must be a SignedExam, got {type(exam).__name__}.")
+    written: list[Path] = []
+    if dicom_out is not None:
+        written += write_objects(build_objects(exam).all(), dicom_out)
+    if fhir_out is not None:
+        target = Path(fhir_out)
+        atomic_write_bytes(target, json.dumps(build_bundle(exam), indent=2).encode())
+        written.append(target)
+    return written
