@@ -78,6 +78,9 @@ def test_round_trip_through_orthanc(orthanc, classifier):
     assert [s.study_uid for s in found] == [study]
     assert found[0].modalities == ("OP",)
     assert client.search_studies(patient_id="SOMEONE-ELSE") == []
+    assert [s.study_uid for s in client.search_studies(study_date="20261101-20261231")] == [study]
+    assert client.search_studies(study_date="20250101") == []
+    assert client.search_studies(modalities=("SR",)) == []  # no results yet
     pulled, exam = _pull_explain_sign(client, classifier, study)
     assert sorted(d.SOPInstanceUID for d in pulled) == sorted([od.SOPInstanceUID, os_.SOPInstanceUID])
     by_uid = {d.SOPInstanceUID: d for d in pulled}
@@ -113,6 +116,10 @@ def test_round_trip_through_orthanc(orthanc, classifier):
     capture = objects.captures[0]
     back = client.retrieve(study, capture.SeriesInstanceUID, capture.SOPInstanceUID)
     assert np.array_equal(back.pixel_array, exam.ordered_eyes()[0].panels)
+
+    # Now the study lists its photographs, the captures (OT), the report (DOC) and the SR.
+    (listed_study,) = client.search_studies(modalities=("SR",))
+    assert sorted(listed_study.modalities) == ["DOC", "OP", "OT", "SR"]
 
     # 5. Sending again adds nothing: the same SOP Instance UIDs, already held.
     count = orthanc.instance_count()
