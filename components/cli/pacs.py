@@ -9,17 +9,21 @@ the rest still goes (exit code 3 when some failed).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-__all__ = ["COMMANDS"]
+from components.cli.common import EXIT_OK, EXIT_PARTIAL, Command, UsageError, add_model_option, print_json
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from components.interop.dicomweb import DicomWebConfig
+
+__all__ = ["PULL", "SEND"]
+
+EXIT_FAILED = 1
+"""The PACS failed (down, refused, timed out): one line on stderr."""
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from components.cli import UsageError
+def _config(args: argparse.Namespace) -> DicomWebConfig:
     from components.interop.dicomweb import DicomWebConfig
 
     try:
@@ -37,6 +41,7 @@ def _pull_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the photographs (OP and XC series)")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the PACS (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_model_option(p, "checkpoint; pull runs no model and ignores it")
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
@@ -52,8 +57,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         print(f"cataract-cam: error: {message}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        json.dump({"study": args.study, "files": [str(p) for p in paths]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json({"study": args.study, "files": [str(p) for p in paths]}, indent=2)
     print(f"pulled {len(paths)} photograph(s)", file=sys.stderr)
     return EXIT_OK
 
@@ -66,11 +70,11 @@ def _send_args(p: argparse.ArgumentParser) -> None:
     where.add_argument("--dimse", metavar="AET@HOST:PORT", default=None, help="send by C-STORE instead")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the PACS (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_model_option(p, "checkpoint; send runs no model and ignores it")
 
 
 def cmd_send(args: argparse.Namespace) -> int:
     """Send DICOM files to a PACS, study by study."""
-    from components.cli import UsageError
     from components.interop.dicomweb import PacsClient
     from components.interop.dimse import parse_target
     from components.interop.transfer import send_files
@@ -88,12 +92,10 @@ def cmd_send(args: argparse.Namespace) -> int:
         if study.error:
             print(f"cataract-cam: {study.error}", file=sys.stderr)
     if args.json:
-        json.dump({"studies": [{"study": s.study_uid, "stored": list(s.stored),
-                                "already_present": list(s.already_present), "error": s.error}
-                               for s in summary.studies],
-                   "bad_files": [{"file": str(p), "error": why} for p, why in summary.bad_files]},
-                  sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json({"studies": [{"study": s.study_uid, "stored": list(s.stored),
+                                 "already_present": list(s.already_present), "error": s.error}
+                                for s in summary.studies],
+                    "bad_files": [{"file": str(p), "error": why} for p, why in summary.bad_files]}, indent=2)
     stored = sum(len(s.stored) for s in summary.studies)
     held = sum(len(s.already_present) for s in summary.studies)
     print(f"sent {stored} object(s), {held} already held by the PACS", file=sys.stderr)
@@ -103,7 +105,5 @@ def cmd_send(args: argparse.Namespace) -> int:
     return EXIT_PARTIAL if anything else EXIT_FAILED
 
 
-COMMANDS = [
-    ("pull", "pull a study's eye photographs from a PACS (DICOMweb)", _pull_args, cmd_pull),
-    ("send", "send DICOM results to a PACS (DICOMweb STOW-RS or DIMSE C-STORE)", _send_args, cmd_send),
-]
+PULL = Command("pull", "pull a study's eye photographs from a PACS (DICOMweb)", _pull_args, cmd_pull)
+SEND = Command("send", "send DICOM results to a PACS (DICOMweb STOW-RS or DIMSE C-STORE)", _send_args, cmd_send)

@@ -1,31 +1,14 @@
-"""``pull`` and ``send`` on the command line, against a real Orthanc."""
+"""``cataract-cam pull`` and ``cataract-cam send``, against a real Orthanc."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from components.cli import UsageError
-from components.interop import cli as interop_cli
 from components.interop.dicom_files import write_objects
 from components.interop.dicom_objects import build_objects
 from tests.interop_support import eye_photograph, free_port, signed_exam, start_orthanc
-
-
-def run(argv, capsys):
-    """Parse and run one of the module's subcommands as the CLI does; (exit code, stdout, stderr)."""
-    parser = argparse.ArgumentParser(prog="cataract-cam")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text, add_args, handler in interop_cli.COMMANDS:
-        p = sub.add_parser(name, help=help_text)
-        add_args(p)
-        p.set_defaults(handler=handler)
-    args = parser.parse_args(argv)
-    code = args.handler(args)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -35,17 +18,17 @@ def orthanc(tmp_path):
     server.stop()
 
 
-def test_send_then_pull(orthanc, tmp_path, capsys, monkeypatch):
+def test_send_then_pull(orthanc, tmp_path, run_cli, monkeypatch):
     photo = eye_photograph("OD", study_uid="1.2.826.0.1.3680043.8.498.9")
     write_objects([photo], tmp_path / "in")
     objects = build_objects(signed_exam(source=photo))
     write_objects(objects.all(), tmp_path / "results")
     (tmp_path / "results" / "junk.dcm").write_bytes(b"nope")
 
-    code, out, err = run(["send", str(tmp_path / "in"), "--dicomweb", orthanc.dicomweb], capsys)
+    code, out, err = run_cli(["send", str(tmp_path / "in"), "--dicomweb", orthanc.dicomweb])
     assert code == 0
     assert "sent 1 object(s), 0 already held by the PACS" in err
-    code, out, err = run(["send", str(tmp_path / "results"), "--dicomweb", orthanc.dicomweb, "--json"], capsys)
+    code, out, err = run_cli(["send", str(tmp_path / "results"), "--dicomweb", orthanc.dicomweb, "--json"])
     assert code == 3  # junk.dcm failed, the rest went
     doc = json.loads(out)
     assert sorted(doc["studies"][0]["stored"]) == sorted(d.SOPInstanceUID for d in objects.all())
@@ -54,28 +37,30 @@ def test_send_then_pull(orthanc, tmp_path, capsys, monkeypatch):
     assert orthanc.instance_count() == 5
 
     monkeypatch.setenv("CATARACT_CAM_DICOMWEB_URL", orthanc.dicomweb)
-    code, out, err = run(["pull", "--study", photo.StudyInstanceUID, "--out", str(tmp_path / "pulled"), "--json"],
-                         capsys)
+    code, out, err = run_cli(["pull", "--study", photo.StudyInstanceUID, "--out", str(tmp_path / "pulled"), "--json"])
     assert code == 0
     assert json.loads(out)["files"] == [str(tmp_path / "pulled" / f"OP_{photo.SOPInstanceUID}.dcm")]
 
-    code, out, err = run(["send", str(tmp_path / "in"), "--dimse", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"],
-                         capsys)
+    code, out, err = run_cli(["send", str(tmp_path / "in"), "--dimse", f"ORTHANC@127.0.0.1:{orthanc.dicom_port}"])
     assert code == 0
     assert orthanc.instance_count() == 5
 
 
-def test_pacs_down_gives_one_line(tmp_path, capsys, monkeypatch):
+def test_pacs_down_gives_one_line(tmp_path, run_cli, monkeypatch):
     monkeypatch.delenv("CATARACT_CAM_DICOMWEB_URL", raising=False)
     write_objects(build_objects(signed_exam()).all(), tmp_path / "results")
     port = free_port()
     url = f"http://127.0.0.1:{port}/dicom-web"
-    code, _out, err = run(["send", str(tmp_path / "results"), "--dicomweb", url], capsys)
+    code, _out, err = run_cli(["send", str(tmp_path / "results"), "--dicomweb", url])
     assert code == 1
     assert err.splitlines()[0].startswith(f"cataract-cam: The PACS at 127.0.0.1:{port} could not be reached")
-    code, _out, err = run(["pull", "--dicomweb", url, "--study", "1.2.3", "--out", str(tmp_path / "p")], capsys)
+    code, _out, err = run_cli(["pull", "--dicomweb", url, "--study", "1.2.3", "--out", str(tmp_path / "p")])
     assert code == 1
     assert err.count("\n") == 1
     assert "could not be reached" in err
-    with pytest.raises(UsageError, match="--dicomweb URL or CATARACT_CAM_DICOMWEB_URL"):
-        run(["pull", "--study", "1.2.3", "--out", str(tmp_path / "p")], capsys)
+    code, _out, err = run_cli(["pull", "--study", "1.2.3", "--out", str(tmp_path / "p")])
+    assert code == 2
+    assert err == "cataract-cam: error: Give the PACS with --dicomweb URL or CATARACT_CAM_DICOMWEB_URL.\n"
+    code, _out, err = run_cli(["send", str(tmp_path / "results"), "--dimse", "nobody"])
+    assert code == 2
+    assert "AET@HOST:PORT" in err
