@@ -7,13 +7,12 @@ attempt is also written to the record store's audit trail with what was sent.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, select
+from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
@@ -21,7 +20,8 @@ from components.interop.dicom_objects import build_objects
 from components.interop.dicomweb import PacsClient, PacsError
 from components.interop.dimse import DimseTarget, c_store, parse_target
 from components.interop.exam import SignedExam, new_study_uid
-from components.records import DB_URL_ENV, RecordStore, data_dir
+from components.records import RecordStore
+from components.records.settings import data_dir, database_url, make_engine
 
 __all__ = ["NOT_SENT", "SENT", "SendAttempt", "SendLedger", "send_exam"]
 
@@ -67,10 +67,6 @@ class SendAttempt:
     time: datetime
 
 
-def _default_url() -> str:
-    return os.environ.get(DB_URL_ENV, "") or f"sqlite:///{data_dir() / 'records.sqlite3'}"
-
-
 class SendLedger:
     """Per-exam study UIDs and send attempts, beside the records (the same database by default)."""
 
@@ -80,10 +76,8 @@ class SendLedger:
         Raises:
             sqlalchemy.exc.SQLAlchemyError: the database cannot be opened.
         """
-        if url is None:
-            url = f"sqlite:///{Path(folder) / 'records.sqlite3'}" if folder is not None else _default_url()
-        # hide_parameters: an error never quotes a bound value.
-        self._engine = create_engine(url, hide_parameters=True)
+        # The records' own engine settings: errors never quote bound values; SQLite in WAL mode.
+        self._engine = make_engine(database_url(url, Path(folder) if folder is not None else data_dir()))
         _Base.metadata.create_all(self._engine)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
