@@ -1,0 +1,92 @@
+"""A patient's signed case from the records, as the dashboard sends it to the PACS and downloads it as FHIR.
+
+The case is the report's own inputs (the eyes shown on screen, their signed reviews) and the PDF
+built from them; its study UID is generated once and kept in the send ledger, its version grows
+with every signed amendment, so a re-send of the same reviews reuses every SOP Instance UID.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from components.interop.dicomweb import PacsClient
+from components.interop.exam import SignedExam
+from components.interop.fhir import build_bundle
+from components.interop.from_report import exam_key_for, signed_exam_from_report
+from components.interop.ledger import SendAttempt, SendLedger, send_exam
+from components.records import RecordStore
+from components.report import EyeFindings, ModelInfo, PatientInfo
+from components.review_session import case_report
+
+__all__ = ["case_key", "case_status", "fhir_case", "send_case", "signed_case"]
+
+
+def _signed(eyes: Sequence[EyeFindings]) -> None:
+    if not eyes:
+        raise ValueError("The case has no eye with a result to send.")
+    if any(e.review is None or e.review.signed_at is None for e in eyes):
+        raise ValueError("Sign every eye's review before sending the results.")
+
+
+def case_key(patient: PatientInfo, eyes: Sequence[EyeFindings]) -> tuple[str, int]:
+    """The case's exam key and review version (the sum of its eyes' signed versions, so any amendment raises it).
+
+    Raises:
+        ValueError: an eye without a signed review.
+    """
+    _signed(eyes)
+    return exam_key_for(patient.pseudo_id, eyes), sum(int(e.review.version) for e in eyes if e.review)
+
+
+def case_status(ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings]) -> str:
+    """"sent" or "not sent" for the case's current signed reviews ("not sent" while any eye is unsigned)."""
+    try:
+        key, version = case_key(patient, eyes)
+    except ValueError:
+        return "not sent"
+    return ledger.status(key, version)
+
+
+def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: Any, ledger: SendLedger, *,
+                organization: str | None = None) -> SignedExam:
+    """The case as a :class:`SignedExam`: the signed reviews, the model, the PDF, the study kept in the ledger.
+
+    Raises:
+        ValueError: an eye without a signed review, or a value the content model refuses.
+    """
+    key, version = case_key(patient, eyes)
+    reviews = [(e.review.signed_at, e.review) for e in eyes if e.review is not None and e.review.signed_at]
+    signed_at, last = max(reviews, key=lambda pair: pair[0])
+    pdf = case_report(patient, eyes, classifier, reviewer=last.reviewer)
+    return signed_exam_from_report(patient, eyes, ModelInfo.from_classifier(classifier), pdf,
+                                   signer=last.reviewer, signed_at=signed_at,
+                                   study_uid=ledger.study_uid(key), exam_key=key, review_version=version,
+                                   organization=organization)
+
+
+def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
+              classifier: Any, *, client: PacsClient, actor: str, organization: str | None = None) -> SendAttempt:
+    """Send the case's SR, Secondary Captures and PDF; the attempt is kept and audited, failed or not.
+
+    Raises:
+        ValueError: an eye without a signed review.
+    """
+    exam = signed_case(patient, eyes, classifier, ledger, organization=organization)
+    return send_exam(exam, ledger, actor=actor, client=client, store=store)
+
+
+def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
+              classifier: Any, *, actor: str, organization: str | None = None) -> bytes:
+    """The case's FHIR Bundle as JSON bytes; the download is recorded in the audit trail.
+
+    Raises:
+        ValueError: an eye without a signed review.
+    """
+    exam = signed_case(patient, eyes, classifier, ledger, organization=organization)
+    bundle = build_bundle(exam)
+    store.log("exported", actor=actor, patient_pseudo_id=patient.pseudo_id, object_type="fhir_bundle",
+              object_id=exam.exam_key[:64], details={"bundle": str(bundle["id"]), "eyes": [e.eye for e in eyes],
+                                                     "review_version": exam.review_version})
+    return json.dumps(bundle, indent=2).encode()
