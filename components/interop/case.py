@@ -18,9 +18,10 @@ from components.interop.from_report import exam_key_for, signed_exam_from_report
 from components.interop.ledger import SendAttempt, SendLedger, send_exam
 from components.records import RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
-from components.review_session import case_report
+from components.review_session import attention_fields, attention_for, case_report, patient_info, review_info
+from components.vocabulary import EYES
 
-__all__ = ["case_key", "case_status", "fhir_case", "send_case", "signed_case"]
+__all__ = ["case_from_records", "case_key", "case_status", "fhir_case", "send_case", "signed_case"]
 
 
 def _signed(eyes: Sequence[EyeFindings]) -> None:
@@ -90,3 +91,31 @@ def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes
               object_id=exam.exam_key[:64], details={"bundle": str(bundle["id"]), "eyes": [e.eye for e in eyes],
                                                      "review_version": exam.review_version})
     return json.dumps(bundle, indent=2).encode()
+
+
+def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tuple[PatientInfo, list[EyeFindings]]:
+    """A stored patient's case as the Review page shows it: each eye's latest exam, explained, with its latest review.
+
+    Raises:
+        components.records.RecordsError: no such patient.
+        ValueError: the patient has no photograph.
+    """
+    from components.gradcam import explain
+
+    patient = store.get_patient(pseudo_id)
+    exams = store.exams(pseudo_id)
+    eyes = []
+    for eye in EYES:
+        own = [e for e in exams if e.eye == eye]
+        if not own:
+            continue
+        exam = own[-1]
+        image = store.get_image(exam.image_sha256)
+        explanation = explain(classifier, [image])[0]
+        eyes.append(EyeFindings(eye=eye, image=image, explanation=explanation, exam_date=exam.exam_date,
+                                modality=exam.modality,
+                                attention=attention_fields(attention_for(image, explanation, exam.modality)),
+                                review=review_info(store.latest_review(exam.id))))
+    if not eyes:
+        raise ValueError("The patient has no photograph to export.")
+    return patient_info(patient), eyes
