@@ -95,3 +95,34 @@ def test_send_by_dimse_is_kept_too(records, orthanc):
     assert orthanc.instance_count() == 4
     with pytest.raises(ValueError, match="exactly one"):
         send_exam(exam, ledger, actor="Dr. A")
+
+
+def test_pull_into_record_keeps_good_photographs_and_says_why_others_were_left(records, orthanc):
+    import requests
+
+    from components.interop.case import pixels_sha256, pull_into_record
+    from components.interop.dicomweb import dataset_bytes, photograph
+    from tests.interop_support import eye_photograph
+
+    store, ledger = records
+    study = "1.2.826.0.1.3680043.8.498.77"
+    good = eye_photograph("OS", study_uid=study)
+    empty = eye_photograph("OD", seed=5, study_uid=study)
+    del empty.PixelData
+    no_side = eye_photograph("OD", seed=6, study_uid=study)
+    del no_side.ImageLaterality
+    for ds in (good, empty, no_side):
+        requests.post(f"{orthanc.rest}/instances", data=dataset_bytes(ds), timeout=30).raise_for_status()
+    client = PacsClient(DicomWebConfig(orthanc.dicomweb))
+    outcome = pull_into_record(store, ledger, client, study, "PSEUDO-7", actor="Dr. A")
+    (exam,) = outcome.exams
+    assert (exam.eye, str(exam.exam_date)) == ("OS", "2026-11-30")
+    assert sorted(r.split(": ", 1)[1] for r in outcome.skipped) == [
+        "The DICOM file has no pixel data: it is incomplete or not an image.",
+        "the DICOM says no laterality (R or L).",
+    ]
+    kept = ledger.source(pixels_sha256(store.get_image(exam.image_sha256)))
+    assert kept is not None
+    assert kept.SOPInstanceUID == good.SOPInstanceUID
+    assert "PixelData" not in kept
+    assert pixels_sha256(photograph(good).pixels) == pixels_sha256(store.get_image(exam.image_sha256))

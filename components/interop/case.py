@@ -7,21 +7,34 @@ with every signed amendment, so a re-send of the same reviews reuses every SOP I
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from components.interop.dicomweb import PacsClient
+import numpy as np
+
+from components.imaging import ImageError
+from components.interop.dicomweb import PacsClient, photograph
 from components.interop.exam import SignedExam
 from components.interop.fhir import build_bundle
 from components.interop.from_report import exam_key_for, signed_exam_from_report
 from components.interop.ledger import SendAttempt, SendLedger, send_exam
-from components.records import RecordStore
+from components.records import ExamRecord, RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
-from components.review_session import attention_fields, attention_for, case_report, patient_info, review_info
+from components.review_session import (
+    attention_fields,
+    attention_for,
+    case_report,
+    guess_modality,
+    patient_info,
+    review_info,
+)
 from components.vocabulary import EYES
 
-__all__ = ["case_from_records", "case_key", "case_status", "fhir_case", "send_case", "signed_case"]
+__all__ = ["PullOutcome", "case_from_records", "case_key", "case_status", "fhir_case", "pixels_sha256",
+           "pull_into_record", "send_case", "signed_case"]
 
 
 def _signed(eyes: Sequence[EyeFindings]) -> None:
@@ -58,12 +71,16 @@ def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: A
         ValueError: an eye without a signed review, or a value the content model refuses.
     """
     key, version = case_key(patient, eyes)
+    # Photographs pulled from the PACS keep their study and patient: their headers are in the ledger.
+    sources = {e.eye: found for e in eyes if e.image is not None
+               and (found := ledger.source(pixels_sha256(e.image))) is not None}
     reviews = [(e.review.signed_at, e.review) for e in eyes if e.review is not None and e.review.signed_at]
     signed_at, last = max(reviews, key=lambda pair: pair[0])
     pdf = case_report(patient, eyes, classifier, reviewer=last.reviewer)
     return signed_exam_from_report(patient, eyes, ModelInfo.from_classifier(classifier), pdf,
                                    signer=last.reviewer, signed_at=signed_at,
-                                   study_uid=ledger.study_uid(key), exam_key=key, review_version=version,
+                                   sources=sources, study_uid=ledger.study_uid(key), exam_key=key,
+                                   review_version=version,
                                    organization=organization)
 
 
@@ -119,3 +136,50 @@ def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tu
     if not eyes:
         raise ValueError("The patient has no photograph to export.")
     return patient_info(patient), eyes
+
+
+def pixels_sha256(pixels: np.ndarray) -> str:
+    """The SHA-256 of a photograph's decoded pixels: the same after the record's lossless PNG round trip."""
+    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PullOutcome:
+    """What a pull added to the record, and why any photograph was left out (one sentence each)."""
+
+    exams: tuple[ExamRecord, ...]
+    skipped: tuple[str, ...]
+
+
+def pull_into_record(store: RecordStore, ledger: SendLedger, client: PacsClient, study_uid: str, pseudo_id: str,
+                     *, actor: str) -> PullOutcome:
+    """Pull a study's eye photographs into a patient's record; each keeps its DICOM header in the ledger.
+
+    A photograph without pixel data, in an unsupported transfer syntax or without laterality is
+    left out with its reason; the others are added.
+
+    Raises:
+        components.interop.dicomweb.PacsError: the PACS failed (nothing was added).
+        components.records.RecordsError: no such patient.
+    """
+    store.get_patient(pseudo_id)
+    pulled = client.pull_photographs(study_uid)
+    exams, skipped = [], []
+    for number, ds in enumerate(pulled, 1):
+        try:
+            decoded = photograph(ds)
+        except ImageError as exc:
+            skipped.append(f"Photograph {number}: {exc}")
+            continue
+        if decoded.laterality is None:
+            skipped.append(f"Photograph {number}: the DICOM says no laterality (R or L).")
+            continue
+        date = str(ds.get("StudyDate", "") or "")
+        exam = store.add_exam(pseudo_id, eye=decoded.laterality, pixels=decoded.pixels,
+                              exam_date=f"{date[:4]}-{date[4:6]}-{date[6:8]}" if len(date) == 8 else None,
+                              modality=guess_modality(decoded.pixels) or "external", actor=actor)
+        ledger.keep_source(pixels_sha256(decoded.pixels), ds)
+        exams.append(exam)
+    if not pulled:
+        skipped.append("The study holds no eye photographs (no OP or XC series).")
+    return PullOutcome(tuple(exams), tuple(skipped))

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataset import Dataset
 from sqlalchemy import DateTime, Integer, String, Text, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -52,6 +53,13 @@ class _SendRow(_Base):
     sop_uids: Mapped[str] = mapped_column(Text)  # space-separated: what the PACS now holds of this send
     error: Mapped[str | None] = mapped_column(Text)
     time: Mapped[datetime] = mapped_column(DateTime)
+
+
+class _SourceRow(_Base):
+    __tablename__ = "interop_sources"
+
+    pixels_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    header_json: Mapped[str] = mapped_column(Text)
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,21 @@ class SendLedger:
             found = session.get(_StudyRow, exam_key)
             assert found is not None
             return found.study_uid
+
+    def keep_source(self, pixels_sha256: str, header: Dataset) -> None:
+        """Keep the DICOM header a stored photograph came from (its pixels are in the records already)."""
+        header = Dataset(header)
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in header:
+                del header[keyword]
+        with self._sessions.begin() as session:
+            session.merge(_SourceRow(pixels_sha256=pixels_sha256, header_json=header.to_json()))
+
+    def source(self, pixels_sha256: str) -> Dataset | None:
+        """The DICOM header kept for these pixels, if they came from DICOM."""
+        with self._sessions() as session:
+            row = session.get(_SourceRow, pixels_sha256)
+        return None if row is None else Dataset.from_json(row.header_json)
 
     def record(self, exam_key: str, review_version: int, target: str, *, sop_uids: tuple[str, ...] = (),
                error: str | None = None) -> SendAttempt:

@@ -50,8 +50,12 @@ def pacs_config() -> DicomWebConfig | None:
 def _send(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: list[rs.EyeReport],
           config: DicomWebConfig) -> None:
     findings = [make() for make in eyes]
-    attempt = case.send_case(store, ledger(), patient, findings, clf, client=PacsClient(config),
-                             actor=state.actor(), organization=os.environ.get(ORGANIZATION_ENV) or None)
+    try:
+        attempt = case.send_case(store, ledger(), patient, findings, clf, client=PacsClient(config),
+                                 actor=state.actor(), organization=os.environ.get(ORGANIZATION_ENV) or None)
+    except ValueError as error:  # e.g. eyes pulled from two different studies
+        st.error(f"Not sent. {error}", icon=":material/cloud_off:")
+        return
     # A rerun shows the new status; the message waits for it.
     if attempt.error:
         state.flash(f"Not sent. {attempt.error}", "error")

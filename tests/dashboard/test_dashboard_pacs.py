@@ -121,3 +121,52 @@ def test_send_needs_a_signature_and_a_pacs(env, clf, tmp_path, images, monkeypat
     send = next(b for b in at.button if b.label == "Send to PACS")
     assert send.disabled
     assert not [b for b in at.get("download_button") if b.proto.label == "Download FHIR bundle"]
+
+
+def test_round_trip_through_the_dashboard(env, clf, orthanc):
+    """A photograph in the PACS is found, pulled into a record, explained, signed and sent back to its study."""
+    import requests
+
+    from components.interop.dicom_objects import read_sr
+    from components.interop.dicomweb import dataset_bytes
+    from tests.dashboard.support import page
+    from tests.interop_support import eye_photograph
+
+    source = eye_photograph("OD", patient_id="MRN-31", size=160)
+    requests.post(f"{orthanc.rest}/instances", data=dataset_bytes(source), timeout=30).raise_for_status()
+    store = RecordStore(data_dir=env)
+    try:
+        store.create_patient("P-0200")
+    finally:
+        store.close()
+
+    at = page("pacs")
+    at.text_input(key="reviewer").set_value("Dr Ada Example")
+    at.text_input[[t.label for t in at.text_input].index("Patient ID")].set_value("MRN-31")
+    click(at, "Search")
+    assert at.dataframe[0].value["Patient ID"].tolist() == ["MRN-31"]
+    at.selectbox(key="pacs_patient").set_value("P-0200").run()
+    click(at, "Pull into the patient's record")
+    assert [s.value for s in at.success] == [
+        "1 photograph(s) added to the record; open the Review page to explain and sign them."]
+
+    at.switch_page("views/review.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="current_patient").value == "P-0200"
+    radios = [r.label for r in at.radio]
+    at.radio[radios.index("Do you agree with the model's result?")].set_value(True)
+    at.radio[radios.index("Your finding")].set_value("normal")
+    at.radio[radios.index("Grade")].set_value("none")
+    click(at, "Sign")
+    click(at, "Send to PACS")
+    assert _status(at) == "sent"
+
+    client = PacsClient(DicomWebConfig(orthanc.dicomweb))
+    listed = client.instances(source.StudyInstanceUID)  # the results joined the photograph's own study
+    assert len(listed) == 4
+    series, sop, _ = next(x for x in listed if x[2] == SR_CLASS)
+    sr = client.retrieve(source.StudyInstanceUID, series, sop)
+    assert (sr.PatientID, str(sr.PatientName), sr.AccessionNumber) == ("MRN-31", "Test^Eye", "ACC1")
+    values = read_sr(sr)["OD"]
+    assert values["source_sop_instance_uid"] == source.SOPInstanceUID
+    assert (values["agrees"], values["clinician_finding"]) == (True, "normal")
