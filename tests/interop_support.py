@@ -145,10 +145,17 @@ def _launch(config: Path, http_port: int, timeout: float) -> subprocess.Popen[by
     raise RuntimeError(f"Orthanc did not answer /system within {timeout} s.")
 
 
-def start_orthanc(folder: Path, timeout: float = 30, users: dict[str, str] | None = None) -> OrthancServer:
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def start_orthanc(folder: Path, timeout: float = 30, users: dict[str, str] | None = None,
+                  lua: str | None = None) -> OrthancServer:
     """Debian's Orthanc with the DICOMweb plugin, on 127.0.0.1, free ports, storage in ``folder``.
 
     ``users``: HTTP basic-authentication users and passwords (none: no authentication).
+    ``lua``: a Lua script for Orthanc to run (for example a filter refusing some instances).
     """
     http_port, dicom_port = free_port(), free_port()
     folder.mkdir(parents=True, exist_ok=True)
@@ -160,5 +167,6 @@ def start_orthanc(folder: Path, timeout: float = 30, users: dict[str, str] | Non
         "RegisteredUsers": users or {},
         "Plugins": [DICOMWEB_PLUGIN], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "HttpTimeout": 10, "StableAge": 1, "SaveJobs": False,
+        "LuaScripts": [str(_write(folder / "script.lua", lua))] if lua else [],
     }))
     return OrthancServer(_launch(config, http_port, timeout), http_port, dicom_port, config)

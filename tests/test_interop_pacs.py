@@ -320,3 +320,17 @@ def test_send_files_study_by_study(orthanc, tmp_path):
     assert "could not be reached" in down.studies[0].error
     with pytest.raises(ValueError, match="exactly one"):
         send_files([tmp_path / "a"])
+
+
+def test_pacs_that_drops_an_object_is_a_failed_send(tmp_path):
+    # Orthanc's DICOMweb plugin answers success for an instance its Lua filter then drops.
+    lua = 'function ReceivedInstanceFilter(dicom, origin, info)\n  return dicom.Modality ~= "SR"\nend\n'
+    server = start_orthanc(tmp_path, lua=lua)
+    try:
+        client = PacsClient(DicomWebConfig(server.dicomweb))
+        objects = build_objects(signed_exam())
+        with pytest.raises(PacsError, match=r"refused 1 of 4 objects; nothing local was lost and it can be tried"):
+            client.send(objects.all())
+        assert server.instance_count() == 3
+    finally:
+        server.stop()
