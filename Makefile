@@ -20,12 +20,19 @@ $(DEV): $(RUNTIME) requirements-dev.txt
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
-# Debian packages the end-to-end tests use: Chromium (browser test) and poppler (PDF to PNG).
+# Debian packages the end-to-end tests use: Chromium (browser test), poppler (PDF to PNG), and
+# Orthanc with its DICOMweb plugin (a real PACS) and dicom3tools (dciodvfy) for the DICOM exports.
 system:
 	@if ! command -v chromium >/dev/null || ! command -v pdftoppm >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium poppler-utils fonts-dejavu-core >/dev/null; \
 	  else echo "Install chromium and poppler-utils (sudo apt-get install chromium poppler-utils)"; exit 1; fi; \
+	fi
+	@if ! command -v Orthanc >/dev/null || ! command -v dciodvfy >/dev/null \
+	    || [ ! -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dicom3tools >/dev/null; \
+	  else echo "Install orthanc, orthanc-dicomweb and dicom3tools (sudo apt-get install orthanc orthanc-dicomweb dicom3tools)"; exit 1; fi; \
 	fi
 
 run: $(RUNTIME)

@@ -27,6 +27,7 @@ navigation = st.navigation(
         st.Page(state.PAGE_BATCH, title="Batch", icon=":material/photo_library:"),
         st.Page(state.PAGE_AUDIT, title="Audit", icon=":material/fact_check:"),
         st.Page(state.PAGE_COMPARE, title="Compare", icon=":material/compare:"),
+        st.Page("views/pacs.py", title="PACS", icon=":material/cloud_sync:"),
         st.Page(state.PAGE_MODEL, title="Model", icon=":material/model_training:"),
     ]
 )

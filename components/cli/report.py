@@ -12,7 +12,7 @@ from components.cli.common import EXIT_OK, Command, UsageError, add_model_option
 from components.vocabulary import MODALITIES, SEXES
 
 if TYPE_CHECKING:
-    from components.report import EyeFindings
+    from components.report import EyeFindings, ModelInfo, PatientInfo
     from models import Classifier
 
 
@@ -44,6 +44,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--out", required=True, metavar="FILE.pdf",
                    help="PDF to write; a folder gets a file named from the sanitised patient ID")
+    p.add_argument("--dicom-out", metavar="DIR", default=None,
+                   help="also write the SR, the Secondary Captures and the PDF as DICOM here (needs --reviewer)")
+    p.add_argument("--fhir", metavar="FILE.json", default=None,
+                   help="also write the FHIR R4 Bundle here (needs --reviewer)")
+    p.add_argument("--study-uid", metavar="UID", default=None,
+                   help="study for photographs that are not DICOM (default: derived from the photographs)")
+    p.add_argument("--organization", default=None,
+                   help="the reviewer's organization; with it the SR is marked verified")
     add_model_option(p)
 
 
@@ -84,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if not (args.od or args.os):
         raise UsageError("Give at least one eye photograph with --od IMG or --os IMG.")
     check_alpha(args.alpha)
+    if (args.dicom_out or args.fhir) and not args.reviewer:
+        raise UsageError("--dicom-out and --fhir say who signed the results: give --reviewer.")
     classifier = load_model(args.model)
     try:
         eyes = [_eye(classifier, eye, src, args) for eye, src in (("OD", args.od), ("OS", args.os)) if src]
@@ -95,10 +105,41 @@ def run(args: argparse.Namespace) -> int:
     if out.is_dir():
         out = out / safe_filename(args.patient_id)
     atomic_write_bytes(out, pdf)
+    if args.dicom_out or args.fhir:
+        _export(args, patient, eyes, ModelInfo.from_classifier(classifier), pdf)
     unreadable = sum(1 for e in eyes if not e.gradable)
     print(f"report written ({len(pdf) / 1e6:.2f} MB, {len(eyes)} eye(s)"
           f"{f', {unreadable} ungradable' if unreadable else ''})", file=sys.stderr)
     return EXIT_OK
+
+
+def _export(args: argparse.Namespace, patient: PatientInfo, eyes: list[EyeFindings], model: ModelInfo,
+            pdf: bytes) -> None:
+    """The report's DICOM objects and FHIR Bundle; study and patient from DICOM photographs where given."""
+    from datetime import datetime
+
+    from components.interop.dicom_files import dicom_source
+    from components.interop.exam import ExamError
+    from components.interop.from_report import exam_key_for, files_study_uid, signed_exam_from_report, write_exports
+
+    sources = {}
+    for eye, path in (("OD", args.od), ("OS", args.os)):
+        try:
+            header = dicom_source(path) if path else None
+        except (OSError, ValueError):
+            header = None  # that eye is ungradable already; the others keep their source
+        if header is not None:
+            sources[eye] = header
+    key = exam_key_for(patient.pseudo_id, eyes)
+    try:
+        exam = signed_exam_from_report(patient, eyes, model, pdf, signer=args.reviewer,
+                                       signed_at=datetime.now().astimezone(), sources=sources,
+                                       study_uid=args.study_uid or files_study_uid(key), exam_key=key,
+                                       organization=args.organization)
+    except (ExamError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    written = write_exports(exam, dicom_out=args.dicom_out, fhir_out=args.fhir)
+    print(f"exports written ({len(written)} file(s), study {exam.study_instance_uid})", file=sys.stderr)
 
 
 COMMAND = Command("report", "per-patient PDF report with the Grad-CAM evidence", add_arguments, run)

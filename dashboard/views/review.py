@@ -8,6 +8,7 @@ from components import review_session as rs
 from components.report import PatientInfo
 from dashboard import state
 from dashboard.widgets.cases import export_ui, patient_case_ui, quick_case_ui, quick_uploader_ui
+from dashboard.widgets.clinic import clinic_ui
 from dashboard.widgets.patients import add_photo_ui, new_patient_ui
 
 QUICK = ""  # the patient choice that means "one photograph, not saved"
@@ -45,3 +46,5 @@ else:
 
 if clf is not None and patient is not None and eyes:
     export_ui(store, clf, patient, eyes, saved=current != QUICK)
+    if current != QUICK:
+        clinic_ui(store, clf, patient, eyes)

@@ -10,7 +10,8 @@ import pytest
 from components.cli import COMMANDS, build_parser, main
 from tests.support import ROOT
 
-NAMES = ["explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "dashboard"]
+NAMES = ["explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "pull", "send", "export",
+         "dashboard"]
 
 
 def _imports(path: Path) -> set[str]:
