@@ -40,9 +40,12 @@ __all__ = [
     "describe_workers",
     "load_model",
     "local_torch_threads",
+    "place_input",
     "read_summary",
     "register_model",
     "run_batch",
+    "run_chunks",
+    "task_failure",
     "worker_classifier",
 ]
 
@@ -238,8 +241,11 @@ class _BatchOptions:
     colormap: str
 
 
-def _place(source: str, name: str, folder: Path, settings: S3Settings | None) -> tuple[Path, str | None]:
-    """The input under its panel name in ``folder``; an object that cannot be read gives its error instead."""
+def place_input(source: str, name: str, folder: Path, settings: S3Settings | None) -> tuple[Path, str | None]:
+    """Put an input in a worker's private ``folder`` under ``name``: a link to a local file, an object's bytes.
+
+    Returns the path and None, or the path and the error of an object that cannot be read.
+    """
     suffix = PurePosixPath(storage.source_name(source)).suffix
     target = folder / f"{name}{suffix}"
     if not storage.is_s3(source):
@@ -263,7 +269,7 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
         placed: list[tuple[int, str, Path]] = []
         outcomes: dict[int, BatchOutcome] = {}
         for index, source, name in chunk:
-            path, error = _place(source, name, inbox, options.settings)
+            path, error = place_input(source, name, inbox, options.settings)
             if error is None:
                 placed.append((index, source, path))
             else:
@@ -318,17 +324,24 @@ def _row(outcome: BatchOutcome, class_names: Sequence[str]) -> dict[str, str]:
     return row
 
 
-def _failed_chunk(future: Any, chunk: Sequence[tuple[int, str, str]]) -> list[BatchOutcome]:
-    """Rows for a chunk whose task failed for good; a usage error (bad target or layer) is raised instead."""
+def task_failure(exc: BaseException | None) -> str:
+    """The error a row gets when its task failed for good; a usage error (bad target or layer) is raised instead.
+
+    Raises:
+        ExplainError: the task failed on a bad method, target or layer, which no retry mends.
+    """
     from distributed.scheduler import KilledWorker
 
     from components.gradcam import ExplainError
 
-    exc = future.exception()
     if isinstance(exc, ExplainError):
         raise exc
-    message = (LOST_WORKER_ERROR if isinstance(exc, KilledWorker)
-               else f"The worker failed on this file ({type(exc).__name__}).")
+    if isinstance(exc, KilledWorker):
+        return LOST_WORKER_ERROR
+    return f"The worker failed on this file ({type(exc).__name__})."
+
+
+def _failed_batch_chunk(message: str, chunk: Sequence[tuple[int, str, str]]) -> list[BatchOutcome]:
     return [BatchOutcome(i, BatchItem(file=s, error=message)) for i, s, _ in chunk]
 
 
@@ -372,37 +385,53 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
         rows = earlier + [_row(results[i], class_names) for i in sorted(results)]
         storage.write_bytes(storage.join(out, SUMMARY_NAME), summary_bytes(rows, class_names), settings)
 
-    _run_chunks(client, todo, chunk_size, options, results, save, checkpoint_every_s, progress)
+    chunks = [list(todo[k:k + chunk_size]) for k in range(0, len(todo), chunk_size)]
+    run_chunks(client, _batch_task, chunks, options, results, failed=_failed_batch_chunk, save=save,
+               checkpoint_every_s=checkpoint_every_s, progress=progress)
     return [results[i] for i in sorted(results)]
 
 
-def _run_chunks(client: Any, todo: Sequence[tuple[int, str, str]], chunk_size: int, options: _BatchOptions,
-                results: dict[int, BatchOutcome], save: Callable[[], None], checkpoint_every_s: float,
-                progress: Callable[[int, int], None] | None) -> None:
-    """Submit the chunks, gather outcomes as they finish, save the summary now and then and always at the end."""
+def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Sequence[tuple[Any, ...]]],
+               options: Any, results: dict[int, Any], *, failed: Callable[[str, Any], list[Any]],
+               save: Callable[[], None] | None = None, checkpoint_every_s: float = 10.0,
+               progress: Callable[[int, int], None] | None = None) -> None:
+    """Run ``task(chunk, options)`` for every chunk on the cluster and put each result under its index.
+
+    A chunk is a sequence of tuples whose first element is the input's index; a task returns
+    objects with an ``index``. Results stream back as tasks finish; a result that arrives twice
+    (a task run again after its worker died) is kept once. A chunk whose task fails for good
+    gets ``failed(message, chunk)`` instead. ``save`` runs every ``checkpoint_every_s`` seconds
+    and always at the end, an interruption included.
+
+    Raises:
+        ClusterError: the scheduler was lost.
+        ExplainError: a task failed on a bad method, target or layer.
+    """
     from distributed import as_completed
 
-    chunks = [list(todo[k:k + chunk_size]) for k in range(0, len(todo), chunk_size)]
-    futures = [client.submit(_batch_task, chunk, options, pure=False, retries=1) for chunk in chunks]
+    total = sum(len(c) for c in chunks)
+    futures = [client.submit(task, list(chunk), options, pure=False, retries=1) for chunk in chunks]
     chunk_of = {f.key: c for f, c in zip(futures, chunks, strict=True)}
     last_save = time.monotonic()
     try:
         if progress is not None:
-            progress(0, len(todo))
+            progress(0, total)
         for future in as_completed(futures):
             chunk = chunk_of[future.key]
             if future.status == "cancelled":
                 raise ClusterError("The connection to the Dask scheduler was lost; run again with --resume "
                                    "to finish the remaining inputs.")
-            outcomes = _failed_chunk(future, chunk) if future.status == "error" else future.result()
+            outcomes = (failed(task_failure(future.exception()), chunk) if future.status == "error"
+                        else future.result())
             for outcome in outcomes:
                 results.setdefault(outcome.index, outcome)  # a task run twice still gives one row
             if progress is not None:
-                progress(len(results), len(todo))
-            if time.monotonic() - last_save >= checkpoint_every_s:
+                progress(len(results), total)
+            if save is not None and time.monotonic() - last_save >= checkpoint_every_s:
                 save()
                 last_save = time.monotonic()
     finally:
         with contextlib.suppress(Exception):
             client.cancel(futures)
-        save()
+        if save is not None:
+            save()

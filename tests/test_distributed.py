@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
 import socket
 import time
@@ -23,21 +22,6 @@ pytestmark = pytest.mark.timeout(300)
 CLASSES = ("Cataract", "Normal")
 BAD = {"normal/broken.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "cataract/empty.png": b"",
        "normal/notes.jpg": b"patient notes, not a picture"}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A trained checkpoint (the demo model's weights) at a path of its own.
-
-    Not a seeded random model: their logits run to the hundreds, where float32 rounding that
-    changes with the thread count moves probabilities by 1e-3, far beyond the 1e-5 asked of a
-    cluster run; a trained model's move by about 2e-7.
-    """
-    from models import DEMO_MODEL_PATH
-
-    path = tmp_path_factory.mktemp("model") / "screening model.pt"
-    shutil.copyfile(DEMO_MODEL_PATH, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +44,11 @@ def inputs(photos) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def client(s3_endpoint):
-    """A real local cluster of two worker processes on 127.0.0.1 (started after the S3 credentials are set)."""
-    with dist.connect("local:2") as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def reference(checkpoint, inputs, tmp_path_factory) -> dict[str, dict[str, str]]:
+def reference(trained_checkpoint, inputs, tmp_path_factory) -> dict[str, dict[str, str]]:
     """The local batch's summary rows for the same inputs, by file."""
     from models import load_classifier
 
-    classifier = load_classifier(checkpoint)
+    classifier = load_classifier(trained_checkpoint)
     out = tmp_path_factory.mktemp("local")
     items = list(explain_files(classifier, [Path(p) for p in inputs], out_dir=out))
     write_summary(items, classifier.class_names, out / "summary.csv")
@@ -107,18 +84,18 @@ def test_reference_has_good_and_bad_rows(reference, inputs):
     assert all(reference[f]["prediction"] in CLASSES for f in reference if f not in errors)
 
 
-def test_cluster_is_two_local_worker_processes(client):
-    workers = dist.describe_workers(client)
+def test_cluster_is_two_local_worker_processes(dask_client):
+    workers = dist.describe_workers(dask_client)
     assert len(workers) == 2
     assert all(w["address"].startswith("tcp://127.0.0.1:") and w["threads"] == 1 for w in workers)
-    pids = client.run(os.getpid)
+    pids = dask_client.run(os.getpid)
     assert len(set(pids.values())) == 2
     assert os.getpid() not in pids.values()
 
 
-def test_same_rows_as_local_run(client, checkpoint, inputs, reference, tmp_path):
+def test_same_rows_as_local_run(dask_client, trained_checkpoint, inputs, reference, tmp_path):
     seen: list[tuple[int, int]] = []
-    outcomes = dist.run_batch(client, inputs, str(tmp_path), model=checkpoint, torch_threads=1,
+    outcomes = dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1,
                               progress=lambda done, total: seen.append((done, total)))
     assert [o.item.file for o in outcomes] == inputs  # in input order
     rows = _rows(tmp_path / "summary.csv")
@@ -133,19 +110,19 @@ def test_same_rows_as_local_run(client, checkpoint, inputs, reference, tmp_path)
     assert seen[-1] == (48, 48)
 
 
-def test_worker_killed_mid_run_every_input_one_row(client, checkpoint, inputs, reference, tmp_path):
+def test_worker_killed_mid_run_every_input_one_row(dask_client, trained_checkpoint, inputs, reference, tmp_path):
     killed: list[tuple[str, int]] = []
 
     def kill_one_busy_worker(done: int, total: int) -> None:
         if killed or done == 0:
             return
-        busy = [a for a, keys in client.processing().items() if keys]
+        busy = [a for a, keys in dask_client.processing().items() if keys]
         if busy:
-            pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+            pid = dask_client.run(os.getpid, workers=[busy[0]])[busy[0]]
             os.kill(pid, signal.SIGKILL)
             killed.append((busy[0], pid))
 
-    dist.run_batch(client, inputs, str(tmp_path), model=checkpoint, chunk_size=4, torch_threads=1,
+    dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, chunk_size=4, torch_threads=1,
                    progress=kill_one_busy_worker)
     assert killed, "no worker was busy after the first chunk"
     rows = _rows(tmp_path / "summary.csv")
@@ -154,22 +131,23 @@ def test_worker_killed_mid_run_every_input_one_row(client, checkpoint, inputs, r
     assert not any(r["error"] == dist.LOST_WORKER_ERROR for r in rows)  # retried elsewhere, not given up
     # The nanny restarts the killed process; the model is loaded again on the new one.
     deadline = time.monotonic() + 60
-    while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+    while len(dask_client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert killed[0][1] not in client.run(os.getpid).values()
+    assert killed[0][1] not in dask_client.run(os.getpid).values()
 
 
-def test_interrupted_run_resumes_without_repeating(client, checkpoint, inputs, reference, tmp_path):
+def test_interrupted_run_resumes_without_repeating(dask_client, trained_checkpoint, inputs, reference, tmp_path):
     def interrupt(done: int, total: int) -> None:
         if done >= 16:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        dist.run_batch(client, inputs, str(tmp_path), model=checkpoint, torch_threads=1, progress=interrupt)
+        dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1,
+                       progress=interrupt)
     first = _rows(tmp_path / "summary.csv")
     assert 16 <= len(first) < len(inputs)  # what was done is on disk
     totals: list[int] = []
-    again = dist.run_batch(client, inputs, str(tmp_path), model=checkpoint, torch_threads=1, resume=True,
+    again = dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1, resume=True,
                            progress=lambda done, total: totals.append(total))
     assert totals[0] == len(inputs) - len(first)
     assert {o.item.file for o in again}.isdisjoint(r["file"] for r in first)
@@ -178,7 +156,7 @@ def test_interrupted_run_resumes_without_repeating(client, checkpoint, inputs, r
     _assert_same_rows(rows, reference)
 
 
-def test_s3_to_s3_same_rows_as_disk(client, checkpoint, photos, inputs, reference, s3_endpoint):
+def test_s3_to_s3_same_rows_as_disk(dask_client, trained_checkpoint, photos, inputs, reference, s3_endpoint):
     settings = S3Settings(s3_endpoint)
     s3 = storage.s3_client(settings)
     s3.create_bucket(Bucket="photos")
@@ -191,7 +169,8 @@ def test_s3_to_s3_same_rows_as_disk(client, checkpoint, photos, inputs, referenc
     assert len(sources) == 47  # the missing file has no object
     downloads: list[str] = []
     s3.meta.events.register("before-call.s3.GetObject", lambda **kw: downloads.append("get"))
-    dist.run_batch(client, sources, "s3://results/run 1", model=checkpoint, settings=settings, torch_threads=1)
+    dist.run_batch(dask_client, sources, "s3://results/run 1", model=trained_checkpoint, settings=settings,
+                   torch_threads=1)
     assert downloads == []  # the workers read the photographs; the client listed them only
     rows = _rows("s3://results/run 1/summary.csv", settings)
     by_relative = {str(Path(f).relative_to(photos).as_posix()): r for f, r in reference.items() if "gone" not in f}
@@ -217,7 +196,7 @@ def test_unreachable_scheduler_is_one_clear_error():
         dist.connect("local:0").__enter__()
 
 
-def test_worker_refuses_a_checkpoint_that_differs(client, checkpoint):
-    plugin = dist.ModelPlugin(str(checkpoint), "0" * 64)
+def test_worker_refuses_a_checkpoint_that_differs(dask_client, trained_checkpoint):
+    plugin = dist.ModelPlugin(str(trained_checkpoint), "0" * 64)
     with pytest.raises(dist.ClusterError, match="differs from the client's"):
-        client.register_plugin(plugin, name="cataract-cam-test-wrong-sha")
+        dask_client.register_plugin(plugin, name="cataract-cam-test-wrong-sha")
