@@ -36,6 +36,7 @@ __all__ = [
     "BatchOutcome",
     "ClusterError",
     "ModelPlugin",
+    "check_address",
     "connect",
     "describe_workers",
     "load_model",
@@ -164,6 +165,23 @@ def worker_classifier(plugin_name: str) -> Any:
 # ================================================================================ clusters
 
 
+def check_address(address: str) -> None:
+    """Check a cluster address: ``local:N`` with N >= 1, or ``tcp://HOST:PORT``.
+
+    Raises:
+        TypeError: ``address`` is not text.
+        ValueError: it is neither form, or N is not a positive integer.
+    """
+    if not isinstance(address, str):
+        raise TypeError(f"address must be text such as local:2 or tcp://host:8786, got {type(address).__name__}.")
+    if address.startswith("local:"):
+        count = address[len("local:"):]
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"local:N needs a positive number of workers, got {address!r}.")
+    elif not address.startswith("tcp://") or ":" not in address[len("tcp://"):]:
+        raise ValueError(f"Expected local:N or tcp://HOST:PORT for the cluster, got {address!r}.")
+
+
 @contextlib.contextmanager
 def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
     """A Dask client for ``local:N`` (a new cluster of N worker processes on 127.0.0.1) or ``tcp://HOST:PORT``.
@@ -177,24 +195,18 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any
     """
     from distributed import Client, LocalCluster
 
-    if not isinstance(address, str):
-        raise TypeError(f"address must be text such as local:2 or tcp://host:8786, got {type(address).__name__}.")
+    check_address(address)
     cluster = None
     if address.startswith("local:"):
-        count = address[len("local:"):]
-        if not count.isdigit() or int(count) < 1:
-            raise ValueError(f"local:N needs a positive number of workers, got {address!r}.")
         # Quiet worker logs: a killed or restarted worker is reported through its rows instead.
-        cluster = LocalCluster(n_workers=int(count), threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, silence_logs=logging.ERROR)
+        cluster = LocalCluster(n_workers=int(address[len("local:"):]), threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster, timeout=timeout)
-    elif address.startswith("tcp://"):
+    else:
         try:
             client = Client(address, timeout=timeout)
         except (OSError, TimeoutError):
             raise ClusterError(f"The Dask scheduler at {address} could not be reached within {timeout:g} s.") from None
-    else:
-        raise ValueError(f"Expected local:N or tcp://HOST:PORT for the cluster, got {address!r}.")
     try:
         yield client
     finally:
