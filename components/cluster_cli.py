@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -72,6 +73,8 @@ def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     from components.gradcam import ExplainError
     from models import CheckpointError
 
+    # Dask logs its own reconnection attempts as tracebacks; the one line below says what matters.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         with connect(args.dask) as client:
             yield client

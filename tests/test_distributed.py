@@ -200,3 +200,55 @@ def test_worker_refuses_a_checkpoint_that_differs(dask_client, trained_checkpoin
     plugin = dist.ModelPlugin(str(trained_checkpoint), "0" * 64)
     with pytest.raises(dist.ClusterError, match="differs from the client's"):
         dask_client.register_plugin(plugin, name="cataract-cam-test-wrong-sha")
+
+
+@pytest.fixture
+def tcp_scheduler():
+    """A scheduler and two workers started as separate programs on 127.0.0.1; stopped by PID at the end."""
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                  "--port", str(port), "--no-dashboard"], **quiet)
+    workers = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}",
+                                "--nworkers", "2", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                                "--death-timeout", "10"], **quiet)
+    try:
+        yield f"tcp://127.0.0.1:{port}", scheduler
+    finally:
+        for process in (workers, scheduler):
+            if process.poll() is None:
+                process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def test_lost_scheduler_then_resume_on_another_cluster(tcp_scheduler, dask_client, trained_checkpoint, inputs,
+                                                       reference, tmp_path):
+    address, scheduler = tcp_scheduler
+
+    def lose_scheduler(done: int, total: int) -> None:
+        if done >= 8 and scheduler.poll() is None:
+            os.kill(scheduler.pid, signal.SIGKILL)
+
+    with dist.connect(address, timeout=30) as client:
+        deadline = time.monotonic() + 60
+        while len(client.scheduler_info()["workers"]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(dist.ClusterError, match="lost; run again with --resume"):
+            dist.run_batch(client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1,
+                           progress=lose_scheduler)
+    saved = _rows(tmp_path / "summary.csv")
+    assert 8 <= len(saved) < len(inputs)
+    dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1, resume=True)
+    rows = _rows(tmp_path / "summary.csv")
+    assert sorted(r["file"] for r in rows) == sorted(inputs)
+    _assert_same_rows(rows, reference)
