@@ -260,14 +260,16 @@ def place_input(source: str, name: str, folder: Path, settings: S3Settings | Non
     """
     suffix = PurePosixPath(storage.source_name(source)).suffix
     target = folder / f"{name}{suffix}"
-    if not storage.is_s3(source):
-        # A missing file stays a dangling link, so the local batch reports it in its own words.
-        target.symlink_to(os.path.abspath(source))
-        return target, None
     try:
-        target.write_bytes(storage.read_bytes(source, settings))
+        if not storage.is_s3(source):
+            # A missing file stays a dangling link, so the local batch reports it in its own words.
+            target.symlink_to(os.path.abspath(source))
+        else:
+            target.write_bytes(storage.read_bytes(source, settings))
     except storage.StorageError as exc:
         return target, str(exc)
+    except OSError:  # a name too long for this worker's file system, a full disk: this input only
+        return target, "The file could not be prepared for explaining on the worker."
     return target, None
 
 

@@ -117,7 +117,7 @@ def source_name(location: str | os.PathLike[str]) -> str:
     return Path(location).name
 
 
-_clients: dict[str | None, Any] = {}
+_clients: dict[tuple[str | None, str | None], Any] = {}
 _clients_lock = threading.Lock()
 
 
@@ -130,8 +130,10 @@ def s3_client(settings: S3Settings | None = None) -> Any:
     if settings is not None and not isinstance(settings, S3Settings):
         raise TypeError(f"settings must be S3Settings or None, got {type(settings).__name__}.")
     endpoint = settings.endpoint_url if settings is not None else None
+    # boto3 reads AWS_ENDPOINT_URL(_S3) when the client is made: a changed variable needs a new one.
+    key = (endpoint, os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
     with _clients_lock:
-        client = _clients.get(endpoint)
+        client = _clients.get(key)
         if client is None:
             import boto3
             from botocore.config import Config
@@ -140,7 +142,7 @@ def s3_client(settings: S3Settings | None = None) -> Any:
             session = boto3.session.Session()
             config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
             client = session.client("s3", endpoint_url=endpoint, config=config)
-            _clients[endpoint] = client
+            _clients[key] = client
     return client
 
 

@@ -94,3 +94,10 @@ def test_errors_name_no_key(bucket):
         storage.write_bytes(f"s3://{name}/k", "text", settings)  # type: ignore[arg-type]
     with pytest.raises(StorageError, match="does not exist or cannot be read"):
         storage.read_bytes("/nonexistent/Jane Doe.jpg")
+
+
+def test_endpoint_from_the_aws_environment(bucket, s3_endpoint, monkeypatch):
+    name, _ = bucket
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    assert storage.read_bytes(f"s3://{name}/photos/eye #1 ?.jpg") == b"content 0"  # no S3Settings given
+    assert storage.s3_client().meta.endpoint_url == s3_endpoint
