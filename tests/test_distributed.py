@@ -179,6 +179,12 @@ def test_s3_to_s3_same_rows_as_disk(dask_client, trained_checkpoint, photos, inp
         if r["panel"]:
             assert r["panel"].startswith("s3://results/run 1/gradcam_")
             assert storage.read_bytes(r["panel"], settings)[:3] == b"\xff\xd8\xff"  # a JPEG, uploaded
+    # Resuming reads the summary back from the bucket: nothing is left to do, nothing is lost.
+    totals: list[int] = []
+    again = dist.run_batch(dask_client, sources, "s3://results/run 1", model=trained_checkpoint, settings=settings,
+                           resume=True, progress=lambda done, total: totals.append(total))
+    assert (again, totals) == ([], [0])
+    assert _rows("s3://results/run 1/summary.csv", settings) == rows
 
 
 def test_unreachable_scheduler_is_one_clear_error():
