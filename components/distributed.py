@@ -239,6 +239,7 @@ class BatchOutcome:
     index: int
     item: BatchItem
     panel: str = ""  # a local path or an s3:// URL; empty when no panel was written
+    extra: Any = None  # what ``on_worker`` made of the item there (a thumbnail, say), when given
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,7 @@ class _BatchOptions:
     layer: str | None
     alpha: float
     colormap: str
+    on_worker: Callable[[BatchItem], Any] | None = None
 
 
 def place_input(source: str, name: str, folder: Path, settings: S3Settings | None) -> tuple[Path, str | None]:
@@ -291,9 +293,11 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
         items = explain_files(classifier, [p for _, _, p in placed], out_dir=outbox if s3_out else Path(options.out),
                               method=options.method, target=options.target, layer=options.layer,
                               alpha=options.alpha, colormap=options.colormap, workers=1,
-                              batch_size=max(1, len(placed)))
+                              batch_size=max(1, len(placed)), keep_images=options.on_worker is not None)
         for (index, source, _), item in zip(placed, items, strict=True):
             item.file = source
+            extra = options.on_worker(item) if options.on_worker is not None else None
+            item.image = None
             panel = ""
             if item.panel_path is not None:
                 panel = str(item.panel_path)
@@ -307,7 +311,7 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
             if item.explanation is not None:
                 # The full-size map stays here: the panel carries it, the row needs only the numbers.
                 item.explanation = dataclasses.replace(item.explanation, cam=np.zeros((0, 0), np.float32))
-            outcomes[index] = BatchOutcome(index, item, panel)
+            outcomes[index] = BatchOutcome(index, item, panel, extra)
     return [outcomes[index] for index, _, _ in chunk]
 
 
@@ -363,14 +367,18 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
               settings: S3Settings | None = None, method: str = "gradcam", target: str | None = None,
               layer: str | None = None, alpha: float = 0.5, colormap: str = "jet", resume: bool = False,
               chunk_size: int = CHUNK_SIZE, torch_threads: int | None = None, checkpoint_every_s: float = 10.0,
+              on_worker: Callable[[BatchItem], Any] | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[BatchOutcome]:
     """Explain ``sources`` (paths or ``s3://`` objects, see :func:`storage.collect_sources`) on the cluster.
 
     Panels go to ``out`` (a folder or an ``s3://`` prefix) from the workers; ``summary.csv`` is
     written there by this client, with the local batch's rows in input order, every
     ``checkpoint_every_s`` seconds and at the end, including when the run is interrupted. With
-    ``resume`` the inputs already in ``out``'s summary are skipped and their rows kept. Returns the
-    outcomes of the inputs run now, in input order.
+    ``resume`` the inputs already in ``out``'s summary are skipped and their rows kept.
+    ``on_worker(item)``, an importable function, runs on the worker for each item (failed ones too)
+    while it still holds its decoded photograph and full-size map; its result comes back as
+    :attr:`BatchOutcome.extra` (the dashboard makes its thumbnails so). Returns the outcomes of
+    the inputs run now, in input order.
 
     Raises:
         TypeError: ``sources`` is not a sequence of text.
@@ -392,7 +400,7 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
     done_files = {r["file"] for r in earlier}
     names = _unique_names([Path(storage.source_name(s)) for s in sources])  # as the local batch names them
     todo = [(i, s, names[i]) for i, s in enumerate(sources) if s not in done_files]
-    options = _BatchOptions(plugin, out, settings, method, target, layer, alpha, colormap)
+    options = _BatchOptions(plugin, out, settings, method, target, layer, alpha, colormap, on_worker)
     results: dict[int, BatchOutcome] = {}
 
     def save() -> None:

@@ -258,3 +258,27 @@ def test_lost_scheduler_then_resume_on_another_cluster(tcp_scheduler, dask_clien
     rows = _rows(tmp_path / "summary.csv")
     assert sorted(r["file"] for r in rows) == sorted(inputs)
     _assert_same_rows(rows, reference)
+
+
+def image_shape_and_cam_sum(item) -> tuple[tuple[int, ...], float] | None:
+    """Runs on a worker: what only the worker holds, the decoded photograph and the full-size map."""
+    if item.explanation is None:
+        return None
+    return item.image.shape, float(item.explanation.cam.sum())
+
+
+def test_on_worker_sees_the_photograph_and_the_map(dask_client, trained_checkpoint, inputs, tmp_path):
+    from models import load_classifier
+
+    subset = inputs[:12]  # cataract/empty.png sorts among them: a failed item reaches on_worker too
+    local = list(explain_files(load_classifier(trained_checkpoint), [Path(p) for p in subset], keep_images=True))
+    outcomes = dist.run_batch(dask_client, subset, str(tmp_path), model=trained_checkpoint, torch_threads=1,
+                              on_worker=image_shape_and_cam_sum)
+    for outcome, item in zip(outcomes, local, strict=True):
+        assert outcome.item.image is None  # the photograph stayed on the worker
+        if item.explanation is None:
+            assert outcome.extra is None
+            continue
+        shape, cam_sum = outcome.extra
+        assert shape == item.image.shape
+        assert cam_sum == pytest.approx(float(item.explanation.cam.sum()), rel=1e-3)
