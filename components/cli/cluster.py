@@ -1,4 +1,4 @@
-"""The command-line side of cluster runs: ``--dask``, ``--s3-endpoint`` and ``--resume`` for ``batch`` and ``audit``.
+"""Cluster runs from the command line: ``--dask``, ``--s3-endpoint`` and ``--resume`` for ``batch`` and ``audit``.
 
 ``batch`` and ``audit`` hand a run over to :func:`run_batch` or :func:`run_audit` when ``--dask``
 is given (or an input or ``--out`` is an ``s3://`` location, which needs a cluster); without
@@ -10,7 +10,6 @@ interrupted (``summary.csv`` then holds the rows done so far, for ``--resume``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -19,11 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from components import storage
-from components.cli import EXIT_OK, EXIT_PARTIAL, UsageError
+from components.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_alpha, print_json
 
-__all__ = ["DASK_ENV", "add_cluster_options", "run_audit", "run_batch", "wants_cluster"]
-
-DASK_ENV = "CATARACT_CAM_DASK"  # the dashboard's cluster; the command line takes --dask only
+__all__ = ["add_cluster_options", "run_audit", "run_batch", "wants_cluster"]
 
 
 def add_cluster_options(p: argparse.ArgumentParser, *, resume: bool) -> None:
@@ -110,9 +107,9 @@ def run_batch(args: argparse.Namespace) -> int:
         UsageError: bad options, no inputs, an unreachable scheduler, unusable storage or model.
     """
     from components import distributed
+    from components.cli.explain import item_json
 
-    if not 0.0 <= args.alpha <= 1.0:
-        raise UsageError(f"--alpha must lie between 0 and 1, got {args.alpha}.")
+    check_alpha(args.alpha)
     settings = _settings(args)
     _check_out(args.out)
     try:
@@ -132,12 +129,8 @@ def run_batch(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 130
     if args.json:
-        docs = [{"file": o.item.file, "prediction": o.item.explanation.prediction if o.item.explanation else None,
-                 "confidence": o.item.explanation.confidence if o.item.explanation else None,
-                 "probabilities": o.item.explanation.probabilities if o.item.explanation else None,
-                 "panel": o.panel or None, "error": o.item.error} for o in outcomes]
-        json.dump(docs, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        # The local batch's JSON; only the panel's place comes from the worker.
+        print_json([{**item_json(o.item), "panel": o.panel or None} for o in outcomes], indent=2)
     failed = sum(1 for o in outcomes if o.item.error)
     if failed:
         print(f"cataract-cam: {failed} of {len(outcomes)} file(s) failed", file=sys.stderr)
@@ -151,6 +144,7 @@ def run_audit(args: argparse.Namespace) -> int:
         UsageError: bad options, no labelled images, an unreachable scheduler, unusable storage or model.
     """
     from components import audit, distributed
+    from components.cli.audit import modality_option, report_summary
     from components.distributed_audit import labelled_sources, write_outputs
     from components.distributed_audit import run_audit as audit_on_cluster
 
@@ -160,7 +154,7 @@ def run_audit(args: argparse.Namespace) -> int:
         items = labelled_sources(args.data, settings)
     except (audit.AuditError, storage.StorageError) as exc:
         raise UsageError(str(exc)) from None
-    modality = None if args.modality == "auto" else args.modality
+    modality = modality_option(args.modality)
     threads = distributed.local_torch_threads(args.dask)
     with _cluster(args) as client, _bar() as progress:
         rows, classifier = audit_on_cluster(client, items, model=args.model, settings=settings, modality=modality,
@@ -170,12 +164,4 @@ def run_audit(args: argparse.Namespace) -> int:
                               demo=bool(getattr(classifier, "is_demo", False)), settings=settings)
     except storage.StorageError as exc:
         raise UsageError(str(exc)) from None
-    summary = audit.summary(rows)
-    if args.json:
-        json.dump(summary, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"{summary['n']} images: attention on the lens in {summary['on_lens_rate']:.1%}; "
-              f"{len(summary['suspect_labels'])} suspect labels, {len(summary['off_lens'])} with attention off "
-              f"the lens; {shown} flagged images in gallery.html", file=sys.stderr)
-    return EXIT_OK
+    return report_summary(rows, shown, as_json=args.json)
