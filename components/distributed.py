@@ -33,6 +33,7 @@ from components.storage import S3Settings
 
 __all__ = [
     "CHUNK_SIZE",
+    "DASK_ENV",
     "BatchOutcome",
     "ClusterError",
     "ModelPlugin",
@@ -41,6 +42,7 @@ __all__ = [
     "describe_workers",
     "load_model",
     "local_torch_threads",
+    "open_client",
     "place_input",
     "read_summary",
     "register_model",
@@ -50,6 +52,7 @@ __all__ = [
     "worker_classifier",
 ]
 
+DASK_ENV = "CATARACT_CAM_DASK"  # the dashboard's cluster (the command line takes --dask)
 CHUNK_SIZE = 8  # inputs per task: the local batch's model batch, so both runs batch the same images
 CONNECT_TIMEOUT_S = 10.0
 SUMMARY_NAME = "summary.csv"
@@ -182,37 +185,45 @@ def check_address(address: str) -> None:
         raise ValueError(f"Expected local:N or tcp://HOST:PORT for the cluster, got {address!r}.")
 
 
-@contextlib.contextmanager
-def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
+def open_client(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Any:
     """A Dask client for ``local:N`` (a new cluster of N worker processes on 127.0.0.1) or ``tcp://HOST:PORT``.
 
-    Closes the client, and the cluster it started, on exit.
+    A cluster it started is closed with the client (``client.close()``).
 
     Raises:
         TypeError: ``address`` is not text.
         ValueError: ``address`` is neither form, or N is not a positive integer.
         ClusterError: the scheduler cannot be reached within ``timeout`` seconds.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     check_address(address)
-    cluster = None
     if address.startswith("local:"):
-        # Quiet worker logs: a killed or restarted worker is reported through its rows instead.
-        cluster = LocalCluster(n_workers=int(address[len("local:"):]), threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
-        client = Client(cluster, timeout=timeout)
-    else:
-        try:
-            client = Client(address, timeout=timeout)
-        except (OSError, TimeoutError):
-            raise ClusterError(f"The Dask scheduler at {address} could not be reached within {timeout:g} s.") from None
+        # Quiet worker logs: a killed or restarted worker is reported through its rows instead. The
+        # scheduler's HTTP endpoint takes a free port on 127.0.0.1, not 8787 that another run may hold.
+        return Client(n_workers=int(address[len("local:"):]), threads_per_worker=1, processes=True,
+                      host="127.0.0.1", dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR,
+                      timeout=timeout, set_as_default=False)
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError):
+        raise ClusterError(f"The Dask scheduler at {address} could not be reached within {timeout:g} s.") from None
+
+
+@contextlib.contextmanager
+def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any]:
+    """:func:`open_client` as a context: the client, and the cluster it started, closed on exit.
+
+    Raises:
+        TypeError: ``address`` is not text.
+        ValueError: ``address`` is neither form, or N is not a positive integer.
+        ClusterError: the scheduler cannot be reached within ``timeout`` seconds.
+    """
+    client = open_client(address, timeout=timeout)
     try:
         yield client
     finally:
         client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 def local_torch_threads(address: str) -> int | None:
@@ -253,6 +264,7 @@ class _BatchOptions:
     alpha: float
     colormap: str
     on_worker: Callable[[BatchItem], Any] | None = None
+    panels: bool = True
 
 
 def place_input(source: str, name: str, folder: Path, settings: S3Settings | None) -> tuple[Path, str | None]:
@@ -290,7 +302,8 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
                 placed.append((index, source, path))
             else:
                 outcomes[index] = BatchOutcome(index, BatchItem(file=source, error=error))
-        items = explain_files(classifier, [p for _, _, p in placed], out_dir=outbox if s3_out else Path(options.out),
+        out_dir = (outbox if s3_out else Path(options.out)) if options.panels else None
+        items = explain_files(classifier, [p for _, _, p in placed], out_dir=out_dir,
                               method=options.method, target=options.target, layer=options.layer,
                               alpha=options.alpha, colormap=options.colormap, workers=1,
                               batch_size=max(1, len(placed)), keep_images=options.on_worker is not None)
@@ -367,12 +380,12 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
               settings: S3Settings | None = None, method: str = "gradcam", target: str | None = None,
               layer: str | None = None, alpha: float = 0.5, colormap: str = "jet", resume: bool = False,
               chunk_size: int = CHUNK_SIZE, torch_threads: int | None = None, checkpoint_every_s: float = 10.0,
-              on_worker: Callable[[BatchItem], Any] | None = None,
+              on_worker: Callable[[BatchItem], Any] | None = None, panels: bool = True,
               progress: Callable[[int, int], None] | None = None) -> list[BatchOutcome]:
     """Explain ``sources`` (paths or ``s3://`` objects, see :func:`storage.collect_sources`) on the cluster.
 
-    Panels go to ``out`` (a folder or an ``s3://`` prefix) from the workers; ``summary.csv`` is
-    written there by this client, with the local batch's rows in input order, every
+    Panels (unless ``panels`` is False) go to ``out`` (a folder or an ``s3://`` prefix) from the
+    workers; ``summary.csv`` is written there by this client, with the local batch's rows in input order, every
     ``checkpoint_every_s`` seconds and at the end, including when the run is interrupted. With
     ``resume`` the inputs already in ``out``'s summary are skipped and their rows kept.
     ``on_worker(item)``, an importable function, runs on the worker for each item (failed ones too)
@@ -400,7 +413,7 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
     done_files = {r["file"] for r in earlier}
     names = _unique_names([Path(storage.source_name(s)) for s in sources])  # as the local batch names them
     todo = [(i, s, names[i]) for i, s in enumerate(sources) if s not in done_files]
-    options = _BatchOptions(plugin, out, settings, method, target, layer, alpha, colormap, on_worker)
+    options = _BatchOptions(plugin, out, settings, method, target, layer, alpha, colormap, on_worker, panels)
     results: dict[int, BatchOutcome] = {}
 
     def save() -> None:
@@ -438,7 +451,7 @@ def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Seq
     try:
         if progress is not None:
             progress(0, total)
-        for future in as_completed(futures):
+        for future in as_completed(futures, loop=client.loop):
             chunk = chunk_of[future.key]
             if future.status == "cancelled":
                 raise ClusterError("The connection to the Dask scheduler was lost; run again with --resume "
