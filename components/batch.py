@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,18 +161,28 @@ def summary_fields(class_names: Sequence[str]) -> list[str]:
             + ["target", "method", "layer", "panel", "error"])
 
 
-def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: Path) -> None:
-    """``summary.csv``: one row per input, failures included, written whole or not at all."""
+def summary_row(item: BatchItem, class_names: Sequence[str]) -> dict[str, str]:
+    """One input's ``summary.csv`` row as text, failures included (the one place a row is formatted)."""
+    row: dict[str, str] = {"file": item.file, "error": item.error or ""}
+    ex = item.explanation
+    if ex is not None:
+        row.update(prediction=ex.prediction, confidence=f"{ex.confidence:.6f}", target=ex.target,
+                   method=ex.method, layer=ex.layer,
+                   panel=str(item.panel_path) if item.panel_path else "")
+        row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
+    return row
+
+
+def summary_bytes(rows: Iterable[Mapping[str, str]], class_names: Sequence[str]) -> bytes:
+    """``summary.csv``'s content for rows made by :func:`summary_row` (or read back from a summary)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=summary_fields(class_names), lineterminator="\n")
     writer.writeheader()
-    for item in items:
-        row: dict[str, Any] = {"file": item.file, "error": item.error or ""}
-        ex = item.explanation
-        if ex is not None:
-            row.update(prediction=ex.prediction, confidence=f"{ex.confidence:.6f}", target=ex.target,
-                       method=ex.method, layer=ex.layer,
-                       panel=str(item.panel_path) if item.panel_path else "")
-            row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
+    for row in rows:
         writer.writerow(row)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: Path) -> None:
+    """``summary.csv``: one row per input, failures included, written whole or not at all."""
+    atomic_write_bytes(path, summary_bytes((summary_row(i, class_names) for i in items), class_names))

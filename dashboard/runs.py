@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 from components import review_session as rs
 from components.audit import AuditRow, LabelledImage, audit, compare, ranked, summary, write_csv, write_gallery
-from components.batch import BatchItem, explain_files, write_summary
+from components.batch import BatchItem, explain_files, summary_bytes, summary_row, write_summary
 from components.gradcam import METHOD_LABELS
 from components.imaging import ImageError, decode_image
 from components.overlay import blend
@@ -85,6 +86,32 @@ def batch_run(clf: Classifier, files: Sequence[Path], names: Sequence[str], look
         path = Path(tmp) / "summary.csv"
         write_summary(items, clf.class_names, path)
         csv = path.read_bytes()
+    return BatchResult(rows, csv, METHOD_LABELS.get(look.method, look.method))
+
+
+def batch_run_on_cluster(client: Any, model: str | bytes, clf: Classifier, files: Sequence[Path],
+                         names: Sequence[str], look: Look, progress: Progress | None = None) -> BatchResult:
+    """:func:`batch_run` on a Dask cluster (``CATARACT_CAM_DASK``): the same rows, thumbnails and CSV.
+
+    ``model`` is the checkpoint the workers load: a path on the server, or an upload's bytes
+    (written to a temporary file in the data folder, which a worker on another machine cannot read).
+    """
+    from components.distributed import run_batch
+
+    class_names = tuple(clf.class_names)
+    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+        if isinstance(model, bytes):
+            (Path(tmp) / "model.pt").write_bytes(model)
+            model = str(Path(tmp) / "model.pt")
+        # The thumbnails and the attention verdicts are made where the photographs are decoded.
+        outcomes = run_batch(client, [str(f) for f in files], tmp, model=model, method=look.method, panels=False,
+                             on_worker=functools.partial(_batch_row, class_names=class_names, look=look),
+                             progress=progress)
+    rows: list[dict[str, object]] = []
+    for outcome, name in zip(outcomes, names, strict=True):
+        outcome.item.file = name
+        rows.append({**outcome.extra, "File": name})
+    csv = summary_bytes([summary_row(o.item, class_names) for o in outcomes], class_names)
     return BatchResult(rows, csv, METHOD_LABELS.get(look.method, look.method))
 
 

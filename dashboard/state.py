@@ -116,6 +116,42 @@ def default_model_path() -> Path:
     return Path(configured).expanduser() if configured else DEMO_MODEL_PATH
 
 
+@dataclass(frozen=True)
+class Cluster:
+    """The Dask cluster ``CATARACT_CAM_DASK`` names: a client, or why there is none."""
+
+    address: str
+    client: Any = None
+    problem: str | None = None
+
+
+@st.cache_resource(show_spinner="Connecting to the Dask cluster…", on_release=lambda c: c.client and c.client.close())
+def _cluster(address: str) -> Cluster:
+    from components.distributed import ClusterError, open_client
+
+    try:
+        return Cluster(address, open_client(address))
+    except (ClusterError, ValueError) as exc:
+        return Cluster(address, problem=str(exc))
+
+
+def cluster() -> Cluster | None:
+    """The cluster the Batch page runs on, shared by every session; None when ``CATARACT_CAM_DASK`` is unset."""
+    from components.distributed import DASK_ENV
+
+    address = os.environ.get(DASK_ENV, "").strip()
+    return _cluster(address) if address else None
+
+
+def model_source() -> str | bytes | None:
+    """What a cluster's workers load: this session's checkpoint file, or the uploaded checkpoint's bytes."""
+    choice = model_choice()
+    if choice.kind == "upload":
+        data = st.session_state.get("_model_upload")
+        return data if isinstance(data, bytes) else None
+    return choice.path
+
+
 def model_choice() -> ModelChoice:
     """This session's checkpoint choice (the default until the user picks another)."""
     choice = st.session_state.get("model_choice")

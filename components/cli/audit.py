@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from components.cli.cluster import add_cluster_options
 from components.cli.common import (
     EXIT_OK,
     Command,
@@ -18,6 +21,9 @@ from components.cli.common import (
     progress_bar,
 )
 from components.vocabulary import ATTENTION_MODALITIES
+
+if TYPE_CHECKING:
+    from components.audit import AuditRow
 
 AUTO = "auto"
 MODALITY_CHOICES = (AUTO, *ATTENTION_MODALITIES)
@@ -32,20 +38,24 @@ def modality_option(value: str) -> str | None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from components.gradcam import METHODS
 
-    p.add_argument("data", metavar="DATA", help="labelled folder: one sub-folder per class (cataract/, normal/), "
-                                                "optional masks/<stem>_pupil.png")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for audit.csv and gallery.html")
+    p.add_argument("data", metavar="DATA", help="labelled folder or s3:// prefix: one sub-folder per class "
+                                                "(cataract/, normal/), optional masks/<stem>_pupil.png")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder or s3:// prefix for audit.csv and gallery.html")
     add_model_option(p, "checkpoint to audit")
     p.add_argument("--modality", default=AUTO, choices=MODALITY_CHOICES,
                    help="external (and slit-lamp) or fundus photographs (default: detected per image)")
     p.add_argument("--method", default="gradcam", choices=list(METHODS))
     add_json_option(p, "print the summary as one JSON document on stdout")
+    add_cluster_options(p, resume=False)
 
 
 def run(args: argparse.Namespace) -> int:
     """Explain and check every image, write audit.csv and gallery.html, print the summary."""
     from components import audit
+    from components.cli import cluster
 
+    if cluster.wants_cluster(args, [args.data]):
+        return cluster.run_audit(args)
     data = Path(args.data)
     if not data.is_dir():
         raise UsageError("DATA is not a folder; expected a folder with one sub-folder per class.")
@@ -63,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
     audit.write_csv(rows, out / "audit.csv")
     shown = audit.write_gallery(rows, out / "gallery.html", model_name=str(getattr(classifier, "name", "")),
                                 demo=bool(getattr(classifier, "is_demo", False)))
+    return report_summary(rows, shown, as_json=args.json)
+
+
+def report_summary(rows: Sequence[AuditRow], shown: int, *, as_json: bool) -> int:
+    """The audit's summary: one JSON document on stdout, or one line on stderr; the exit code."""
+    from components import audit
+
     summary = audit.summary(rows)
-    if args.json:
+    if as_json:
         print_json(summary, indent=2)
     else:
         print(f"{summary['n']} images: attention on the lens in {summary['on_lens_rate']:.1%}; "

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from components.batch import BatchItem
 
 
-def _item_json(item: BatchItem) -> dict[str, Any]:
+def item_json(item: BatchItem) -> dict[str, Any]:
+    """One batch item as the JSON document of ``explain`` and ``batch`` shows it."""
     ex = item.explanation
     return {
         "file": item.file,
@@ -71,7 +72,7 @@ def run_files(args: argparse.Namespace, files: Sequence[Path], out_dir: Path, *,
     if summary:
         write_summary(items, classifier.class_names, out_dir / "summary.csv")
     if args.json:
-        print_json([_item_json(i) for i in items], indent=2)
+        print_json([item_json(i) for i in items], indent=2)
     failed = sum(1 for i in items if i.error)
     if failed:
         print(f"cataract-cam: {failed} of {len(items)} file(s) failed", file=sys.stderr)

@@ -11,7 +11,7 @@ from components.batch import collect_inputs
 from components.gradcam import METHOD_LABELS
 from components.records import data_dir
 from dashboard import folders, runs, state
-from dashboard.widgets.inputs import progress_ui
+from dashboard.widgets.inputs import cluster_ui, progress_ui
 from dashboard.widgets.results import batch_results_ui
 
 SOURCES = {"upload": "Upload photographs", "folder": "A folder in the data folder"}
@@ -31,6 +31,7 @@ else:
         folder, refusal = folders.data_subfolder(folder_name)
         if refusal:
             st.error(refusal)
+client = cluster_ui(state.cluster())
 look = state.look()
 st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), colormap and transparency.")
 
@@ -47,7 +48,12 @@ if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled
             st.warning("The folder holds no photographs.")
         else:
             bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
-            st.session_state["batch_result"] = runs.batch_run(clf, files, names, look, progress)
+            model = state.model_source()
+            if client is not None and model is not None:
+                ran = runs.batch_run_on_cluster(client, model, clf, files, names, look, progress)
+            else:
+                ran = runs.batch_run(clf, files, names, look, progress)
+            st.session_state["batch_result"] = ran
             bar.empty()
 
 result = st.session_state.get("batch_result")

@@ -1,12 +1,17 @@
-"""Inputs the Batch, Audit and Compare pages share: the modality picker and a progress bar for a run."""
+"""Inputs the Batch, Audit and Compare pages share: the modality picker, a progress bar, the cluster a run uses."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from components.vocabulary import ATTENTION_MODALITIES, MODALITY_LABELS
 from dashboard.runs import Progress
+
+if TYPE_CHECKING:
+    from dashboard.state import Cluster
 
 DETECT = "detect"  # the modality choice that lets the attention check tell per photograph
 
@@ -26,3 +31,18 @@ def progress_ui(text: str) -> tuple[DeltaGenerator, Progress]:
         bar.progress(done / total, text=f"Explained {done} of {total}")
 
     return bar, progress
+
+
+def cluster_ui(cluster: Cluster | None) -> Any:
+    """Where the run goes: the Dask cluster's client (its workers listed), or None to run here."""
+    if cluster is None:
+        return None
+    if cluster.problem:
+        st.error(f"The Dask cluster cannot be used, so the batch runs here: {cluster.problem}")
+        return None
+    from components.distributed import describe_workers
+
+    workers = describe_workers(cluster.client)
+    with st.expander(f"Runs on the Dask cluster at {cluster.address}: {len(workers)} workers"):
+        st.dataframe(workers, hide_index=True)
+    return cluster.client

@@ -1,0 +1,191 @@
+"""Batch throughput three ways on the same photographs: local, ``--dask local:2``, and a two-worker tcp:// cluster.
+
+    python benchmarks/bench_distributed.py [--n 200] [--repeats 2] [--work DIR]
+
+Prints images per second for each way and its ratio to the local batch measured in the same run
+(target: a Dask run reaches >= 0.8x the local throughput on a 2-core machine), and the per-image
+cost split of the work a worker does (decode, model, panels) plus what a cluster adds
+(transfer: a result's round trip through the scheduler, and the bytes an input and a row carry).
+The photographs are synthetic eyes (512x384 JPEG), cached under ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from components import distributed as dist  # noqa: E402
+from components.batch import explain_files, panel_caption, save_jpeg, write_summary  # noqa: E402
+from components.gradcam import explain  # noqa: E402
+from components.imaging import decode_image  # noqa: E402
+from components.overlay import three_panel  # noqa: E402
+
+TARGET_RATIO = 0.8
+
+
+def photographs(work: Path, n: int) -> list[str]:
+    """``n`` synthetic eye photographs, generated once and cached."""
+    from models.synthetic import generate_dataset
+
+    folder = work / f"eyes_{n}"
+    if not (folder / "labels.csv").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        generate_dataset(folder, n, 2027)
+    return sorted(str(p) for p in folder.rglob("*.jpg") if p.parent.name != "masks")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_tcp_cluster(workers: int) -> tuple[str, list[subprocess.Popen[bytes]]]:
+    """A scheduler and a worker process group started as separate programs, as on real machines."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    scheduler = subprocess.Popen([*dask, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", f"tcp://127.0.0.1:{port}",
+                               "--nworkers", str(workers), "--nthreads", "1", "--host", "127.0.0.1",
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return f"tcp://127.0.0.1:{port}", [worker, scheduler]
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+def run_local(files: list[str], out: Path) -> float:
+    from models import load_classifier
+
+    start = time.perf_counter()
+    classifier = load_classifier(None)
+    items = list(explain_files(classifier, [Path(f) for f in files], out_dir=out, workers=2))
+    write_summary(items, classifier.class_names, out / "summary.csv")
+    assert not any(i.error for i in items)
+    return time.perf_counter() - start
+
+
+def run_dask(client: object, files: list[str], out: Path, threads: int) -> float:
+    start = time.perf_counter()
+    outcomes = dist.run_batch(client, files, str(out), torch_threads=threads)
+    assert len(outcomes) == len(files)
+    assert not any(o.item.error for o in outcomes)
+    return time.perf_counter() - start
+
+
+def wait_for_workers(client: object, count: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info()["workers"]) < count:  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise SystemExit("the tcp:// workers did not join within 60 s")
+        time.sleep(0.2)
+
+
+def cost_split(files: list[str], client: object) -> dict[str, float]:
+    """Milliseconds per image of each stage, one thread each (as one worker process does it)."""
+    from models import load_classifier
+
+    torch.set_num_threads(1)
+    classifier = load_classifier(None)
+    sample = files[:48]
+    min_side = max(classifier.input_size, 1024 * 3 // 4)
+    t = time.perf_counter()
+    images = [decode_image(f, min_side=min_side).pixels for f in sample]
+    decode = (time.perf_counter() - t) / len(sample)
+    t = time.perf_counter()
+    explanations = []
+    for k in range(0, len(images), 8):
+        explanations += explain(classifier, images[k:k + 8], batch_size=8)
+    model = (time.perf_counter() - t) / len(sample)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        for i, (image, ex) in enumerate(zip(images, explanations, strict=True)):
+            panel = three_panel(image, ex.cam, caption=panel_caption(ex), max_side=1024)
+            save_jpeg(panel, Path(tmp) / f"p{i}.jpg")
+        panels = (time.perf_counter() - t) / len(sample)
+    torch.set_num_threads(os.cpu_count() or 1)
+    # What a chunk's results cost to bring back: a task that only returns 8 outcomes of real size.
+    outcome = dist.BatchOutcome(0, dist.BatchItem(file=sample[0]))
+    row_bytes = len(pickle.dumps(outcome))
+    rounds = []
+    for _ in range(20):
+        t = time.perf_counter()
+        client.submit(_echo, [outcome] * 8, pure=False).result()  # type: ignore[attr-defined]
+        rounds.append((time.perf_counter() - t) / 8)
+    return {"decode": decode * 1e3, "model": model * 1e3, "panels": panels * 1e3,
+            "transfer": statistics.median(rounds) * 1e3, "row_bytes": float(row_bytes),
+            "input_bytes": statistics.mean(Path(f).stat().st_size for f in sample)}
+
+
+def _echo(x: object) -> object:
+    return x
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "results" / "distributed")
+    args = parser.parse_args()
+    files = photographs(args.work, args.n)
+    print(f"{len(files)} photographs, {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
+    times: dict[str, list[float]] = {"local": [], "dask local:2": [], "dask tcp:// (2 workers)": []}
+    address, processes = start_tcp_cluster(2)
+    try:
+        t = time.perf_counter()
+        with dist.connect("local:2") as local_client, dist.connect(address, timeout=30) as tcp_client:
+            wait_for_workers(tcp_client, 2)
+            print(f"both clusters up in {time.perf_counter() - t:.1f} s")
+            for _ in range(args.repeats):  # round-robin, so a busy spell on the machine hits every way
+                with tempfile.TemporaryDirectory() as tmp:
+                    times["local"].append(run_local(files, Path(tmp) / "a"))
+                    times["dask local:2"].append(run_dask(local_client, files, Path(tmp) / "b", 1))
+                    times["dask tcp:// (2 workers)"].append(run_dask(tcp_client, files, Path(tmp) / "c", 1))
+            split = cost_split(files, local_client)
+    finally:
+        stop(processes)
+    local_ips = len(files) / min(times["local"])
+    print("\n| way | best of runs (s) | images/s | x local |\n| --- | ---: | ---: | ---: |")
+    for way, runs in times.items():
+        ips = len(files) / min(runs)
+        print(f"| {way} | {min(runs):.1f} | {ips:.1f} | {ips / local_ips:.2f} |")
+    worst = min(len(files) / min(times[w]) for w in times if w != "local") / local_ips
+    print(f"\nDask vs local, worse of the two: {worst:.2f}x (target >= {TARGET_RATIO}x): "
+          f"{'PASS' if worst >= TARGET_RATIO else 'FAIL'}")
+    total = split["decode"] + split["model"] + split["panels"] + split["transfer"]
+    print("\nPer image, one thread (ms): " + ", ".join(
+        f"{k} {split[k]:.1f} ({split[k] / total:.0%})" for k in ("decode", "model", "panels", "transfer")))
+    print(f"An input is {split['input_bytes'] / 1024:.0f} KB read by the worker; a row comes back in "
+          f"{split['row_bytes']:.0f} bytes.")
+    per_machine = len(files) / min(min(times[w]) for w in times if w != "local") * 3600
+    for machines in (1, 10, 50):
+        print(f"{machines} machine(s) like this one (2 cores): about {machines * per_machine:,.0f} images per hour")
+
+
+if __name__ == "__main__":
+    main()

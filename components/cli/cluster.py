@@ -1,0 +1,167 @@
+"""Cluster runs from the command line: ``--dask``, ``--s3-endpoint`` and ``--resume`` for ``batch`` and ``audit``.
+
+``batch`` and ``audit`` hand a run over to :func:`run_batch` or :func:`run_audit` when ``--dask``
+is given (or an input or ``--out`` is an ``s3://`` location, which needs a cluster); without
+them nothing changes. Every failure is one line on stderr: exit code 2 for bad input, an
+unreachable scheduler or storage that cannot be used, 3 when some inputs failed, 130 when
+interrupted (``summary.csv`` then holds the rows done so far, for ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from components import storage
+from components.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_alpha, print_json
+
+__all__ = ["add_cluster_options", "run_audit", "run_batch", "wants_cluster"]
+
+
+def add_cluster_options(p: argparse.ArgumentParser, *, resume: bool) -> None:
+    """``--dask``, ``--s3-endpoint`` and, for ``batch``, ``--resume``."""
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run on a Dask cluster: local:N (N worker processes here) or tcp://HOST:PORT")
+    p.add_argument("--s3-endpoint", metavar="URL", default=None,
+                   help="S3-compatible endpoint for s3:// inputs and outputs (default: the AWS_* environment)")
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help="skip the inputs already in --out's summary.csv (needs --dask)")
+
+
+def wants_cluster(args: argparse.Namespace, locations: Sequence[str]) -> bool:
+    """True when the run goes to a cluster: ``--dask`` given, or an input or ``--out`` in object storage.
+
+    Raises:
+        UsageError: object storage or ``--resume`` without ``--dask``, or a malformed ``--dask``.
+    """
+    s3 = any(storage.is_s3(x) for x in [*locations, args.out])
+    if args.dask is None:
+        if s3:
+            raise UsageError("s3:// inputs and outputs run on a Dask cluster; add --dask local:2 (or tcp://HOST:PORT).")
+        if getattr(args, "resume", False):
+            raise UsageError("--resume continues a cluster run; add --dask local:2 (or tcp://HOST:PORT).")
+        return False
+    from components.distributed import check_address
+
+    try:
+        check_address(args.dask)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return True
+
+
+def _settings(args: argparse.Namespace) -> storage.S3Settings:
+    try:
+        return storage.S3Settings(args.s3_endpoint)
+    except storage.StorageError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Any]:
+    """The client for ``--dask``; what the cluster, the model or the storage refuses is a usage error."""
+    from components.distributed import ClusterError, connect
+    from components.gradcam import ExplainError
+    from models import CheckpointError
+
+    # Dask logs its own reconnection attempts as tracebacks; the one line below says what matters.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    try:
+        with connect(args.dask) as client:
+            yield client
+    except (ClusterError, storage.StorageError, CheckpointError, ExplainError, ValueError) as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
+
+
+@contextmanager
+def _bar() -> Iterator[Callable[[int, int], None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="image", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        bar.close()
+
+
+def _check_out(out: str) -> None:
+    if not storage.is_s3(out) and Path(out).exists() and not Path(out).is_dir():
+        raise UsageError("--out names a file; expected a folder (new or existing) or an s3:// prefix.")
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    """``cataract-cam batch --dask ...``: panels from the workers, ``summary.csv`` from here.
+
+    Raises:
+        UsageError: bad options, no inputs, an unreachable scheduler, unusable storage or model.
+    """
+    from components import distributed
+    from components.cli.explain import item_json
+
+    check_alpha(args.alpha)
+    settings = _settings(args)
+    _check_out(args.out)
+    try:
+        sources = storage.collect_sources(args.inputs, settings)
+    except storage.StorageError as exc:
+        raise UsageError(str(exc)) from None
+    if not sources:
+        raise UsageError("No image files found in the given inputs.")
+    with _cluster(args) as client, _bar() as progress:
+        try:
+            outcomes = distributed.run_batch(
+                client, sources, args.out, model=args.model, settings=settings, method=args.method,
+                target=args.target, layer=args.layer, alpha=args.alpha, colormap=args.colormap,
+                resume=args.resume, torch_threads=distributed.local_torch_threads(args.dask), progress=progress)
+        except KeyboardInterrupt:
+            print("cataract-cam: interrupted; summary.csv holds the rows done so far: run again with --resume",
+                  file=sys.stderr)
+            return 130
+    if args.json:
+        # The local batch's JSON; only the panel's place comes from the worker.
+        print_json([{**item_json(o.item), "panel": o.panel or None} for o in outcomes], indent=2)
+    failed = sum(1 for o in outcomes if o.item.error)
+    if failed:
+        print(f"cataract-cam: {failed} of {len(outcomes)} file(s) failed", file=sys.stderr)
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """``cataract-cam audit --dask ...``: the workers audit, this client writes ``audit.csv`` and the gallery.
+
+    Raises:
+        UsageError: bad options, no labelled images, an unreachable scheduler, unusable storage or model.
+    """
+    from components import audit, distributed
+    from components.cli.audit import modality_option, report_summary
+    from components.distributed_audit import labelled_sources, write_outputs
+    from components.distributed_audit import run_audit as audit_on_cluster
+
+    settings = _settings(args)
+    _check_out(args.out)
+    try:
+        items = labelled_sources(args.data, settings)
+    except (audit.AuditError, storage.StorageError) as exc:
+        raise UsageError(str(exc)) from None
+    modality = modality_option(args.modality)
+    threads = distributed.local_torch_threads(args.dask)
+    with _cluster(args) as client, _bar() as progress:
+        rows, classifier = audit_on_cluster(client, items, model=args.model, settings=settings, modality=modality,
+                                            method=args.method, torch_threads=threads, progress=progress)
+    try:
+        shown = write_outputs(rows, args.out, model_name=str(getattr(classifier, "name", "")),
+                              demo=bool(getattr(classifier, "is_demo", False)), settings=settings)
+    except storage.StorageError as exc:
+        raise UsageError(str(exc)) from None
+    return report_summary(rows, shown, as_json=args.json)
