@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from components.records import DB_URL_ENV, RecordStore
+from tests.support import PostgresServer
 
 
 @pytest.fixture
@@ -19,9 +20,28 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test that asks for it gets a database of its own."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, folder: Path) -> str:
+    """The database every store test runs against: SQLite in the data folder, then an empty PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{folder / 'records.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
 @pytest.fixture
-def store(folder: Path) -> Iterator[RecordStore]:
-    records = RecordStore(data_dir=folder)
+def store(folder: Path, db_url: str) -> Iterator[RecordStore]:
+    records = RecordStore(db_url, data_dir=folder)
     yield records
     records.close()
 
