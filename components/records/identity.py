@@ -7,7 +7,7 @@ from typing import Final
 
 from components.records.errors import ValidationError
 
-__all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity"]
+__all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
 
 ROLES: Final = ("clinician", "viewer", "admin")
 # The issuer of an identity nobody vouched for: a typed name, a script, the local single-user app.
@@ -77,3 +77,19 @@ def as_identity(actor: object) -> Identity:
     if isinstance(actor, str):
         return Identity.unauthenticated(actor)
     raise TypeError(f"an actor must be an Identity or a name, got {type(actor).__name__}")
+
+
+def given_identity(identity: Identity | None, typed: str | None, what: str) -> Identity:
+    """``identity`` when given, else the typed name as an unauthenticated identity.
+
+    Raises:
+        TypeError: ``identity`` is not an Identity, or the name is not text.
+        ValidationError: neither is given, or the name is empty or too long.
+    """
+    if identity is not None:
+        if not isinstance(identity, Identity):
+            raise TypeError(f"the {what} must be an Identity, got {type(identity).__name__}")
+        return identity
+    if typed is None:
+        raise ValidationError(f"give the {what}: a signed-in identity, or a name where sign-in is not required")
+    return Identity.unauthenticated(typed)

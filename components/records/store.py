@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -14,13 +15,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from components.files import atomic_write_bytes
 from components.records import reviews
 from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
 from components.records.audit_trail import append_event, checked_event, events
+from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
 from components.records.errors import AlreadyExists, PermissionDenied, ValidationError
-from components.records.identity import ROLES, Identity, as_identity
+from components.records.identity import ROLES, Identity, as_identity, given_identity
 from components.records.images import ImageFolder, png_bytes
 from components.records.migrations import create_schema
 from components.records.model import (
@@ -32,6 +35,7 @@ from components.records.model import (
     WorklistRow,
     to_record,
 )
+from components.records.rights import erase_rows, jsonable, last_activity, retention_years, years_before
 from components.records.schema import (
     AnalysisRow,
     ExamRow,
@@ -46,7 +50,6 @@ from components.records.validation import (
     calendar_date,
     choice,
     patient_values,
-    required_text,
     row_id,
     text,
 )
@@ -359,7 +362,7 @@ class RecordStore:
             ReviewLocked: the draft ``review_id`` was signed or superseded meanwhile.
         """
         content = reviews.review_content(agrees=agrees, finding=finding, grade=grade, notes=notes)
-        writer = self._identity(author, reviewer, "author")
+        writer = given_identity(author, reviewer, "author")
         with self._write() as session:
             require_role(session, writer, ("clinician",), "write a review", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id, lock=True)
@@ -384,7 +387,7 @@ class RecordStore:
             NotFound: no review has this ID.
             ReviewLocked: the review is signed already or a newer version exists.
         """
-        identity = self._identity(signer, reviewer, "signer")
+        identity = given_identity(signer, reviewer, "signer")
         review_id = row_id(review_id, "a review ID")
         with self._write() as session:
             require_role(session, identity, ("clinician",), "sign a review", sign_in=self.require_sign_in)
@@ -393,16 +396,6 @@ class RecordStore:
                          object_id=row.id,
                          details={"exam_id": exam.id, "version": row.version, "content_hash": row.content_hash})
             return to_record(ReviewRecord, row)
-
-    @staticmethod
-    def _identity(identity: Identity | None, typed: str | None, what: str) -> Identity:
-        if identity is not None:
-            if not isinstance(identity, Identity):
-                raise TypeError(f"the {what} must be an Identity, got {type(identity).__name__}")
-            return identity
-        if typed is None:
-            raise ValidationError(f"give the {what}: a signed-in identity, or a name where sign-in is not required")
-        return Identity.unauthenticated(required_text(typed, f"the {what}'s name", 128))
 
     def review_history(self, exam_id: int) -> list[ReviewRecord]:
         """Return every version of an exam's review, oldest first."""
@@ -453,7 +446,7 @@ class RecordStore:
         Raises:
             TypeError: ``identity`` is not an Identity.
         """
-        identity = self._identity(identity, None, "identity")
+        identity = given_identity(identity, None, "identity")
         with self._read() as session:
             return roles_of(session, identity)
 
@@ -468,11 +461,11 @@ class RecordStore:
             ValidationError: the role is unknown or ``identity`` is not signed in.
             PermissionDenied: ``actor`` may not grant roles.
         """
-        identity = self._identity(identity, None, "identity")
+        identity = given_identity(identity, None, "identity")
         role = choice(role, ROLES, "the role")
         if not identity.authenticated:
             raise ValidationError("roles are granted to signed-in identities only")
-        granter = _COMMAND_LINE if actor is None else self._identity(actor, None, "actor")
+        granter = _COMMAND_LINE if actor is None else given_identity(actor, None, "actor")
         with self._write() as session:
             bootstrap = actor is None and session.scalar(select(UserRoleRow).where(UserRoleRow.role == "admin")) is None
             if not bootstrap and "admin" not in roles_of(session, granter):
@@ -482,6 +475,114 @@ class RecordStore:
                 session.add(UserRoleRow(**key))
                 append_event(session, "granted", granter, patient_id=None, object_type="role", object_id=None,
                              details=key)
+
+    # The patient's rights --------------------------------------------------------------------
+
+    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity | str) -> dict[str, Any]:
+        """Write everything held on one patient into ``folder``: ``patient.json``, its photographs
+        as ``images/<sha256>.png`` and each class-activation map as ``maps/analysis-<id>.npy``;
+        return the JSON document. The export is logged.
+
+        Raises:
+            PermissionDenied: ``actor`` is neither a clinician nor an admin.
+            NotFound: no patient has this ID.
+        """
+        pseudo_id = checked_pseudo_id(pseudo_id)
+        identity = _actor(actor)
+        with self._read() as session:
+            require_role(session, identity, ("clinician", "admin"), "export a patient", sign_in=self.require_sign_in)
+        exams = self.exams(pseudo_id)
+        analyses = [a for exam in exams for a in self._analyses(exam.id)]
+        document = {
+            "patient": self.get_patient(pseudo_id),
+            "exams": exams,
+            "analyses": analyses,
+            "reviews": [r for exam in exams for r in self.review_history(exam.id)],
+            "audit": self.audit_trail(pseudo_id),
+        }
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "maps").mkdir(exist_ok=True)
+        for exam in exams:
+            atomic_write_bytes(folder / "images" / f"{exam.image_sha256}.png", self._images.read(exam.image_sha256))
+        for analysis in analyses:
+            np.save(folder / "maps" / f"analysis-{analysis.id}.npy", analysis.cam, allow_pickle=False)
+        plain = jsonable(document)
+        atomic_write_bytes(folder / "patient.json", json.dumps(plain, indent=1, sort_keys=True).encode())
+        self.log("exported", actor=identity, patient_pseudo_id=pseudo_id, object_type="patient_export",
+                 details={"exams": len(exams), "analyses": len(analyses)})
+        return dict(plain)
+
+    def _analyses(self, exam_id: int) -> list[AnalysisRecord]:
+        with self._read() as session:
+            rows = session.scalars(select(AnalysisRow).where(AnalysisRow.exam_id == exam_id).order_by(AnalysisRow.id))
+            return [analysis_record(row) for row in rows]
+
+    def erase_patient(self, pseudo_id: str, *, actor: Identity | str) -> dict[str, int]:
+        """Erase a patient: rows, photographs no other patient shares; return what was removed.
+
+        The audit trail keeps its entries (they hold a row ID that names nobody once the patient is
+        gone) and gains an "erased" entry with counts only, so the chain still verifies.
+
+        Raises:
+            PermissionDenied: ``actor`` is not an admin (or not signed in where required).
+            NotFound: no patient has this ID.
+        """
+        pseudo_id = checked_pseudo_id(pseudo_id)
+        identity = _actor(actor)
+        with self._write() as session:
+            require_role(session, identity, ("admin",), "erase a patient", sign_in=self.require_sign_in)
+            patient = patient_row(session, pseudo_id)
+            counts, images = erase_rows(session, patient)
+            append_event(session, "erased", identity, patient_id=patient.id, object_type="patient",
+                         object_id=patient.id, details={**counts, "images": len(images)})
+        for sha256 in sorted(images):
+            self._images.delete(sha256)
+        self._compact()
+        return {**counts, "images": len(images)}
+
+    def _compact(self) -> None:
+        # Deleted rows must not linger: SQLite's write-ahead log and PostgreSQL's dead tuples.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                connection.exec_driver_sql("VACUUM patients, exams, analyses, reviews")
+
+    def past_retention(self, years: int | None = None, *, today: date | None = None) -> list[tuple[str, date]]:
+        """Patients whose last exam (or creation, without exams) is more than ``years`` before today.
+
+        ``years`` defaults to the retention setting ($CATARACT_CAM_RETENTION_YEARS, else 10).
+
+        Raises:
+            TypeError: ``years`` is not an integer.
+            ValueError: ``years`` is not from 1 to 100, or the setting is malformed.
+        """
+        if years is not None and (isinstance(years, bool) or not isinstance(years, int)):
+            raise TypeError("years must be an integer")
+        years = retention_years() if years is None else years
+        if not 1 <= years <= 100:
+            raise ValidationError("the retention period must be from 1 to 100 years")
+        with self._read() as session:
+            return last_activity(session, years_before(today or date.today(), years))
+
+    def backup(self, folder: Path) -> int:
+        """Write every row (``records.jsonl``) and every photograph (``images/``) into ``folder``; return the rows.
+
+        Raises:
+            OSError: the folder cannot be written.
+        """
+        with self._read() as session:
+            return write_backup(session.connection(), self._images, folder)
+
+    def restore(self, folder: Path) -> int:
+        """Restore a backup made by ``backup`` into this store, whose database must be empty; return the rows.
+
+        Raises:
+            RecordsError: not a backup, a damaged photograph, or this database is not empty.
+            OSError: the backup cannot be read.
+        """
+        with self._write() as session:
+            return read_backup(session.connection(), self._images, folder)
 
     def verify(self) -> ChainReport:
         """Walk the audit chain and check every signed review; the report names the first problem."""
