@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from components.cli import audit, batch, compare, dashboard, evaluate, explain, report, synth, train
+from components.cli import audit, batch, compare, dashboard, evaluate, explain, records, report, synth, train
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
@@ -27,6 +27,7 @@ COMMANDS: tuple[Command, ...] = (
     audit.COMMAND,
     compare.COMMAND,
     dashboard.COMMAND,
+    records.COMMAND,
 )
 
 

@@ -36,4 +36,5 @@ def require_role(session: Session, identity: Identity, roles: tuple[str, ...], w
             raise PermissionDenied(f"sign in to {what}")
         return
     if not roles_of(session, identity) & set(roles):
-        raise PermissionDenied(f"only a {' or '.join(roles)} may {what}")
+        article = "an" if roles[0][0] in "aeiou" else "a"
+        raise PermissionDenied(f"only {article} {' or '.join(roles)} may {what}")

@@ -10,7 +10,7 @@ import pytest
 from components.cli import COMMANDS, build_parser, main
 from tests.support import ROOT
 
-NAMES = ["explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "dashboard"]
+NAMES = ["explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "dashboard", "records"]
 
 
 def _imports(path: Path) -> set[str]:

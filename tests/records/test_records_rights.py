@@ -72,7 +72,7 @@ def test_export_then_erase_leaves_no_trace(
     first_map = tmp_path / "export" / "maps" / f"analysis-{exported['analyses'][0]['id']}.npy"
     np.testing.assert_array_equal(np.load(first_map), cam)
 
-    with pytest.raises(PermissionDenied, match="only a admin may erase"):
+    with pytest.raises(PermissionDenied, match="only an admin may erase"):
         store.erase_patient(SECRET_ID, actor=DOCTOR)
     assert store.erase_patient(SECRET_ID, actor=ADMIN) == {"exams": 2, "analyses": 2, "reviews": 4, "images": 2}
 
