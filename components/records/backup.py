@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from components.files import atomic_write_bytes
 from components.records.errors import RecordsError
-from components.records.images import ImageFolder
+from components.records.objects import ImageStore
 from components.records.schema import SCHEMA_VERSION, AuditHeadRow, AuditRow, Base, PatientRow, UTCDateTime
 
 __all__ = ["BACKUP_FORMAT", "dump_rows", "load_rows", "read_backup", "write_backup"]
@@ -93,7 +93,7 @@ def load_rows(connection: Connection, lines: Iterator[str]) -> int:
     return restored
 
 
-def write_backup(connection: Connection, images: ImageFolder, folder: Path) -> int:
+def write_backup(connection: Connection, images: ImageStore, folder: Path) -> int:
     """Write ``records.jsonl`` and ``images/<sha256>.png`` into ``folder``; return the rows written."""
     lines = list(dump_rows(connection))
     digests = {json.loads(line)["row"]["image_sha256"] for line in lines[1:] if json.loads(line)["table"] == "exams"}
@@ -104,7 +104,7 @@ def write_backup(connection: Connection, images: ImageFolder, folder: Path) -> i
     return len(lines) - 1
 
 
-def read_backup(connection: Connection, images: ImageFolder, folder: Path) -> int:
+def read_backup(connection: Connection, images: ImageStore, folder: Path) -> int:
     """Put a backup's photographs back, then its rows (in ``connection``'s transaction); return the rows."""
     for png in sorted((folder / "images").glob("*.png")):
         if images.put(png.read_bytes()) != png.stem:

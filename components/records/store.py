@@ -24,7 +24,7 @@ from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
 from components.records.errors import AlreadyExists, PermissionDenied, ValidationError
 from components.records.identity import ROLES, Identity, as_identity, given_identity
-from components.records.images import ImageFolder, png_bytes
+from components.records.images import png_bytes
 from components.records.migrations import create_schema
 from components.records.model import (
     AnalysisRecord,
@@ -35,6 +35,7 @@ from components.records.model import (
     WorklistRow,
     to_record,
 )
+from components.records.objects import image_store
 from components.records.rights import erase_rows, jsonable, last_activity, retention_years, years_before
 from components.records.schema import (
     AnalysisRow,
@@ -100,7 +101,7 @@ class RecordStore:
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
         self.data_dir: Path = ensure_folder(folder)
         self.images_dir: Path = self.data_dir / "images"
-        self._images = ImageFolder(self.images_dir)
+        self._images = image_store(self.images_dir)
         url = database_url(url, self.data_dir)
         # Safe to show on a settings page: a server password is masked.
         self.url: str = make_url(url).render_as_string(hide_password=True)

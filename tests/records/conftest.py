@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from components.records import DB_URL_ENV, RecordStore
-from tests.support import PostgresServer
+from tests.support import PostgresServer, free_port
 
 
 @pytest.fixture
@@ -26,6 +26,32 @@ def postgres() -> Iterator[PostgresServer]:
     server = PostgresServer()
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """An S3 API (moto) on 127.0.0.1 with one empty bucket; the environment that points the store at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        env = {
+            "AWS_ACCESS_KEY_ID": "test-key",
+            "AWS_SECRET_ACCESS_KEY": "test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "CATARACT_CAM_IMAGE_STORE": "s3",
+            "CATARACT_CAM_S3_BUCKET": "clinic-images",
+            "CATARACT_CAM_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=env["CATARACT_CAM_S3_ENDPOINT"]).create_bucket(Bucket="clinic-images")
+        yield env
     finally:
         server.stop()
 
