@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from components.records import RecordStore
 from components.records.chain import audit_hash
+from tests.support import PostgresServer
 
 TRIGGERS_OFF = {
     # The attacker owns the database file or the server: the append-only triggers go first.
@@ -115,3 +117,35 @@ def test_a_deleted_signed_review_is_named(filled: tuple[RecordStore, int], db_ur
     store, review_id = filled
     _sql(db_url, f"DELETE FROM reviews WHERE id = {review_id}")
     assert store.verify().problem == f"signed review {review_id} was removed"
+
+
+def test_a_postgresql_application_role_can_neither_edit_audit_rows_nor_lift_the_guard(
+    postgres: PostgresServer, tmp_path: Path, make_pixels: Callable[..., np.ndarray]
+) -> None:
+    owner_url = postgres.new_database()
+    RecordStore(owner_url, data_dir=tmp_path).close()  # the owner creates the schema
+    database = owner_url.rsplit("/", 1)[1]
+    _sql(
+        owner_url,
+        f"CREATE ROLE app_{database} LOGIN",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_{database}",
+        f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app_{database}",
+    )
+    app_url = owner_url.replace("postgres@", f"app_{database}@")
+    store = RecordStore(app_url, data_dir=tmp_path)
+    try:
+        store.create_patient("APP")
+        exam = store.add_exam("APP", eye="OD", pixels=make_pixels(61))
+        store.sign_review(store.save_review(exam.id, reviewer="dr", agrees=True, finding="normal", grade="none").id,
+                          reviewer="dr")
+        for statement, refusal in [
+            ("UPDATE audit_events SET actor = 'x'", "audit entries are append-only"),
+            ("DELETE FROM audit_events", "audit entries are append-only"),
+            ("ALTER TABLE audit_events DISABLE TRIGGER USER", "must be owner"),
+            ("DROP TRIGGER audit_events_append_only ON audit_events", "must be owner"),
+        ]:
+            with pytest.raises(DBAPIError, match=refusal):
+                _sql(app_url, statement)
+        assert store.verify().ok
+    finally:
+        store.close()
