@@ -34,6 +34,12 @@ system:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb dicom3tools >/dev/null; \
 	  else echo "Install orthanc, orthanc-dicomweb and dicom3tools (sudo apt-get install orthanc orthanc-dicomweb dicom3tools)"; exit 1; fi; \
 	fi
+	@# The records suite starts its own PostgreSQL server (initdb, pg_ctl) on 127.0.0.1.
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else echo "Install PostgreSQL (sudo apt-get install postgresql)"; exit 1; fi; \
+	fi
 
 run: $(RUNTIME)
 	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT)

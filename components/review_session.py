@@ -59,6 +59,7 @@ __all__ = [
     "review_status",
     "save_photo",
     "save_review",
+    "stored_report",
 ]
 
 DISPLAY_MAX_SIDE = 1024
@@ -406,3 +407,31 @@ def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo
                           actor=actor)
     cache.put(exam.image_sha256, replace(image, sha256=exam.image_sha256))
     return exam
+
+
+def _stored_explanation(analysis: AnalysisRecord | None, classifier: Any) -> Explanation | None:
+    # A map made by another model is not this model's evidence: the report then shows none.
+    if analysis is None or analysis.model_sha256 != str(classifier.weights_sha256):
+        return None
+    cam = np.asarray(analysis.cam, dtype=np.float32)
+    return Explanation(prediction=analysis.prediction, confidence=analysis.confidence,
+                       probabilities=dict(analysis.probabilities), target=analysis.target, cam=cam,
+                       method=analysis.method, layer=analysis.layer, cam_lowres=cam, logits=(),
+                       raw_max=float(cam.max(initial=0.0)), is_zero=not bool(cam.any()))
+
+
+def stored_report(store: RecordStore, pseudo_id: str, classifier: Any) -> bytes:
+    """The PDF of a stored patient: each eye's latest exam, its latest analysis by this model and review.
+
+    Raises:
+        RecordsError: the patient or a photograph is not stored.
+    """
+    latest = {exam.eye: exam for exam in store.exams(pseudo_id)}  # oldest first, so the last per eye stays
+    eyes = [
+        EyeFindings(eye=exam.eye, image=store.get_image(exam.image_sha256),
+                    explanation=_stored_explanation(store.latest_analysis(exam.id), classifier),
+                    exam_date=exam.exam_date, modality=exam.modality,
+                    review=review_info(store.latest_review(exam.id)))
+        for exam in latest.values()
+    ]
+    return build_report(patient_info(store.get_patient(pseudo_id)), eyes, ModelInfo.from_classifier(classifier))

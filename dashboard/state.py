@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from components.gradcam import Explanation
-from components.records import DB_URL_ENV, RecordStore, data_dir
+from components.records import DB_URL_ENV, PatientRecord, RecordStore, data_dir
 from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
 from components.vocabulary import DEMO_WARNING
 from dashboard.runs import Look
@@ -58,6 +58,16 @@ def actor() -> str:
     """Who the audit trail names for this session's actions."""
     name = str(st.session_state.get("reviewer", "")).strip()
     return name[:128] if name else "unnamed user"
+
+
+def open_patient(store: RecordStore, pseudo_id: str) -> PatientRecord:
+    """The patient; the first opening in this session is logged as a view (a rerun is not a new view)."""
+    opened: set[str] = st.session_state.setdefault("_opened_patients", set())
+    if pseudo_id in opened:
+        return store.get_patient(pseudo_id)
+    patient = store.open_patient(pseudo_id, viewer=actor())
+    opened.add(pseudo_id)
+    return patient
 
 
 def flash(message: str, kind: str = "success") -> None:

@@ -59,3 +59,86 @@ def make_images(seed: int = 7) -> list[np.ndarray]:
         img += rng.normal(0, 8, img.shape)
         out.append(np.clip(img, 0, 255).astype(np.uint8))
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster on 127.0.0.1 and a free port, trust auth, in a temporary folder.
+
+    As root the server runs as the ``postgres`` user (initdb refuses root). ``stop`` ends it by the
+    PID in its ``postmaster.pid`` and removes the folder.
+    """
+
+    def __init__(self) -> None:
+        import os
+        import shutil
+        import subprocess
+        import tempfile
+
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+        initdb = shutil.which("initdb") or (str(found[-1]) if found else None)
+        if initdb is None:
+            raise RuntimeError("PostgreSQL's initdb is not installed (apt-get install postgresql)")
+        self.bin = Path(initdb).parent
+        self.root = Path(tempfile.mkdtemp(prefix="cataract-cam-pg-"))
+        self.port = free_port()
+        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as:
+            shutil.chown(self.root, "postgres", "postgres")
+        self.data = self.root / "data"
+        self._run("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8", timeout=120)
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60",
+                  "start", timeout=90)
+        self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        self._count = 0
+        self._subprocess = subprocess
+
+    def _run(self, tool: str, *args: str, timeout: float) -> None:
+        import subprocess
+
+        subprocess.run([*self._as, str(self.bin / tool), *args], check=True, timeout=timeout,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def url(self, database: str = "postgres") -> str:
+        """The SQLAlchemy URL of ``database`` on this server, as the superuser postgres."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """Create an empty database and return its URL."""
+        import psycopg
+
+        self._count += 1
+        name = f"records_{self._count}"
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True, connect_timeout=10) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        """Stop the server (by PID if pg_ctl cannot) and remove its folder."""
+        import os
+        import shutil
+        import signal
+        import time
+
+        try:
+            self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop", timeout=45)
+        except Exception:
+            os.kill(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -12,7 +12,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from components.cli import audit, batch, compare, dashboard, evaluate, explain, export, pacs, report, synth, train
+from components.cli import (
+    audit,
+    batch,
+    compare,
+    dashboard,
+    evaluate,
+    explain,
+    export,
+    pacs,
+    records,
+    report,
+    synth,
+    train,
+)
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
@@ -30,6 +43,7 @@ COMMANDS: tuple[Command, ...] = (
     pacs.SEND,
     export.COMMAND,
     dashboard.COMMAND,
+    records.COMMAND,
 )
 
 

@@ -13,6 +13,9 @@
 - ``reviews``: review versions, editing until signed, signing
 - ``worklist``: one line per patient
 - ``audit_trail``: audit events and what their details may hold
+- ``chain``: the hash chain over audit entries and signed reviews, and its verification
+- ``identity``, ``access``: who acts (issuer, subject, name) and which roles allow what
+- ``migrations``: creating the schema and upgrading an older one (Alembic operations)
 
 The eye, modality, sex, finding and grade codes are the product's vocabulary
 (``components.vocabulary``); they are re-exported here for callers that import them from records.
@@ -21,14 +24,17 @@ The eye, modality, sex, finding and grade codes are the product's vocabulary
 from __future__ import annotations
 
 from components.records.audit_trail import AUDIT_ACTIONS
+from components.records.chain import ChainReport
 from components.records.errors import (
     AlreadyExists,
     NotFound,
+    PermissionDenied,
     RecordsError,
     ReviewLocked,
     SchemaVersionError,
     ValidationError,
 )
+from components.records.identity import ROLES, UNAUTHENTICATED, Identity
 from components.records.model import (
     PATIENT_FIELDS,
     REVIEW_STATUSES,
@@ -49,13 +55,18 @@ __all__ = [
     "DB_URL_ENV",
     "PATIENT_FIELDS",
     "REVIEW_STATUSES",
+    "ROLES",
     "SCHEMA_VERSION",
+    "UNAUTHENTICATED",
     "AlreadyExists",
     "AnalysisRecord",
     "AuditEvent",
+    "ChainReport",
     "ExamRecord",
+    "Identity",
     "NotFound",
     "PatientRecord",
+    "PermissionDenied",
     "RecordStore",
     "RecordsError",
     "ReviewLocked",

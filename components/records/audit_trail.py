@@ -10,10 +10,12 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from components.records.chain import chain_entry
 from components.records.errors import ValidationError
+from components.records.identity import Identity, as_identity
 from components.records.model import AuditEvent, to_record
 from components.records.schema import AuditRow, PatientRow, utc_now
-from components.records.validation import choice, plain_json, required_text
+from components.records.validation import choice, plain_json
 
 __all__ = ["AUDIT_ACTIONS", "append_event", "audit_details", "checked_event", "events"]
 
@@ -26,6 +28,8 @@ AUDIT_ACTIONS: Final = (
     "exported",
     "viewed",
     "deleted",
+    "erased",
+    "granted",
 )
 _OBJECT_TYPE = re.compile(r"[a-z][a-z_]{0,31}")
 # Audit details describe what happened, never who the patient is or what the image showed.
@@ -37,25 +41,26 @@ _MAX_DETAILS_JSON: Final = 4096
 def append_event(
     session: Session,
     action: str,
-    actor: str,
+    actor: Identity,
     *,
     patient_id: int | None,
     object_type: str | None,
     object_id: int | str | None,
     details: dict[str, Any],
 ) -> None:
-    """Add an audit event to ``session``; it commits with the change it describes, or not at all."""
-    session.add(
-        AuditRow(
-            time=utc_now(),
-            actor=actor,
-            action=action,
-            patient_id=patient_id,
-            object_type=object_type,
-            object_id=None if object_id is None else str(object_id),
-            details=details,
-        )
-    )
+    """Chain an audit event into ``session``; it commits with the change it describes, or not at all."""
+    fields = {
+        "time": utc_now(),
+        "actor": actor.name,
+        "actor_issuer": actor.issuer,
+        "actor_subject": actor.subject,
+        "action": action,
+        "patient_id": patient_id,
+        "object_type": object_type,
+        "object_id": None if object_id is None else str(object_id),
+        "details": details,
+    }
+    session.add(chain_entry(session, fields))
 
 
 def audit_details(details: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -75,7 +80,7 @@ def checked_event(
 ) -> dict[str, Any]:
     """The checked fields of an event a caller logs (an export, a view), as ``append_event`` takes them."""
     action = choice(action, AUDIT_ACTIONS, "the audit action")
-    actor = required_text(actor, "the actor", 128)
+    actor = as_identity(actor)
     if object_type is not None and (not isinstance(object_type, str) or not _OBJECT_TYPE.fullmatch(object_type)):
         raise ValidationError("the object type must be 1 to 32 lower-case letters or underscores")
     if object_id is not None and (

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AlreadyExists",
     "NotFound",
+    "PermissionDenied",
     "RecordsError",
     "ReviewLocked",
     "SchemaVersionError",
@@ -34,3 +35,7 @@ class ReviewLocked(RecordsError):
 
 class SchemaVersionError(RecordsError):
     """The database was written with a schema this program cannot read."""
+
+
+class PermissionDenied(RecordsError):
+    """The identity acting is not signed in, or its role does not allow what it asked."""

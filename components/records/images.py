@@ -60,8 +60,14 @@ class ImageFolder:
                 fsync_folder(path.parent.parent)
         return sha256
 
-    def get(self, sha256: str) -> np.ndarray:
-        """The stored image with this SHA-256 as RGB uint8; a file that fails its digest is refused."""
+    def read(self, sha256: str) -> bytes:
+        """The stored PNG bytes with this SHA-256, checked against it.
+
+        Raises:
+            ValidationError: not a digest.
+            NotFound: no such file.
+            RecordsError: the file does not match its name.
+        """
         sha256 = sha256_hex(sha256, "an image digest")
         try:
             png = self.path(sha256).read_bytes()
@@ -69,4 +75,15 @@ class ImageFolder:
             raise NotFound("no stored image has this SHA-256; the image folder is incomplete") from None
         if sha256_bytes(png) != sha256:
             raise RecordsError("a stored image file does not match its SHA-256 name; the file is damaged")
-        return load_rgb(png)
+        return png
+
+    def delete(self, sha256: str) -> None:
+        """Remove the image with this SHA-256, if stored, durably."""
+        path = self.path(sha256_hex(sha256, "an image digest"))
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir():
+            fsync_folder(path.parent)
+
+    def get(self, sha256: str) -> np.ndarray:
+        """The stored image with this SHA-256 as RGB uint8; a file that fails its digest is refused."""
+        return load_rgb(self.read(sha256))

@@ -8,6 +8,8 @@ from typing import Any, Final, TypeVar
 
 import numpy as np
 
+from components.records.identity import UNAUTHENTICATED
+
 __all__ = [
     "PATIENT_FIELDS",
     "REVIEW_STATUSES",
@@ -75,14 +77,31 @@ class ReviewRecord:
     exam_id: int
     version: int
     supersedes: int | None
-    reviewer: str
+    author: str
+    author_issuer: str
+    author_subject: str
     agrees: bool
     finding: str
     grade: str
     notes: str
     status: str
     signed_at: datetime | None
+    signer: str | None
+    signer_issuer: str | None
+    signer_subject: str | None
+    content_hash: str | None
     created_at: datetime
+
+    @property
+    def reviewer(self) -> str:
+        """The clinician who answers for this version: its signer once signed, its author before."""
+        return self.signer if self.signer is not None else self.author
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a sign-in vouched for the person who answers for this version."""
+        issuer = self.signer_issuer if self.signer is not None else self.author_issuer
+        return issuer != UNAUTHENTICATED
 
 
 @dataclass(frozen=True)
@@ -90,13 +109,17 @@ class AuditEvent:
     """One entry of the audit trail."""
 
     id: int
+    seq: int
     time: datetime
     actor: str
+    actor_issuer: str
+    actor_subject: str
     action: str
     patient_pseudo_id: str | None
     object_type: str | None
     object_id: str | None
     details: dict[str, Any]
+    hash: str
 
 
 @dataclass(frozen=True)

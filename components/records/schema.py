@@ -18,35 +18,37 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    insert,
-    inspect,
     select,
 )
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from components.records.errors import NotFound, SchemaVersionError, ValidationError
+from components.records.errors import NotFound, ValidationError
+from components.records.identity import ROLES
 from components.records.model import REVIEW_STATUSES
 from components.records.validation import row_id
 from components.vocabulary import EYES, FINDINGS, GRADES, MODALITIES, SEXES
 
 __all__ = [
+    "GENESIS_HASH",
     "SCHEMA_VERSION",
     "AnalysisRow",
+    "AuditHeadRow",
     "AuditRow",
     "Base",
     "ExamRow",
     "PatientRow",
     "ReviewRow",
     "SchemaVersionRow",
-    "create_schema",
+    "UserRoleRow",
     "exam_row",
     "patient_row",
     "utc_now",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+GENESIS_HASH: Final = "0" * 64
 
 
 def utc_now() -> datetime:
@@ -164,13 +166,20 @@ class ReviewRow(Base):
     exam_id: Mapped[int] = mapped_column(ForeignKey("exams.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
     supersedes: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"))
-    reviewer: Mapped[str] = mapped_column(String(128))
+    author: Mapped[str] = mapped_column(String(128))
+    author_issuer: Mapped[str] = mapped_column(String(255))
+    author_subject: Mapped[str] = mapped_column(String(255))
     agrees: Mapped[bool] = mapped_column(Boolean)
     finding: Mapped[str] = mapped_column(String(16))
     grade: Mapped[str] = mapped_column(String(16))
     notes: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    signer: Mapped[str | None] = mapped_column(String(128))
+    signer_issuer: Mapped[str | None] = mapped_column(String(255))
+    signer_subject: Mapped[str | None] = mapped_column(String(255))
+    # SHA-256 of the content as signed; the "signed" audit entry carries it into the chain.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -178,28 +187,41 @@ class AuditRow(Base):
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The position in the hash chain: 1, 2, 3, ... with no gaps.
+    seq: Mapped[int] = mapped_column(Integer, unique=True)
     time: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str] = mapped_column(String(128))
+    actor_issuer: Mapped[str] = mapped_column(String(255))
+    actor_subject: Mapped[str] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(16))
-    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True)
+    # No foreign key: an erased patient's entries stay, pointing at a row ID that names nobody.
+    patient_id: Mapped[int | None] = mapped_column(Integer, index=True)
     object_type: Mapped[str | None] = mapped_column(String(32))
     object_id: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
-def create_schema(connection: Connection) -> None:
-    """Create the missing tables and record the schema version; refuse a newer database."""
-    found: list[int] = []
-    if inspect(connection).has_table(SchemaVersionRow.__tablename__):
-        found = list(connection.scalars(select(SchemaVersionRow.version)))
-    if found and max(found) > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the records database has schema version {max(found)}, newer than the "
-            f"{SCHEMA_VERSION} this program reads; upgrade the program to open it"
-        )
-    Base.metadata.create_all(connection)
-    if not found:
-        connection.execute(insert(SchemaVersionRow).values(version=SCHEMA_VERSION))
+class AuditHeadRow(Base):
+    """The last entry of the chain, locked by every append so that appends take turns."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class UserRoleRow(Base):
+    """The allow-list: a role the records grant to an identity, whatever its sign-in claims."""
+
+    __tablename__ = "user_roles"
+    __table_args__ = (CheckConstraint(_one_of("role", ROLES), name="ck_user_roles_role"),)
+
+    issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(255), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
 
 
 def patient_row(session: Session, pseudo_id: str) -> PatientRow:

@@ -78,6 +78,8 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=FULL")
+            # An erased patient's rows are overwritten with zeros, not left in free pages.
+            cursor.execute("PRAGMA secure_delete=ON")
         finally:
             cursor.close()
 

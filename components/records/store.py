@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -14,11 +15,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from components.files import atomic_write_bytes
 from components.records import reviews
+from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
 from components.records.audit_trail import append_event, checked_event, events
-from components.records.errors import AlreadyExists
-from components.records.images import ImageFolder, png_bytes
+from components.records.backup import read_backup, write_backup
+from components.records.chain import ChainReport, verify_chain
+from components.records.errors import AlreadyExists, PermissionDenied, ValidationError
+from components.records.identity import ROLES, Identity, as_identity, given_identity
+from components.records.images import png_bytes
+from components.records.migrations import create_schema
 from components.records.model import (
     AnalysisRecord,
     AuditEvent,
@@ -28,11 +35,13 @@ from components.records.model import (
     WorklistRow,
     to_record,
 )
+from components.records.objects import image_store
+from components.records.rights import erase_rows, jsonable, last_activity, retention_years, years_before
 from components.records.schema import (
     AnalysisRow,
     ExamRow,
     PatientRow,
-    create_schema,
+    UserRoleRow,
     exam_row,
     patient_row,
     utc_now,
@@ -42,7 +51,6 @@ from components.records.validation import (
     calendar_date,
     choice,
     patient_values,
-    required_text,
     row_id,
     text,
 )
@@ -54,11 +62,13 @@ from components.vocabulary import EYES, MODALITIES, WORKLIST_STATUSES
 
 __all__ = ["RecordStore"]
 
+# Who grants the first admin: the operator at the server, who can reach the database anyway.
+_COMMAND_LINE = Identity.unauthenticated("server command line")
 _TAKEN = "a patient with this pseudonymous ID already exists; choose another ID"
 
 
-def _actor(actor: object) -> str:
-    return required_text(actor, "the actor", 128)
+def _actor(actor: object) -> Identity:
+    return as_identity(actor)
 
 
 def _patients_query(search: str | None) -> Select[PatientRow]:
@@ -83,11 +93,15 @@ class RecordStore:
     SchemaVersionError), all ValueErrors, and never quote a name, a birth date or an ID.
     """
 
-    def __init__(self, url: str | None = None, *, data_dir: Path | None = None) -> None:
+    def __init__(self, url: str | None = None, *, data_dir: Path | None = None, require_sign_in: bool = False) -> None:
+        if not isinstance(require_sign_in, bool):
+            raise TypeError("require_sign_in must be True or False")
+        # With sign-in required, a typed name may not write a review, sign, erase or grant roles.
+        self.require_sign_in: bool = require_sign_in
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
         self.data_dir: Path = ensure_folder(folder)
         self.images_dir: Path = self.data_dir / "images"
-        self._images = ImageFolder(self.images_dir)
+        self._images = image_store(self.images_dir)
         url = database_url(url, self.data_dir)
         # Safe to show on a settings page: a server password is masked.
         self.url: str = make_url(url).render_as_string(hide_password=True)
@@ -136,7 +150,7 @@ class RecordStore:
         name: str | None = None,
         birth_date: date | str | None = None,
         sex: str | None = None,
-        actor: str = "system",
+        actor: str | Identity = "system",
     ) -> PatientRecord:
         """Create a patient under a new pseudonymous ID."""
         pseudo_id = checked_pseudo_id(pseudo_id)
@@ -163,7 +177,7 @@ class RecordStore:
         with self._read() as session:
             return to_record(PatientRecord, patient_row(session, pseudo_id))
 
-    def update_patient(self, pseudo_id: str, /, *, actor: str, **fields: Any) -> PatientRecord:
+    def update_patient(self, pseudo_id: str, /, *, actor: str | Identity, **fields: Any) -> PatientRecord:
         """Change name, birth_date or sex; the audit event names the fields, never their values."""
         pseudo_id = checked_pseudo_id(pseudo_id)
         actor = _actor(actor)
@@ -185,6 +199,23 @@ class RecordStore:
                 )
             return to_record(PatientRecord, row)
 
+    def open_patient(self, pseudo_id: str, *, viewer: Identity | str) -> PatientRecord:
+        """Return a patient for someone to look at, and log the view as an audit entry.
+
+        Raises:
+            TypeError: ``viewer`` is neither an Identity nor a name.
+            PermissionDenied: the viewer holds no role (or is not signed in where required).
+            NotFound: no patient has this pseudonymous ID.
+        """
+        pseudo_id = checked_pseudo_id(pseudo_id)
+        identity = _actor(viewer)
+        with self._write() as session:
+            require_role(session, identity, ROLES, "open a patient", sign_in=self.require_sign_in)
+            row = patient_row(session, pseudo_id)
+            append_event(session, "viewed", identity, patient_id=row.id, object_type="patient", object_id=row.id,
+                         details={})
+            return to_record(PatientRecord, row)
+
     def list_patients(self, search: str | None = None) -> list[PatientRecord]:
         """Return patients by pseudonymous ID, optionally those whose ID or name has ``search``."""
         with self._read() as session:
@@ -201,7 +232,7 @@ class RecordStore:
         pixels: np.ndarray,
         exam_date: date | str | None = None,
         modality: str = "external",
-        actor: str = "system",
+        actor: str | Identity = "system",
     ) -> ExamRecord:
         """Store a photograph of one eye (the file before the row naming it) and return the exam."""
         pseudo_id = checked_pseudo_id(pseudo_id)
@@ -232,7 +263,8 @@ class RecordStore:
                 patient_id=patient.id,
                 object_type="exam",
                 object_id=row.id,
-                details={"eye": eye, "modality": modality, "image_sha256": sha256},
+                # No image digest: an erased patient's entries must not point at their photographs.
+                details={"eye": eye, "modality": modality},
             )
             return to_record(ExamRecord, row, pseudo_id=pseudo_id)
 
@@ -262,7 +294,7 @@ class RecordStore:
         probabilities: Mapping[str, float],
         cam: np.ndarray,
         attention: Mapping[str, Any] | None = None,
-        actor: str = "system",
+        actor: str | Identity = "system",
     ) -> AnalysisRecord:
         """Store a model's prediction and class-activation map for an exam."""
         columns = analysis_columns(
@@ -310,58 +342,60 @@ class RecordStore:
         self,
         exam_id: int,
         *,
-        reviewer: str,
         agrees: bool,
         finding: str,
         grade: str,
         notes: str = "",
-        actor: str | None = None,
+        reviewer: str | None = None,
+        author: Identity | None = None,
         review_id: int | None = None,
     ) -> ReviewRecord:
-        """Save a clinician's review of an exam.
+        """Save a clinician's review of an exam as a new version; no earlier version is changed.
 
-        Without ``review_id``, the unsigned latest review is updated in place, or, when the latest
-        is signed or there is none, a new version is added that supersedes it. With ``review_id``
-        (the review a form was showing), that review is edited, and ReviewLocked is raised if it
-        has been signed meanwhile.
+        ``author`` is the signed-in identity writing it; ``reviewer``, a typed name, stands for an
+        unauthenticated author and is refused when the store requires sign-in. With ``review_id``
+        (the draft a form was showing), that draft must still be the latest, unsigned version.
+
+        Raises:
+            TypeError: ``author`` is not an Identity.
+            ValidationError: a value is not accepted, or neither author nor reviewer is given.
+            PermissionDenied: the author may not write reviews.
+            ReviewLocked: the draft ``review_id`` was signed or superseded meanwhile.
         """
-        content = reviews.review_content(reviewer=reviewer, agrees=agrees, finding=finding, grade=grade, notes=notes)
-        actor = content["reviewer"] if actor is None else _actor(actor)
+        content = reviews.review_content(agrees=agrees, finding=finding, grade=grade, notes=notes)
+        writer = given_identity(author, reviewer, "author")
         with self._write() as session:
+            require_role(session, writer, ("clinician",), "write a review", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id, lock=True)
-            row = reviews.save(session, exam, content, review_id)
-            append_event(
-                session,
-                "reviewed",
-                actor,
-                patient_id=exam.patient_id,
-                object_type="review",
-                object_id=row.id,
-                details={
-                    "exam_id": exam.id,
-                    "version": row.version,
-                    "agrees": row.agrees,
-                    "finding": content["finding"],
-                    "grade": content["grade"],
-                },
-            )
+            row = reviews.save(session, exam, content, writer, review_id)
+            details = {"exam_id": exam.id, "version": row.version, "agrees": row.agrees,
+                       "finding": content["finding"], "grade": content["grade"]}
+            append_event(session, "reviewed", writer, patient_id=exam.patient_id, object_type="review",
+                         object_id=row.id, details=details)
             return to_record(ReviewRecord, row)
 
-    def sign_review(self, review_id: int, *, reviewer: str) -> ReviewRecord:
-        """Sign a review as ``reviewer``: record the UTC time and lock the review against edits."""
-        reviewer = required_text(reviewer, "the reviewer", 128)
+    def sign_review(
+        self, review_id: int, *, signer: Identity | None = None, reviewer: str | None = None
+    ) -> ReviewRecord:
+        """Sign the latest version of a review as ``signer``: record the time, lock it, chain its hash.
+
+        The signer is kept apart from the author. ``reviewer``, a typed name, stands for an
+        unauthenticated signer and is refused when the store requires sign-in.
+
+        Raises:
+            TypeError: ``signer`` is not an Identity.
+            PermissionDenied: the signer is not a clinician (or not signed in where required).
+            NotFound: no review has this ID.
+            ReviewLocked: the review is signed already or a newer version exists.
+        """
+        identity = given_identity(signer, reviewer, "signer")
         review_id = row_id(review_id, "a review ID")
         with self._write() as session:
-            row, exam = reviews.sign(session, review_id, reviewer)
-            append_event(
-                session,
-                "signed",
-                reviewer,
-                patient_id=exam.patient_id,
-                object_type="review",
-                object_id=row.id,
-                details={"exam_id": exam.id, "version": row.version},
-            )
+            require_role(session, identity, ("clinician",), "sign a review", sign_in=self.require_sign_in)
+            row, exam = reviews.sign(session, review_id, identity)
+            append_event(session, "signed", identity, patient_id=exam.patient_id, object_type="review",
+                         object_id=row.id,
+                         details={"exam_id": exam.id, "version": row.version, "content_hash": row.content_hash})
             return to_record(ReviewRecord, row)
 
     def review_history(self, exam_id: int) -> list[ReviewRecord]:
@@ -394,7 +428,7 @@ class RecordStore:
         self,
         action: str,
         *,
-        actor: str,
+        actor: str | Identity,
         patient_pseudo_id: str | None = None,
         object_type: str | None = None,
         object_id: int | str | None = None,
@@ -406,6 +440,155 @@ class RecordStore:
         with self._write() as session:
             patient_id = None if pseudo_id is None else patient_row(session, pseudo_id).id
             append_event(session, patient_id=patient_id, **event)
+
+    def roles_of(self, identity: Identity) -> frozenset[str]:
+        """The roles of a signed-in identity: the allow-list's grants plus its claim's role.
+
+        Raises:
+            TypeError: ``identity`` is not an Identity.
+        """
+        identity = given_identity(identity, None, "identity")
+        with self._read() as session:
+            return roles_of(session, identity)
+
+    def grant_role(self, identity: Identity, role: str, *, actor: Identity | None) -> None:
+        """Add ``role`` for ``identity`` to the allow-list.
+
+        ``actor`` must be an admin; ``None`` (the server's command line) may only grant while the
+        allow-list holds no admin yet, to name the first one.
+
+        Raises:
+            TypeError: ``identity`` or ``actor`` is not an Identity.
+            ValidationError: the role is unknown or ``identity`` is not signed in.
+            PermissionDenied: ``actor`` may not grant roles.
+        """
+        identity = given_identity(identity, None, "identity")
+        role = choice(role, ROLES, "the role")
+        if not identity.authenticated:
+            raise ValidationError("roles are granted to signed-in identities only")
+        granter = _COMMAND_LINE if actor is None else given_identity(actor, None, "actor")
+        with self._write() as session:
+            bootstrap = actor is None and session.scalar(select(UserRoleRow).where(UserRoleRow.role == "admin")) is None
+            if not bootstrap and "admin" not in roles_of(session, granter):
+                raise PermissionDenied("only an admin may grant roles")
+            key = {"issuer": identity.issuer, "subject": identity.subject, "role": role}
+            if session.get(UserRoleRow, (identity.issuer, identity.subject, role)) is None:
+                session.add(UserRoleRow(**key))
+                append_event(session, "granted", granter, patient_id=None, object_type="role", object_id=None,
+                             details=key)
+
+    # The patient's rights --------------------------------------------------------------------
+
+    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity | str) -> dict[str, Any]:
+        """Write everything held on one patient into ``folder``: ``patient.json``, its photographs
+        as ``images/<sha256>.png`` and each class-activation map as ``maps/analysis-<id>.npy``;
+        return the JSON document. The export is logged.
+
+        Raises:
+            PermissionDenied: ``actor`` is neither a clinician nor an admin.
+            NotFound: no patient has this ID.
+        """
+        pseudo_id = checked_pseudo_id(pseudo_id)
+        identity = _actor(actor)
+        with self._read() as session:
+            require_role(session, identity, ("clinician", "admin"), "export a patient", sign_in=self.require_sign_in)
+        exams = self.exams(pseudo_id)
+        analyses = [a for exam in exams for a in self._analyses(exam.id)]
+        document = {
+            "patient": self.get_patient(pseudo_id),
+            "exams": exams,
+            "analyses": analyses,
+            "reviews": [r for exam in exams for r in self.review_history(exam.id)],
+            "audit": self.audit_trail(pseudo_id),
+        }
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "maps").mkdir(exist_ok=True)
+        for exam in exams:
+            atomic_write_bytes(folder / "images" / f"{exam.image_sha256}.png", self._images.read(exam.image_sha256))
+        for analysis in analyses:
+            np.save(folder / "maps" / f"analysis-{analysis.id}.npy", analysis.cam, allow_pickle=False)
+        plain = jsonable(document)
+        atomic_write_bytes(folder / "patient.json", json.dumps(plain, indent=1, sort_keys=True).encode())
+        self.log("exported", actor=identity, patient_pseudo_id=pseudo_id, object_type="patient_export",
+                 details={"exams": len(exams), "analyses": len(analyses)})
+        return dict(plain)
+
+    def _analyses(self, exam_id: int) -> list[AnalysisRecord]:
+        with self._read() as session:
+            rows = session.scalars(select(AnalysisRow).where(AnalysisRow.exam_id == exam_id).order_by(AnalysisRow.id))
+            return [analysis_record(row) for row in rows]
+
+    def erase_patient(self, pseudo_id: str, *, actor: Identity | str) -> dict[str, int]:
+        """Erase a patient: rows, photographs no other patient shares; return what was removed.
+
+        The audit trail keeps its entries (they hold a row ID that names nobody once the patient is
+        gone) and gains an "erased" entry with counts only, so the chain still verifies.
+
+        Raises:
+            PermissionDenied: ``actor`` is not an admin (or not signed in where required).
+            NotFound: no patient has this ID.
+        """
+        pseudo_id = checked_pseudo_id(pseudo_id)
+        identity = _actor(actor)
+        with self._write() as session:
+            require_role(session, identity, ("admin",), "erase a patient", sign_in=self.require_sign_in)
+            patient = patient_row(session, pseudo_id)
+            counts, images = erase_rows(session, patient)
+            append_event(session, "erased", identity, patient_id=patient.id, object_type="patient",
+                         object_id=patient.id, details={**counts, "images": len(images)})
+        for sha256 in sorted(images):
+            self._images.delete(sha256)
+        self._compact()
+        return {**counts, "images": len(images)}
+
+    def _compact(self) -> None:
+        # Deleted rows must not linger: SQLite's write-ahead log and PostgreSQL's dead tuples.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                connection.exec_driver_sql("VACUUM patients, exams, analyses, reviews")
+
+    def past_retention(self, years: int | None = None, *, today: date | None = None) -> list[tuple[str, date]]:
+        """Patients whose last exam (or creation, without exams) is more than ``years`` before today.
+
+        ``years`` defaults to the retention setting ($CATARACT_CAM_RETENTION_YEARS, else 10).
+
+        Raises:
+            TypeError: ``years`` is not an integer.
+            ValueError: ``years`` is not from 1 to 100, or the setting is malformed.
+        """
+        if years is not None and (isinstance(years, bool) or not isinstance(years, int)):
+            raise TypeError("years must be an integer")
+        years = retention_years() if years is None else years
+        if not 1 <= years <= 100:
+            raise ValidationError("the retention period must be from 1 to 100 years")
+        with self._read() as session:
+            return last_activity(session, years_before(today or date.today(), years))
+
+    def backup(self, folder: Path) -> int:
+        """Write every row (``records.jsonl``) and every photograph (``images/``) into ``folder``; return the rows.
+
+        Raises:
+            OSError: the folder cannot be written.
+        """
+        with self._read() as session:
+            return write_backup(session.connection(), self._images, folder)
+
+    def restore(self, folder: Path) -> int:
+        """Restore a backup made by ``backup`` into this store, whose database must be empty; return the rows.
+
+        Raises:
+            RecordsError: not a backup, a damaged photograph, or this database is not empty.
+            OSError: the backup cannot be read.
+        """
+        with self._write() as session:
+            return read_backup(session.connection(), self._images, folder)
+
+    def verify(self) -> ChainReport:
+        """Walk the audit chain and check every signed review; the report names the first problem."""
+        with self._read() as session:
+            return verify_chain(session)
 
     def audit_trail(self, pseudo_id: str | None = None) -> list[AuditEvent]:
         """Return audit events oldest first, all of them or those about one patient."""

@@ -116,7 +116,7 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
 def patient_case_ui(store: RecordStore, clf: Classifier | None,
                     pseudo_id: str) -> tuple[PatientInfo, list[rs.EyeReport]]:
     """The patient's details, then each eye's latest (or chosen) exam with its review; their report inputs."""
-    patient = store.get_patient(pseudo_id)
+    patient = state.open_patient(store, pseudo_id)
     st.subheader(f"Patient {md_id(patient.pseudo_id)}")
     details = patient_details(patient)
     if details:

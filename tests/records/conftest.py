@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from components.records import DB_URL_ENV, RecordStore
+from tests.support import PostgresServer, free_port
 
 
 @pytest.fixture
@@ -19,9 +20,54 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test that asks for it gets a database of its own."""
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def store(folder: Path) -> Iterator[RecordStore]:
-    records = RecordStore(data_dir=folder)
+def s3_bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """An S3 API (moto) on 127.0.0.1 with one empty bucket; the environment that points the store at it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        env = {
+            "AWS_ACCESS_KEY_ID": "test-key",
+            "AWS_SECRET_ACCESS_KEY": "test-secret",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "CATARACT_CAM_IMAGE_STORE": "s3",
+            "CATARACT_CAM_S3_BUCKET": "clinic-images",
+            "CATARACT_CAM_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3", endpoint_url=env["CATARACT_CAM_S3_ENDPOINT"]).create_bucket(Bucket="clinic-images")
+        yield env
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, folder: Path) -> str:
+    """The database every store test runs against: SQLite in the data folder, then an empty PostgreSQL one."""
+    if request.param == "sqlite":
+        return f"sqlite:///{folder / 'records.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
+
+
+@pytest.fixture
+def store(folder: Path, db_url: str) -> Iterator[RecordStore]:
+    records = RecordStore(db_url, data_dir=folder)
     yield records
     records.close()
 

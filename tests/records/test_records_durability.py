@@ -23,9 +23,9 @@ from tests.support import ROOT
 
 
 def test_records_persist_across_stores(
-    folder: Path, make_pixels: Callable[..., np.ndarray], analysis_kwargs: Callable[..., dict[str, object]]
+    folder: Path, db_url: str, make_pixels: Callable[..., np.ndarray], analysis_kwargs: Callable[..., dict[str, object]]
 ) -> None:
-    first = RecordStore(data_dir=folder)
+    first = RecordStore(db_url, data_dir=folder)
     first.create_patient("KEEP", name="Gina Example", birth_date=date(1960, 7, 1), sex="F")
     pixels = make_pixels(15)
     exam = first.add_exam("KEEP", eye="OS", pixels=pixels, exam_date="2024-02-02")
@@ -38,7 +38,7 @@ def test_records_persist_across_stores(
     trail = first.audit_trail()
     first.close()
 
-    second = RecordStore(data_dir=folder)
+    second = RecordStore(db_url, data_dir=folder)
     try:
         assert second.get_patient("KEEP").birth_date == date(1960, 7, 1)
         assert second.exams("KEEP") == [exam]
@@ -59,11 +59,11 @@ def test_schema_version_row_and_newer_schema_refused(folder: Path) -> None:
     database = folder / "records.sqlite3"
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        assert SCHEMA_VERSION == 1
+        assert SCHEMA_VERSION == 2
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        connection.execute("UPDATE schema_version SET version = 2")
+        connection.execute("UPDATE schema_version SET version = 3")
     connection.close()
-    with pytest.raises(SchemaVersionError, match="schema version 2, newer than the 1"):
+    with pytest.raises(SchemaVersionError, match="schema version 3, newer than the 2"):
         RecordStore(data_dir=folder)
 
 
@@ -118,8 +118,10 @@ def test_threads_share_one_store(store: RecordStore, make_pixels: Callable[..., 
         thread.join()
     assert errors == []
     assert len(store.list_patients()) == 21
-    # Every save updated the one unsigned version in place.
-    assert [r.version for r in store.review_history(exam.id)] == [1]
+    # Every save is a version of its own: none was lost, none overwrote another.
+    history = store.review_history(exam.id)
+    assert [r.version for r in history] == list(range(1, 21))
+    assert sorted(r.author for r in history) == sorted(f"dr{w}" for w in range(4) for _ in range(5))
     assert sum(e.action == "reviewed" for e in store.audit_trail("SHARED")) == 20
 
 

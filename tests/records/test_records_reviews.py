@@ -32,18 +32,22 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
         notes="  posterior subcapsular  ",
         review_id=draft.id,
     )
-    assert (edited.id, edited.version, edited.grade, edited.notes) == (
+    # A save is a new version; the first draft is kept as it was written.
+    assert (edited.version, edited.supersedes, edited.grade, edited.notes) == (
+        2,
         draft.id,
-        1,
         "moderate",
         "posterior subcapsular",
     )
+    assert store.review_history(exam.id)[0] == draft
 
     before = datetime.now(UTC)
-    signed = store.sign_review(draft.id, reviewer="dr.b")
+    with pytest.raises(ReviewLocked, match="newer version"):
+        store.sign_review(draft.id, reviewer="dr.b")
+    signed = store.sign_review(edited.id, reviewer="dr.b")
     after = datetime.now(UTC)
     assert signed.status == "signed"
-    assert signed.reviewer == "dr.b"
+    assert (signed.author, signed.signer, signed.reviewer) == ("dr.a", "dr.b", "dr.b")
     assert signed.signed_at is not None
     assert signed.signed_at.tzinfo is UTC
     assert before <= signed.signed_at <= after
@@ -62,14 +66,14 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
         edit(signed.id)
     with pytest.raises(ReviewLocked):
         store.sign_review(signed.id, reviewer="dr.c")
-    assert store.review_history(exam.id) == [signed]
+    assert store.review_history(exam.id) == [draft, signed]
 
     amended = store.save_review(exam.id, reviewer="dr.c", agrees=True, finding="normal", grade="none")
-    assert (amended.version, amended.supersedes, amended.status) == (2, signed.id, "reviewed")
+    assert (amended.version, amended.supersedes, amended.status) == (3, signed.id, "reviewed")
     history = store.review_history(exam.id)
-    assert history == [signed, amended]
-    assert history[0].signed_at == signed.signed_at
-    assert history[0].grade == "moderate"
+    assert history == [draft, signed, amended]
+    assert history[1].signed_at == signed.signed_at
+    assert history[1].grade == "moderate"
     assert store.latest_review(exam.id) == amended
     # An edit aimed at the superseded version is refused, as is an inconsistent grade.
     with pytest.raises(ReviewLocked):

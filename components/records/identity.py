@@ -1,0 +1,95 @@
+"""Who acts on the records: an identity from a sign-in (issuer, subject, display name) and its roles."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from components.records.errors import ValidationError
+
+__all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
+
+ROLES: Final = ("clinician", "viewer", "admin")
+# The issuer of an identity nobody vouched for: a typed name, a script, the local single-user app.
+UNAUTHENTICATED: Final = "unauthenticated"
+_MAX: Final = 255
+
+
+def _field(value: object, what: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be text, got {type(value).__name__}")
+    value = value.strip()
+    if not value or len(value) > max_length or any(ord(c) < 32 for c in value):
+        raise ValidationError(f"{what} must be 1 to {max_length} printable characters")
+    return value
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A person or program as the sign-in vouched for it: issuer and subject, a display name, maybe a role.
+
+    ``role`` is what the caller read from a claim of the sign-in (or None); the records add the
+    roles their allow-list grants. An identity whose issuer is ``UNAUTHENTICATED`` is a typed name.
+
+    Raises:
+        TypeError: a field is not text.
+        ValidationError: a field is empty, too long or holds control characters, or the role is unknown.
+    """
+
+    issuer: str
+    subject: str
+    name: str
+    role: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issuer", _field(self.issuer, "the identity's issuer", _MAX))
+        object.__setattr__(self, "subject", _field(self.subject, "the identity's subject", _MAX))
+        object.__setattr__(self, "name", _field(self.name, "the identity's display name", 128))
+        if self.role is not None and self.role not in ROLES:
+            raise ValidationError(f"a role must be one of {', '.join(ROLES)}")
+
+    @classmethod
+    def unauthenticated(cls, name: str) -> Identity:
+        """A typed name nobody vouched for (the single-user app without sign-in, scripts).
+
+        Raises:
+            TypeError: ``name`` is not text.
+            ValidationError: ``name`` is empty or too long.
+        """
+        name = _field(name, "the name", 128)
+        return cls(UNAUTHENTICATED, name, name)
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a sign-in vouched for this identity."""
+        return self.issuer != UNAUTHENTICATED
+
+
+def as_identity(actor: object) -> Identity:
+    """An Identity as given, or a typed name as an unauthenticated identity.
+
+    Raises:
+        TypeError: ``actor`` is neither an Identity nor text.
+        ValidationError: the name is empty or too long.
+    """
+    if isinstance(actor, Identity):
+        return actor
+    if isinstance(actor, str):
+        return Identity.unauthenticated(actor)
+    raise TypeError(f"an actor must be an Identity or a name, got {type(actor).__name__}")
+
+
+def given_identity(identity: Identity | None, typed: str | None, what: str) -> Identity:
+    """``identity`` when given, else the typed name as an unauthenticated identity.
+
+    Raises:
+        TypeError: ``identity`` is not an Identity, or the name is not text.
+        ValidationError: neither is given, or the name is empty or too long.
+    """
+    if identity is not None:
+        if not isinstance(identity, Identity):
+            raise TypeError(f"the {what} must be an Identity, got {type(identity).__name__}")
+        return identity
+    if typed is None:
+        raise ValidationError(f"give the {what}: a signed-in identity, or a name where sign-in is not required")
+    return Identity.unauthenticated(typed)

@@ -1,0 +1,113 @@
+"""Photographs in S3-compatible object storage, so that app replicas share them; chosen by the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from components.imaging import load_rgb, sha256_bytes
+from components.records.errors import NotFound, RecordsError, ValidationError
+from components.records.images import ImageFolder
+from components.records.validation import sha256_hex
+
+__all__ = ["IMAGE_STORE_ENV", "S3_BUCKET_ENV", "S3_ENDPOINT_ENV", "ImageStore", "S3Images", "image_store"]
+
+IMAGE_STORE_ENV: Final = "CATARACT_CAM_IMAGE_STORE"
+S3_BUCKET_ENV: Final = "CATARACT_CAM_S3_BUCKET"
+S3_ENDPOINT_ENV: Final = "CATARACT_CAM_S3_ENDPOINT"
+_PREFIX: Final = "images/"
+
+
+class ImageStore(Protocol):
+    """Where photographs live: content-addressed PNG bytes, put once, read back checked."""
+
+    def put(self, png: bytes) -> str: ...
+    def read(self, sha256: str) -> bytes: ...
+    def get(self, sha256: str) -> np.ndarray: ...
+    def delete(self, sha256: str) -> None: ...
+
+
+class S3Images:
+    """PNG objects ``images/<first two hex digits>/<sha256>.png`` in one bucket.
+
+    Credentials come the usual boto3 way (environment, profile, instance role); the endpoint may
+    point at any S3-compatible service (MinIO, Ceph, a cloud provider).
+    """
+
+    def __init__(self, bucket: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+        if not isinstance(bucket, str) or not bucket.strip():
+            raise ValidationError("the S3 bucket must be named")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=endpoint_url or None)
+        self.bucket = bucket
+        self._client = client
+
+    @staticmethod
+    def key(sha256: str) -> str:
+        """The object key of the image with this digest."""
+        return f"{_PREFIX}{sha256[:2]}/{sha256}.png"
+
+    def _missing(self, error: Exception) -> bool:
+        code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+        return code in ("404", "NoSuchKey", "NotFound")
+
+    def put(self, png: bytes) -> str:
+        """Store the PNG bytes under their SHA-256, once; return it."""
+        sha256 = sha256_bytes(png)
+        # The object is whole once put_object returns, so the row naming it may commit after.
+        self._client.put_object(Bucket=self.bucket, Key=self.key(sha256), Body=png, ContentType="image/png")
+        return sha256
+
+    def read(self, sha256: str) -> bytes:
+        """The stored PNG bytes, checked against their digest.
+
+        Raises:
+            ValidationError: not a digest.
+            NotFound: no such object.
+            RecordsError: the object does not match its name.
+        """
+        sha256 = sha256_hex(sha256, "an image digest")
+        try:
+            png = bytes(self._client.get_object(Bucket=self.bucket, Key=self.key(sha256))["Body"].read())
+        except Exception as error:
+            if self._missing(error):
+                raise NotFound("no stored image has this SHA-256; the image bucket is incomplete") from None
+            raise RecordsError("the image bucket could not be read") from None
+        if sha256_bytes(png) != sha256:
+            raise RecordsError("a stored image object does not match its SHA-256 name; it is damaged")
+        return png
+
+    def get(self, sha256: str) -> np.ndarray:
+        """The stored image as RGB uint8."""
+        return load_rgb(self.read(sha256))
+
+    def delete(self, sha256: str) -> None:
+        """Remove the image with this digest, if stored."""
+        self._client.delete_object(Bucket=self.bucket, Key=self.key(sha256_hex(sha256, "an image digest")))
+
+    def keys(self) -> list[str]:
+        """Every image key in the bucket."""
+        pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=_PREFIX)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def image_store(folder: Path) -> ImageFolder | S3Images:
+    """The configured image store: $CATARACT_CAM_IMAGE_STORE "folder" (default, ``folder``) or "s3".
+
+    Raises:
+        ValidationError: an unknown store, or "s3" without $CATARACT_CAM_S3_BUCKET.
+    """
+    kind = os.environ.get(IMAGE_STORE_ENV, "").strip().lower() or "folder"
+    if kind == "folder":
+        return ImageFolder(folder)
+    if kind != "s3":
+        raise ValidationError(f"{IMAGE_STORE_ENV} must be 'folder' or 's3'")
+    bucket = os.environ.get(S3_BUCKET_ENV, "").strip()
+    if not bucket:
+        raise ValidationError(f"{IMAGE_STORE_ENV}=s3 needs the bucket in {S3_BUCKET_ENV}")
+    return S3Images(bucket, endpoint_url=os.environ.get(S3_ENDPOINT_ENV, "").strip() or None)

@@ -1,0 +1,138 @@
+"""Signatures bound to an identity: the anonymous amendment, the overwritten author and the lost draft fail."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components.records import Identity, PermissionDenied, RecordStore
+
+ISSUER = "https://idp.clinic.example"
+DR_REAL = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician")
+DR_A = Identity(ISSUER, "sub-a", "Dr A", role="clinician")
+DR_B = Identity(ISSUER, "sub-b", "Dr B", role="clinician")
+VIEWER = Identity(ISSUER, "sub-v", "Vera Viewer", role="viewer")
+
+
+@pytest.fixture
+def clinic(folder: Path, db_url: str) -> RecordStore:
+    """A store that requires sign-in, as a clinic deployment with [auth] runs it."""
+    records = RecordStore(db_url, data_dir=folder, require_sign_in=True)
+    yield records  # type: ignore[misc]
+    records.close()
+
+
+def _exam(store: RecordStore, pixels: np.ndarray, *, actor: Identity = DR_REAL) -> int:
+    store.create_patient("SIG", actor=actor)
+    return store.add_exam("SIG", eye="OD", pixels=pixels, actor=actor).id
+
+
+def test_anonymous_amendment_is_refused(clinic: RecordStore, make_pixels: Callable[..., np.ndarray]) -> None:
+    exam_id = _exam(clinic, make_pixels(40))
+    signed = clinic.sign_review(
+        clinic.save_review(exam_id, author=DR_REAL, agrees=True, finding="normal", grade="none").id, signer=DR_REAL
+    )
+    # The attack: no sign-in, a typed name, an amendment signed as the real clinician.
+    with pytest.raises(PermissionDenied, match="sign in to write a review"):
+        clinic.save_review(exam_id, reviewer="Dr Real Clinician", agrees=False, finding="cataract", grade="severe")
+    with pytest.raises(PermissionDenied, match="sign in to sign a review"):
+        clinic.sign_review(signed.id, reviewer="Dr Real Clinician")
+    # A viewer, and an identity with no role at all, may neither write nor sign.
+    with pytest.raises(PermissionDenied, match="only a clinician may write a review"):
+        clinic.save_review(exam_id, author=VIEWER, agrees=False, finding="cataract", grade="severe")
+    amended = clinic.save_review(exam_id, author=DR_A, agrees=False, finding="cataract", grade="mild")
+    nobody = Identity(ISSUER, "sub-x", "Dr Real Clinician")
+    with pytest.raises(PermissionDenied, match="only a clinician may sign a review"):
+        clinic.sign_review(amended.id, signer=nobody)
+    with pytest.raises(PermissionDenied):
+        clinic.sign_review(amended.id, signer=VIEWER)
+    history = clinic.review_history(exam_id)
+    assert [(r.version, r.status, r.signer_subject) for r in history] == [
+        (1, "signed", "sub-real"),
+        (2, "reviewed", None),
+    ]
+    assert clinic.verify().ok
+
+
+def test_signer_does_not_overwrite_the_author(clinic: RecordStore, make_pixels: Callable[..., np.ndarray]) -> None:
+    exam_id = _exam(clinic, make_pixels(41))
+    draft = clinic.save_review(exam_id, author=DR_A, agrees=True, finding="cataract", grade="mild", notes="haze")
+    signed = clinic.sign_review(draft.id, signer=DR_B)
+    assert (signed.author, signed.author_issuer, signed.author_subject) == ("Dr A", ISSUER, "sub-a")
+    assert (signed.signer, signed.signer_issuer, signed.signer_subject) == ("Dr B", ISSUER, "sub-b")
+    assert (signed.reviewer, signed.notes, signed.authenticated) == ("Dr B", "haze", True)
+    trail = clinic.audit_trail("SIG")
+    assert [(e.action, e.actor, e.actor_issuer, e.actor_subject) for e in trail[-2:]] == [
+        ("reviewed", "Dr A", ISSUER, "sub-a"),
+        ("signed", "Dr B", ISSUER, "sub-b"),
+    ]
+    assert trail[-1].details["content_hash"] == signed.content_hash
+
+
+def test_two_saves_of_a_draft_keep_both(clinic: RecordStore, make_pixels: Callable[..., np.ndarray]) -> None:
+    exam_id = _exam(clinic, make_pixels(42))
+    first = clinic.save_review(exam_id, author=DR_A, agrees=True, finding="normal", grade="none", notes="first")
+    second = clinic.save_review(exam_id, author=DR_A, agrees=True, finding="normal", grade="none", notes="second")
+    assert [(r.id, r.version, r.notes) for r in clinic.review_history(exam_id)] == [
+        (first.id, 1, "first"),
+        (second.id, 2, "second"),
+    ]
+    assert second.supersedes == first.id
+
+
+def test_roles_come_from_the_allow_list_and_the_claim(
+    clinic: RecordStore, make_pixels: Callable[..., np.ndarray]
+) -> None:
+    admin = Identity(ISSUER, "sub-admin", "Ada Admin")
+    unlisted = Identity(ISSUER, "sub-new", "Dr New")
+    assert clinic.roles_of(admin) == frozenset()
+    # The first admin is granted from the server's command line; afterwards only an admin grants.
+    clinic.grant_role(admin, "admin", actor=None)
+    assert clinic.roles_of(admin) == {"admin"}
+    with pytest.raises(PermissionDenied, match="only an admin may grant roles"):
+        clinic.grant_role(unlisted, "clinician", actor=None)
+    with pytest.raises(PermissionDenied, match="only an admin may grant roles"):
+        clinic.grant_role(unlisted, "clinician", actor=DR_A)
+    exam_id = _exam(clinic, make_pixels(43))
+    with pytest.raises(PermissionDenied):
+        clinic.save_review(exam_id, author=unlisted, agrees=True, finding="normal", grade="none")
+    clinic.grant_role(unlisted, "clinician", actor=admin)
+    assert clinic.roles_of(unlisted) == {"clinician"}
+    assert clinic.roles_of(DR_A) == {"clinician"}  # from the claim alone
+    saved = clinic.save_review(exam_id, author=unlisted, agrees=True, finding="normal", grade="none")
+    assert clinic.sign_review(saved.id, signer=unlisted).signer_subject == "sub-new"
+    grants = [e for e in clinic.audit_trail() if e.action == "granted"]
+    assert [(e.actor_subject, e.details) for e in grants] == [
+        ("server command line", {"issuer": ISSUER, "subject": "sub-admin", "role": "admin"}),
+        ("sub-admin", {"issuer": ISSUER, "subject": "sub-new", "role": "clinician"}),
+    ]
+
+
+def test_opening_a_patient_is_logged_as_a_view(clinic: RecordStore) -> None:
+    clinic.create_patient("VIEW", name="Hana Example", actor=DR_A)
+    record = clinic.open_patient("VIEW", viewer=VIEWER)
+    assert record.name == "Hana Example"
+    last = clinic.audit_trail("VIEW")[-1]
+    assert (last.action, last.actor_subject, last.object_type, last.details) == ("viewed", "sub-v", "patient", {})
+    with pytest.raises(PermissionDenied, match="sign in to open a patient"):
+        clinic.open_patient("VIEW", viewer="Someone")
+    with pytest.raises(PermissionDenied):
+        clinic.open_patient("VIEW", viewer=Identity(ISSUER, "sub-none", "No Role"))
+    assert len(clinic.audit_trail("VIEW")) == 2
+
+
+def test_without_sign_in_a_typed_name_signs_as_unauthenticated(
+    store: RecordStore, make_pixels: Callable[..., np.ndarray]
+) -> None:
+    store.create_patient("LOCAL")
+    exam_id = store.add_exam("LOCAL", eye="OS", pixels=make_pixels(44)).id
+    signed = store.sign_review(
+        store.save_review(exam_id, reviewer="Dr Local", agrees=True, finding="normal", grade="none").id,
+        reviewer="Dr Local",
+    )
+    assert (signed.signer, signed.signer_issuer, signed.authenticated) == ("Dr Local", "unauthenticated", False)
+    with pytest.raises(TypeError, match="must be an Identity"):
+        store.sign_review(signed.id, signer="Dr Local")  # type: ignore[arg-type]
