@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
 import streamlit as st
 from streamlit import runtime
 
 from components.vocabulary import NO_SIGN_IN_NOTICE, ROLE_LABELS, ROLES
 from dashboard.access import Person
+
+STOP_DELAY_S = 3.0
 
 
 def refuse_ui(reason: str) -> None:
@@ -14,8 +20,9 @@ def refuse_ui(reason: str) -> None:
     st.title("Cataract CAM")
     st.error(reason, icon=":material/block:")
     if runtime.exists():
-        # Serving this page was the first run; a server that must not serve should not keep listening.
-        runtime.get_instance().stop()
+        # A server that must not serve should not keep listening; the delay lets this page reach the browser.
+        # SIGTERM is how Streamlit's own shutdown is asked for: the server closes, the process ends.
+        threading.Timer(STOP_DELAY_S, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
     st.stop()
 
 

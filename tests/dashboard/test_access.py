@@ -111,3 +111,17 @@ def test_bad_settings_and_claims_are_refused_with_the_right_error() -> None:
         person_from_claims({"sub": "x"}, AccessSettings())
     with pytest.raises(TypeError):
         person_from_claims(CLAIMS, {})  # type: ignore[arg-type]
+
+
+def test_the_example_secrets_file_is_valid() -> None:
+    import tomllib
+
+    from tests.support import ROOT
+
+    example = tomllib.loads((ROOT / ".streamlit" / "secrets.example.toml").read_text())
+    assert set(example["auth"]) == {"redirect_uri", "cookie_secret", "client_id", "client_secret",
+                                    "server_metadata_url"}
+    settings = AccessSettings.from_mapping(example["access"])
+    assert settings.role_claim == "roles"
+    person = person_from_claims({"iss": ISSUER, "sub": "x1", "email": "Ada.Lovelace@clinic.example"}, settings)
+    assert person.roles == {"clinician"}
