@@ -83,8 +83,8 @@ def review_panel_ui(store: RecordStore, exam: ExamRecord) -> ReviewRecord | None
                 review_table_ui(latest)
         if may_review:
             review_form_ui(store, exam, latest)
-        else:
-            st.caption("Reading only: reviewing and signing need the clinician role.")
+    if not may_review:
+        st.caption("Reading only: reviewing and signing need the clinician role.")
     if len(history) > 1:
         with st.expander(f"Review history ({len(history)} versions)"):
             for version in reversed(history[:-1]):

@@ -128,9 +128,10 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str, str] | None = None,
-                     args: Sequence[str] = (), wait: bool = True) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                     args: Sequence[str] = (), port: int | None = None,
+                     ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`streamlit run dashboard/app.py` on a free port, logging to ``folder/server.log``; stopped by PID at the end."""
-    port = free_port()
+    port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CATARACT_CAM_")}
     environ.update({"CATARACT_CAM_DATA": str(folder / "data"), "PYTHONPATH": str(ROOT)}, **(env or {}))
     log = (folder / "server.log").open("wb")
@@ -141,7 +142,7 @@ def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str,
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
-        while wait:
+        while True:
             try:
                 if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
                     break
