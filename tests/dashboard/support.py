@@ -153,13 +153,18 @@ def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str,
             time.sleep(0.3)
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server this test started, by its PID: politely, then for good after 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextlib.contextmanager

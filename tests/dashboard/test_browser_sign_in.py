@@ -14,7 +14,7 @@ import pytest
 
 from components.records import RecordStore
 from dashboard.access import parse_actor
-from tests.dashboard.support import chromium, dashboard_server, free_port
+from tests.dashboard.support import chromium, dashboard_server, free_port, stop
 from tests.support import CSDI, seeded_model
 
 pytestmark = pytest.mark.browser
@@ -47,12 +47,7 @@ def provider(tmp_path_factory) -> Iterator[str]:
                 time.sleep(0.2)
         yield issuer
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
