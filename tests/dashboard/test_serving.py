@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard.support import chromium, dashboard_server
+from tests.dashboard.support import chromium, dashboard_server, free_port, stop
 from tests.support import ROOT
 
 pytestmark = pytest.mark.browser
@@ -83,3 +84,30 @@ def test_on_all_interfaces_without_sign_in_it_refuses_and_stops(tmp_path: Path) 
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert process.poll() is not None, "the server kept listening after refusing"
+
+
+def test_the_dashboard_command_applies_the_checkout_settings_from_any_folder(tmp_path: Path) -> None:
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CATARACT_CAM_")}
+    environ.update(CATARACT_CAM_DATA=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
+    log = (tmp_path / "cli.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "components", "dashboard", "--port", str(port)],
+                               cwd=tmp_path, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, (tmp_path / "cli.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
+            time.sleep(0.3)
+        # config.toml of the checkout is in force: the Host allow-list refuses a foreign name.
+        assert _websocket_status(url, f"attacker.example:{port}") == "HTTP/1.1 403 Forbidden"
+        assert _websocket_status(url, f"127.0.0.1:{port}") == "HTTP/1.1 101 Switching Protocols"
+    finally:
+        stop(process)
+        log.close()
