@@ -22,13 +22,17 @@ __all__ = [
     "MODALITIES",
     "MODALITY_LABELS",
     "NOT_FOUND",
+    "NO_SIGN_IN_NOTICE",
     "OFF_BORDER",
     "OFF_SKIN",
     "ON_LENS",
     "PARTLY",
     "REVIEW_STATUS_LABELS",
+    "ROLES",
+    "ROLE_LABELS",
     "SEXES",
     "SEX_LABELS",
+    "UNAUTHENTICATED",
     "VERDICTS",
     "VERDICT_LABELS",
     "WORKLIST_STATUSES",
@@ -171,3 +175,18 @@ REVIEW_STATUS_LABELS: Final[Mapping[str, str]] = {
 }
 """Where an eye's review stands: none yet, a draft, or signed."""
 WORKLIST_STATUSES: Final = tuple(REVIEW_STATUS_LABELS)
+
+
+# --- who may do what (appended for sign-in) ----------------------------------------------------
+
+ROLES: Final = ("clinician", "viewer", "admin")
+"""Roles a signed-in person holds: a clinician reviews and signs, a viewer reads, an admin manages models and users."""
+ROLE_LABELS: Final[Mapping[str, str]] = {"clinician": "Clinician", "viewer": "Viewer", "admin": "Administrator"}
+"""Each role as the screen shows it."""
+UNAUTHENTICATED: Final = "unauthenticated"
+"""The mark a review and a report carry when the dashboard ran without sign-in."""
+NO_SIGN_IN_NOTICE: Final = (
+    "This dashboard runs without sign-in, for one person on this computer: names are typed, not verified, "
+    "and reviews are marked unauthenticated."
+)
+"""What every page says when no identity provider is configured."""

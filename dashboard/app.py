@@ -1,4 +1,4 @@
-"""The clinician dashboard's entry point: page navigation and the resources every page shares."""
+"""The clinician dashboard's entry point: the sign-in gate, page navigation and the resources every page shares."""
 
 from __future__ import annotations
 
@@ -16,9 +16,20 @@ import streamlit as st  # noqa: E402
 from components.screening import FINAL_DECISION  # noqa: E402
 from dashboard import state  # noqa: E402
 from dashboard.present import model_title  # noqa: E402
+from dashboard.widgets.identity import identity_sidebar_ui, no_role_ui, refuse_ui, sign_in_ui  # noqa: E402
 
 st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
 state.keep_settings()
+
+# Nothing below this gate runs for a visitor who may not see patient data.
+refusal = state.bind_refusal()
+if refusal is not None:
+    refuse_ui(refusal)
+if state.auth_configured() and not state.signed_in():
+    sign_in_ui()
+person = state.person()
+if not person.may("read"):
+    no_role_ui(person)
 
 navigation = st.navigation(
     [
@@ -33,13 +44,7 @@ navigation = st.navigation(
 )
 
 with st.sidebar:
-    st.text_input(
-        "Your name",
-        key="reviewer",
-        max_chars=128,
-        placeholder="Reviewing clinician",
-        help="Signs your reviews and names you in the audit trail.",
-    )
+    identity_sidebar_ui(person)
     clf, _problem = state.classifier()
     st.caption(f"Model: {model_title(clf)}" if clf is not None else "Model: none loaded")
     st.caption(f"Decision support, not a diagnosis. {FINAL_DECISION}")

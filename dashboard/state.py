@@ -15,6 +15,7 @@ from components.gradcam import Explanation
 from components.records import DB_URL_ENV, PatientRecord, RecordStore, data_dir
 from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
 from components.vocabulary import DEMO_WARNING
+from dashboard import access
 from dashboard.runs import Look
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
 
@@ -54,10 +55,46 @@ def keep_settings() -> None:
         st.session_state.setdefault(key, default)
 
 
+def _secrets_section(name: str) -> Any:
+    try:
+        return st.secrets.get(name)
+    except FileNotFoundError:  # no secrets file at all: no sign-in configured
+        return None
+
+
+def auth_configured() -> bool:
+    """Whether ``.streamlit/secrets.toml`` has an ``[auth]`` section, so that everyone must sign in."""
+    return bool(_secrets_section("auth"))
+
+
+def bind_refusal() -> str | None:
+    """Why this server must not serve (bound beyond this computer without sign-in), or None."""
+    return access.bind_refusal(st.get_option("server.address"), auth_configured=auth_configured(),
+                               environ=os.environ)
+
+
+def signed_in() -> bool:
+    """Whether an identity provider has signed this browser in (``st.user``)."""
+    return bool(st.user.get("is_logged_in", False))
+
+
+def person() -> access.Person:
+    """This session's person: the signed-in identity with its roles, or the typed name without sign-in.
+
+    Raises:
+        ValueError: sign-in is configured and the identity provider's token lacks an issuer or subject.
+    """
+    if not auth_configured():
+        return access.local_person(str(st.session_state.get("reviewer", "")))
+    if not signed_in():
+        return access.Person(name="", issuer=None, subject=None, roles=frozenset())
+    settings = access.AccessSettings.from_mapping(_secrets_section("access"))
+    return access.person_from_claims(st.user.to_dict(), settings)
+
+
 def actor() -> str:
-    """Who the audit trail names for this session's actions."""
-    name = str(st.session_state.get("reviewer", "")).strip()
-    return name[:128] if name else "unnamed user"
+    """Who the audit trail names for this session's actions, and who signs its reviews."""
+    return access.actor_text(person())
 
 
 def open_patient(store: RecordStore, pseudo_id: str) -> PatientRecord:

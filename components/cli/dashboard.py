@@ -10,7 +10,8 @@ from pathlib import Path
 
 from components.cli.common import Command, add_model_option
 
-APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "dashboard" / "app.py"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,8 +23,12 @@ def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.model:
         env["CATARACT_CAM_MODEL"] = str(Path(args.model).resolve())  # the app's start-up model
+    if env.get("CATARACT_CAM_DATA"):
+        env["CATARACT_CAM_DATA"] = str(Path(env["CATARACT_CAM_DATA"]).expanduser().resolve())
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
-    return subprocess.call(command, env=env)
+    # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in) applies
+    # wherever the command is typed; elsewhere the app would listen on every interface and refuse.
+    return subprocess.call(command, env=env, cwd=ROOT)
 
 
 COMMAND = Command("dashboard", "start the Streamlit dashboard", add_arguments, run)

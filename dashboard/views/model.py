@@ -11,4 +11,7 @@ clf = state.open_page("Model")
 if clf is not None:
     model_card_ui(clf)
 st.divider()
-load_checkpoint_ui()
+if state.person().may("manage_models"):
+    load_checkpoint_ui()
+else:
+    st.caption("Loading or switching the model is for administrators.")

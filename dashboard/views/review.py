@@ -15,6 +15,7 @@ QUICK = ""  # the patient choice that means "one photograph, not saved"
 
 clf = state.open_page("Review")
 store = state.store()
+may_review = state.person().may("review")  # viewers read; creating and adding is a clinician's
 
 patient_ids = [p.pseudo_id for p in store.list_patients()]
 if st.session_state["current_patient"] not in patient_ids:
@@ -24,12 +25,13 @@ upload_col, patient_col = st.columns([3, 2], gap="large")
 with patient_col:
     st.selectbox("Patient", [QUICK, *patient_ids], key="current_patient", persist_state="session",
                  format_func=lambda p: "Quick look: one photograph, not saved" if p == QUICK else p)
-    new_patient_ui(store)
+    if may_review:
+        new_patient_ui(store)
 current = st.session_state["current_patient"]
 with upload_col:
     if current == QUICK:
         quick_uploader_ui()
-    else:
+    elif may_review:
         add_photo_ui(store, current)
 
 if clf is None:

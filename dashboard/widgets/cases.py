@@ -80,7 +80,8 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
                                                   index=MODALITIES.index(case["modality"]),
                                                   key=f"quick_modality_{case['sha256'][:16]}")
         explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"])
-        save_quick_case_ui(store)
+        if state.person().may("review"):
+            save_quick_case_ui(store)
     if explanation is None or case["eye"] is None:
         if explanation is not None:
             st.caption("Choose the eye to export a report.")
@@ -141,7 +142,9 @@ def patient_case_ui(store: RecordStore, clf: Classifier | None,
 def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: list[rs.EyeReport],
               saved: bool) -> None:
     """The Export PDF report button; the PDF is built only when pressed, so moving a slider never builds one."""
-    reviewer = str(st.session_state.get("reviewer", "")).strip() or None
+    person = state.person()
+    # Without sign-in the typed name goes on the report marked unauthenticated; with it, the identity.
+    reviewer = state.actor() if person.name else None
     # Runs on a thread of its own when pressed: export_report makes no Streamlit calls.
     build = functools.partial(rs.export_report, store, patient, eyes, clf, reviewer=reviewer, saved=saved,
                               actor=state.actor())

@@ -19,15 +19,18 @@ def review_table_ui(review: ReviewRecord) -> None:
 
 def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, agrees: bool | None,
           finding: str | None, grade: str | None, notes: str, sign: bool) -> None:
-    reviewer = str(st.session_state.get("reviewer", "")).strip()
-    if not reviewer:
+    person = state.person()
+    if not person.may("review"):  # the form is not drawn for them; this guards a stale one
+        st.error("Only a clinician can save or sign a review.")
+        return
+    if not person.name:
         st.error("Enter your name in the sidebar before saving a review.")
         return
     if agrees is None or finding is None or grade is None:
         st.error("Choose whether you agree with the model, your finding and a grade.")
         return
     try:
-        saved = rs.save_review(store, exam.id, reviewer=reviewer, agrees=agrees, finding=finding, grade=grade,
+        saved = rs.save_review(store, exam.id, reviewer=state.actor(), agrees=agrees, finding=finding, grade=grade,
                                notes=notes, draft=draft, sign=sign)
     except RecordsError as error:
         st.error(sentence(error))
@@ -65,16 +68,23 @@ def review_panel_ui(store: RecordStore, exam: ExamRecord) -> ReviewRecord | None
     history = store.review_history(exam.id)
     latest = history[-1] if history else None
     st.markdown("**Clinician review**")
+    may_review = state.person().may("review")
     if latest is not None and latest.status == "signed":
         st.success(f"Signed review, version {latest.version}. It is locked; an amendment is saved "
                    "as a new version and this one is kept.", icon=":material/verified:")
         review_table_ui(latest)
-        with st.expander(f"Amend this review (saves version {latest.version + 1})"):
-            review_form_ui(store, exam, latest)
+        if may_review:
+            with st.expander(f"Amend this review (saves version {latest.version + 1})"):
+                review_form_ui(store, exam, latest)
     else:
         if latest is not None:
             st.info(f"Draft review, version {latest.version}: not signed yet.", icon=":material/edit_note:")
-        review_form_ui(store, exam, latest)
+            if not may_review:
+                review_table_ui(latest)
+        if may_review:
+            review_form_ui(store, exam, latest)
+    if not may_review:
+        st.caption("Reading only: reviewing and signing need the clinician role.")
     if len(history) > 1:
         with st.expander(f"Review history ({len(history)} versions)"):
             for version in reversed(history[:-1]):

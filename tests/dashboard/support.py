@@ -5,8 +5,17 @@ Fixtures live in ``conftest.py``; this module holds functions, classes and const
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,6 +29,7 @@ from tests.support import ROOT
 
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 120  # seconds per script run: a first model load on two shared cores is slow
+CHROMIUM = "/usr/bin/chromium"
 
 
 class RecordingMediaFileManager(MediaFileManager):
@@ -106,3 +116,66 @@ def pdf_of(at: AppTest) -> bytes:
 def download(at: AppTest, label: str) -> bytes:
     (button,) = [b for b in at.get("download_button") if b.proto.label == label]
     return RecordingMediaFileManager.latest.read(button.proto.url)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str, str] | None = None,
+                     args: Sequence[str] = (), port: int | None = None,
+                     ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`streamlit run dashboard/app.py` on a free port, logging to ``folder/server.log``; stopped by PID at the end."""
+    port = port or free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CATARACT_CAM_")}
+    environ.update({"CATARACT_CAM_DATA": str(folder / "data"), "PYTHONPATH": str(ROOT)}, **(env or {}))
+    log = (folder / "server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", address, *args],
+        cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None, (folder / "server.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
+            time.sleep(0.3)
+        yield url, process
+    finally:
+        stop(process)
+        log.close()
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """End a server this test started, by its PID: politely, then for good after 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Debian Chromium under Playwright, closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            yield browser
+        finally:
+            browser.close()

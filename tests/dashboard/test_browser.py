@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.dashboard.support import chromium, dashboard_server
 from tests.support import CSDI, ROOT, seeded_model
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "artifacts"
 VIEWPORT = {"width": 1440, "height": 2000}
 PANELS = '[data-testid="stImage"] img'
@@ -32,12 +28,6 @@ MEASURED = "DLY-OD.jpg"  # 2734 x 1822 JPEG
 # (different pixels, so different maps), made at test time.
 MORE = ["LZ-OD.jpg", "HAY1.jpg", "HAY2.jpg", "CGR1.jpg", "NL_022.png", "HJX1.jpg", "mirror:DLY-OD.jpg",
         "mirror:HJX1.jpg"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -63,35 +53,8 @@ def server(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     else:  # until the demo model ships, a seeded one of the same architecture
         model = folder / "test_b0.pt"
         save_checkpoint(model, seeded_model(0), class_names=("Cataract", "Normal"), card={"name": "test-b0"})
-    port = _free_port()
-    env = dict(os.environ, CATARACT_CAM_DATA=str(folder / "data"), CATARACT_CAM_MODEL=str(model))
-    env.pop("CATARACT_CAM_DB_URL", None)
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        assert process.poll() is None, (folder / "server.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
-        time.sleep(0.3)
-    try:
-        yield url, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+    with dashboard_server(folder, env={"CATARACT_CAM_MODEL": str(model)}) as running:
+        yield running
 
 
 def _srcs(page) -> list[str]:
@@ -131,71 +94,63 @@ def _upload(page, name: str, folder: Path) -> float:
 
 
 def test_review_in_a_real_browser(server, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     url, process = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, object] = {"image": MEASURED, "image_size": [2734, 1822]}
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
-            page.goto(url)
-            page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=60_000)
-            page.get_by_text("Drop an eye photograph above").wait_for(timeout=30_000)
-            page.screenshot(path=ARTIFACTS / "01_landing.png")
+    with chromium() as browser:
+        page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+        page.goto(url)
+        page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=60_000)
+        page.get_by_text("Drop an eye photograph above").wait_for(timeout=30_000)
+        page.screenshot(path=ARTIFACTS / "01_landing.png")
 
-            metrics["warm_up_upload_s"] = round(_upload(page, WARM_UP, tmp_path), 3)  # loads the model
-            metrics["upload_to_panels_s"] = round(_upload(page, MEASURED, tmp_path), 3)
-            assert page.get_by_text("Grad-CAM Heatmap").count() == 1
-            assert page.get_by_text("Prediction", exact=True).count() == 1
-            page.screenshot(path=ARTIFACTS / "02_quick_look.png")
+        metrics["warm_up_upload_s"] = round(_upload(page, WARM_UP, tmp_path), 3)  # loads the model
+        metrics["upload_to_panels_s"] = round(_upload(page, MEASURED, tmp_path), 3)
+        assert page.get_by_text("Grad-CAM Heatmap").count() == 1
+        assert page.get_by_text("Prediction", exact=True).count() == 1
+        page.screenshot(path=ARTIFACTS / "02_quick_look.png")
 
-            thumb = page.locator('[data-testid="stSlider"] input[type="range"]')
-            assert thumb.input_value() == "0.5"
-            slider_times = []
-            for _ in range(3):
-                old = _srcs(page)
-                thumb.focus()
-                start = time.perf_counter()
-                page.keyboard.press("ArrowRight")
-                _wait_panels(page, old, changed=(2,))  # only the overlay is redrawn
-                slider_times.append(time.perf_counter() - start)
-                assert _srcs(page)[:2] == old[:2]
-            assert thumb.input_value() == "0.65"
-            metrics["slider_to_overlay_s"] = [round(t, 3) for t in slider_times]
-            metrics["slider_to_overlay_median_s"] = round(statistics.median(slider_times), 3)
-
+        thumb = page.locator('[data-testid="stSlider"] input[type="range"]')
+        assert thumb.input_value() == "0.5"
+        slider_times = []
+        for _ in range(3):
             old = _srcs(page)
+            thumb.focus()
             start = time.perf_counter()
-            page.locator('[data-testid="stSelectbox"]').filter(has_text="Colormap").click()
-            page.get_by_role("option", name="viridis", exact=True).click()
-            _wait_panels(page, old, changed=(1, 2))
-            metrics["colormap_to_panels_s"] = round(time.perf_counter() - start, 3)
-            page.screenshot(path=ARTIFACTS / "03_slider_and_colormap.png")
+            page.keyboard.press("ArrowRight")
+            _wait_panels(page, old, changed=(2,))  # only the overlay is redrawn
+            slider_times.append(time.perf_counter() - start)
+            assert _srcs(page)[:2] == old[:2]
+        assert thumb.input_value() == "0.65"
+        metrics["slider_to_overlay_s"] = [round(t, 3) for t in slider_times]
+        metrics["slider_to_overlay_median_s"] = round(statistics.median(slider_times), 3)
 
-            with page.expect_download(timeout=60_000) as download:
-                page.get_by_role("button", name="Export PDF report").click()
-            pdf = Path(download.value.path()).read_bytes()
-            assert pdf.startswith(b"%PDF-")
-            assert download.value.suggested_filename.startswith("cataract_report_ANON-")
-            (ARTIFACTS / "report.pdf").write_bytes(pdf)
-            metrics["pdf_bytes"] = len(pdf)
+        old = _srcs(page)
+        start = time.perf_counter()
+        page.locator('[data-testid="stSelectbox"]').filter(has_text="Colormap").click()
+        page.get_by_role("option", name="viridis", exact=True).click()
+        _wait_panels(page, old, changed=(1, 2))
+        metrics["colormap_to_panels_s"] = round(time.perf_counter() - start, 3)
+        page.screenshot(path=ARTIFACTS / "03_slider_and_colormap.png")
 
-            for name in MORE:
-                _upload(page, name, tmp_path)
-            metrics["images_reviewed"] = 2 + len(MORE)
-            metrics["server_rss_mb"] = round(_rss_mb(process.pid), 1)
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Export PDF report").click()
+        pdf = Path(download.value.path()).read_bytes()
+        assert pdf.startswith(b"%PDF-")
+        assert download.value.suggested_filename.startswith("cataract_report_ANON-")
+        (ARTIFACTS / "report.pdf").write_bytes(pdf)
+        metrics["pdf_bytes"] = len(pdf)
 
-            for path, shot in (("worklist", "04_worklist.png"), ("model", "05_model.png")):
-                page.goto(f"{url}/{path}")
-                page.get_by_role("heading", name=path.capitalize()).wait_for(timeout=30_000)
-                page.wait_for_timeout(800)
-                page.screenshot(path=ARTIFACTS / shot)
-        finally:
-            browser.close()
+        for name in MORE:
+            _upload(page, name, tmp_path)
+        metrics["images_reviewed"] = 2 + len(MORE)
+        metrics["server_rss_mb"] = round(_rss_mb(process.pid), 1)
+
+        for path, shot in (("worklist", "04_worklist.png"), ("model", "05_model.png")):
+            page.goto(f"{url}/{path}")
+            page.get_by_role("heading", name=path.capitalize()).wait_for(timeout=30_000)
+            page.wait_for_timeout(800)
+            page.screenshot(path=ARTIFACTS / shot)
     (ARTIFACTS / "browser_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print("\nbrowser metrics:", json.dumps(metrics))
     # Timings are printed, not asserted: this machine's two cores are shared. Memory is not noisy.

@@ -1,0 +1,233 @@
+"""Who uses the dashboard and what they may do: roles, the actor the records name, where it may serve.
+
+Nothing here draws or imports Streamlit: ``dashboard.state`` reads the secrets and ``st.user`` and
+hands them to these functions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from components.vocabulary import ROLES, UNAUTHENTICATED
+
+__all__ = [
+    "ALLOW_NO_AUTH_ENV",
+    "PERMISSIONS",
+    "AccessSettings",
+    "Person",
+    "actor_text",
+    "bind_refusal",
+    "is_local_address",
+    "local_person",
+    "parse_actor",
+    "person_from_claims",
+]
+
+ALLOW_NO_AUTH_ENV: Final = "CATARACT_CAM_ALLOW_NO_AUTH"
+"""Set to 1 to serve beyond this computer without ``[auth]``: only behind a platform's own login."""
+
+PERMISSIONS: Final[Mapping[str, str]] = {
+    "read": "viewer",
+    "review": "clinician",  # create patients, add photographs, save and sign reviews
+    "manage_models": "admin",
+    "manage_users": "admin",
+}
+"""Each action and the role it needs; reading is open to every role."""
+
+_MAX_ACTOR: Final = 128  # the record store's limit on an actor or reviewer
+_DEFAULT_ROLE_CLAIM: Final = "roles"
+
+
+@dataclass(frozen=True)
+class AccessSettings:
+    """Where roles come from: a claim of the ID token (a dotted path) and an allow-list of subjects or emails."""
+
+    role_claim: str = _DEFAULT_ROLE_CLAIM
+    allow: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None) -> AccessSettings:
+        """Read the ``[access]`` section of the secrets: ``role_claim`` and ``[access.roles]`` role = [ids].
+
+        Raises:
+            TypeError: the section, the claim name or a list is of the wrong type.
+            ValueError: a role is not one of ``clinician``, ``viewer``, ``admin``, or the claim name is empty.
+        """
+        if section is None:
+            return cls()
+        if not isinstance(section, Mapping):
+            raise TypeError(f"the [access] section must be a table, got {type(section).__name__}")
+        claim = section.get("role_claim", _DEFAULT_ROLE_CLAIM)
+        if not isinstance(claim, str):
+            raise TypeError(f"access.role_claim must be text, got {type(claim).__name__}")
+        if not claim.strip():
+            raise ValueError("access.role_claim must name a claim, such as 'roles' or 'realm_access.roles'")
+        lists = section.get("roles", {})
+        if not isinstance(lists, Mapping):
+            raise TypeError(f"[access.roles] must be a table of role = [ids], got {type(lists).__name__}")
+        allow: dict[str, frozenset[str]] = {}
+        for role, ids in lists.items():
+            if role not in ROLES:
+                raise ValueError(f"[access.roles] names the role {role!r}; expected one of {', '.join(ROLES)}")
+            if not isinstance(ids, list | tuple) or not all(isinstance(i, str) for i in ids):
+                raise TypeError(f"access.roles.{role} must be a list of subjects or emails")
+            allow[role] = frozenset(i.strip().lower() for i in ids if i.strip())
+        return cls(role_claim=claim.strip(), allow=allow)
+
+
+@dataclass(frozen=True)
+class Person:
+    """The person using this session: signed in (issuer and subject) or, without sign-in, a typed name."""
+
+    name: str
+    issuer: str | None
+    subject: str | None
+    roles: frozenset[str]
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether an identity provider vouched for this person."""
+        return self.issuer is not None and self.subject is not None
+
+    def may(self, action: str) -> bool:
+        """Whether this person's roles allow ``action`` (a key of ``PERMISSIONS``).
+
+        Raises:
+            ValueError: ``action`` is not a known action.
+        """
+        if action not in PERMISSIONS:
+            raise ValueError(f"unknown action {action!r}; expected one of {', '.join(PERMISSIONS)}")
+        if action == "read":
+            return bool(self.roles)
+        return PERMISSIONS[action] in self.roles
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _claimed_roles(value: Any) -> set[str]:
+    # Providers send roles as a list, or as one text of names separated by spaces or commas.
+    if isinstance(value, str):
+        names = value.replace(",", " ").split()
+    elif isinstance(value, list | tuple):
+        names = [v for v in value if isinstance(v, str)]
+    else:
+        return set()
+    return {n.strip().lower() for n in names} & set(ROLES)
+
+
+def person_from_claims(claims: Mapping[str, Any], settings: AccessSettings) -> Person:
+    """The signed-in person of an ID token's claims (``st.user``), with roles from the claim and the allow-list.
+
+    Raises:
+        TypeError: ``claims`` is not a mapping or ``settings`` not ``AccessSettings``.
+        ValueError: the claims lack the issuer (``iss``) or the subject (``sub``).
+    """
+    if not isinstance(claims, Mapping):
+        raise TypeError(f"claims must be a mapping, got {type(claims).__name__}")
+    if not isinstance(settings, AccessSettings):
+        raise TypeError(f"settings must be AccessSettings, got {type(settings).__name__}")
+    issuer, subject = claims.get("iss"), claims.get("sub")
+    if not isinstance(issuer, str) or not issuer or not isinstance(subject, str) or not subject:
+        raise ValueError("the identity provider's token names no issuer (iss) or no subject (sub)")
+    email = claims.get("email") if isinstance(claims.get("email"), str) else None
+    ids = {subject.lower(), f"{issuer}|{subject}".lower()} | ({email.lower()} if email else set())
+    roles = _claimed_roles(_claim(claims, settings.role_claim))
+    roles |= {role for role, allowed in settings.allow.items() if ids & allowed}
+    name = next((str(claims[k]).strip() for k in ("name", "preferred_username", "email")
+                 if isinstance(claims.get(k), str) and str(claims[k]).strip()), subject)
+    return Person(name=name, issuer=issuer, subject=subject, roles=frozenset(roles))
+
+
+def local_person(typed_name: object) -> Person:
+    """The one user of a dashboard without sign-in on this computer: every role, a typed (unverified) name.
+
+    Raises:
+        TypeError: ``typed_name`` is not text.
+    """
+    if not isinstance(typed_name, str):
+        raise TypeError(f"the typed name must be text, got {type(typed_name).__name__}")
+    return Person(name=" ".join(typed_name.split()), issuer=None, subject=None, roles=frozenset(ROLES))
+
+
+def actor_text(person: Person) -> str:
+    """How the records name ``person`` as actor and reviewer: ``name <issuer|subject>`` or ``name (unauthenticated)``.
+
+    The one place that turns a person into the store's text; the store's own identities replace it.
+
+    Raises:
+        TypeError: ``person`` is not a ``Person``.
+        ValueError: the issuer and subject alone are too long for the store's 128 characters.
+    """
+    if not isinstance(person, Person):
+        raise TypeError(f"expected a Person, got {type(person).__name__}")
+    if not person.authenticated:
+        suffix = f" ({UNAUTHENTICATED})"
+        return (person.name or "unnamed user")[: _MAX_ACTOR - len(suffix)].rstrip() + suffix
+    identity = f" <{person.issuer}|{person.subject}>"
+    room = _MAX_ACTOR - len(identity)
+    if room < 1:
+        raise ValueError("this identity's issuer and subject are too long for the record store")
+    return person.name.replace("<", "(").replace(">", ")")[:room].rstrip() + identity
+
+
+def parse_actor(text: str) -> tuple[str, str | None, str | None]:
+    """Split what ``actor_text`` wrote back into (name, issuer, subject); issuer and subject are None when unsigned.
+
+    Raises:
+        TypeError: ``text`` is not text.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"expected text, got {type(text).__name__}")
+    if text.endswith(">") and " <" in text:
+        name, _, identity = text[:-1].rpartition(" <")
+        issuer, sep, subject = identity.rpartition("|")
+        if sep and issuer and subject:
+            return name, issuer, subject
+    return text, None, None
+
+
+def is_local_address(address: str | None) -> bool:
+    """Whether the server's bind address reaches only this computer (a loopback address or a Unix socket).
+
+    Raises:
+        TypeError: ``address`` is neither text nor None.
+    """
+    if address is None:
+        return False  # unset: all interfaces
+    if not isinstance(address, str):
+        raise TypeError(f"the address must be text, got {type(address).__name__}")
+    address = address.strip().strip("[]")
+    if address.startswith("unix://") or address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def bind_refusal(address: str | None, *, auth_configured: bool, environ: Mapping[str, str]) -> str | None:
+    """Why the dashboard must not serve on ``address``, or None when it may.
+
+    Without ``[auth]`` it serves this computer only, unless ``CATARACT_CAM_ALLOW_NO_AUTH=1`` says that a
+    platform's login stands in front.
+
+    Raises:
+        TypeError: ``environ`` is not a mapping.
+    """
+    if not isinstance(environ, Mapping):
+        raise TypeError(f"environ must be a mapping, got {type(environ).__name__}")
+    if auth_configured or is_local_address(address) or environ.get(ALLOW_NO_AUTH_ENV, "") == "1":
+        return None
+    return (f"This dashboard refuses to serve patient data on {address or 'all interfaces'} without sign-in. "
+            "Configure [auth] in .streamlit/secrets.toml (see .streamlit/secrets.example.toml), bind to 127.0.0.1, "
+            f"or set {ALLOW_NO_AUTH_ENV}=1 only when a platform's own login stands in front.")

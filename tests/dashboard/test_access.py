@@ -1,0 +1,127 @@
+"""Roles, the actor text the records keep, and where the dashboard may serve: dashboard.access without Streamlit."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashboard.access import (
+    ALLOW_NO_AUTH_ENV,
+    AccessSettings,
+    Person,
+    actor_text,
+    bind_refusal,
+    is_local_address,
+    local_person,
+    parse_actor,
+    person_from_claims,
+)
+
+ISSUER = "https://idp.example.org/realms/clinic"
+CLAIMS = {"iss": ISSUER, "sub": "f3c1-77", "name": "Dr Ada Example", "email": "Ada@Clinic.example"}
+
+
+def test_roles_come_from_the_configured_claim_as_a_list_or_text() -> None:
+    keycloak = AccessSettings.from_mapping({"role_claim": "realm_access.roles"})
+    nested = person_from_claims({**CLAIMS, "realm_access": {"roles": ["clinician", "offline_access"]}}, keycloak)
+    assert nested.roles == {"clinician"}  # names that are no role here are ignored
+    flat = person_from_claims({**CLAIMS, "roles": "viewer, Admin"}, AccessSettings())
+    assert flat.roles == {"viewer", "admin"}
+    assert person_from_claims(CLAIMS, AccessSettings()).roles == frozenset()
+
+
+def test_the_allow_list_matches_subject_issuer_and_subject_or_email() -> None:
+    settings = AccessSettings.from_mapping({"roles": {"clinician": ["ada@clinic.example"],
+                                                      "admin": [f"{ISSUER}|f3c1-77"], "viewer": ["someone-else"]}})
+    person = person_from_claims(CLAIMS, settings)
+    assert person.roles == {"clinician", "admin"}
+    assert (person.name, person.issuer, person.subject) == ("Dr Ada Example", ISSUER, "f3c1-77")
+    assert person.authenticated
+
+
+def test_permissions_follow_roles() -> None:
+    viewer = Person("V", ISSUER, "v", frozenset({"viewer"}))
+    clinician = Person("C", ISSUER, "c", frozenset({"clinician"}))
+    admin = Person("A", ISSUER, "a", frozenset({"admin"}))
+    assert [p.may("read") for p in (viewer, clinician, admin)] == [True, True, True]
+    assert [p.may("review") for p in (viewer, clinician, admin)] == [False, True, False]
+    assert [p.may("manage_models") for p in (viewer, clinician, admin)] == [False, False, True]
+    assert not Person("N", ISSUER, "n", frozenset()).may("read")
+    with pytest.raises(ValueError, match="unknown action"):
+        viewer.may("delete")
+
+
+def test_actor_text_names_the_identity_and_reads_back() -> None:
+    person = person_from_claims(CLAIMS, AccessSettings())
+    text = actor_text(person)
+    assert text == f"Dr Ada Example <{ISSUER}|f3c1-77>"
+    assert parse_actor(text) == ("Dr Ada Example", ISSUER, "f3c1-77")
+    # A long display name is shortened, never the identity; angle brackets cannot forge one.
+    long = Person("Dr <x|y> " + "A" * 200, ISSUER, "f3c1-77", frozenset())
+    shortened = actor_text(long)
+    assert len(shortened) == 128
+    assert parse_actor(shortened)[1:] == (ISSUER, "f3c1-77")
+    assert parse_actor(shortened)[0].startswith("Dr (x|y) AAA")
+    with pytest.raises(ValueError, match="too long"):
+        actor_text(Person("X", "https://" + "i" * 120, "s", frozenset()))
+
+
+def test_without_sign_in_the_typed_name_is_marked_unauthenticated() -> None:
+    person = local_person("  Dr   Bea  ")
+    assert not person.authenticated
+    assert person.may("review")
+    assert person.may("manage_models")
+    assert actor_text(person) == "Dr Bea (unauthenticated)"
+    assert actor_text(local_person("")) == "unnamed user (unauthenticated)"
+    assert parse_actor("Dr Bea (unauthenticated)") == ("Dr Bea (unauthenticated)", None, None)
+    with pytest.raises(TypeError):
+        local_person(None)
+
+
+@pytest.mark.parametrize(("address", "local"), [
+    ("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True), ("::1", True), ("[::1]", True),
+    ("unix:///run/app.sock", True), ("0.0.0.0", False), ("::", False), ("192.168.1.10", False),
+    ("clinic.example.org", False), (None, False), ("", False),
+])
+def test_local_addresses(address, local) -> None:
+    assert is_local_address(address) is local
+
+
+def test_serving_beyond_this_computer_needs_sign_in_or_a_deliberate_override() -> None:
+    refusal = bind_refusal("0.0.0.0", auth_configured=False, environ={})
+    assert refusal is not None
+    assert "0.0.0.0" in refusal
+    assert ALLOW_NO_AUTH_ENV in refusal
+    assert bind_refusal(None, auth_configured=False, environ={}) is not None
+    assert bind_refusal("0.0.0.0", auth_configured=False, environ={ALLOW_NO_AUTH_ENV: "true"}) is not None
+    assert bind_refusal("0.0.0.0", auth_configured=False, environ={ALLOW_NO_AUTH_ENV: "1"}) is None
+    assert bind_refusal("0.0.0.0", auth_configured=True, environ={}) is None
+    assert bind_refusal("127.0.0.1", auth_configured=False, environ={}) is None
+
+
+def test_bad_settings_and_claims_are_refused_with_the_right_error() -> None:
+    with pytest.raises(ValueError, match="surgeon"):
+        AccessSettings.from_mapping({"roles": {"surgeon": ["x"]}})
+    with pytest.raises(TypeError, match="list"):
+        AccessSettings.from_mapping({"roles": {"viewer": "x"}})
+    with pytest.raises(TypeError):
+        AccessSettings.from_mapping({"role_claim": 3})
+    with pytest.raises(ValueError, match="claim"):
+        AccessSettings.from_mapping({"role_claim": " "})
+    with pytest.raises(ValueError, match="issuer"):
+        person_from_claims({"sub": "x"}, AccessSettings())
+    with pytest.raises(TypeError):
+        person_from_claims(CLAIMS, {})  # type: ignore[arg-type]
+
+
+def test_the_example_secrets_file_is_valid() -> None:
+    import tomllib
+
+    from tests.support import ROOT
+
+    example = tomllib.loads((ROOT / ".streamlit" / "secrets.example.toml").read_text())
+    assert set(example["auth"]) == {"redirect_uri", "cookie_secret", "client_id", "client_secret",
+                                    "server_metadata_url"}
+    settings = AccessSettings.from_mapping(example["access"])
+    assert settings.role_claim == "roles"
+    person = person_from_claims({"iss": ISSUER, "sub": "x1", "email": "Ada.Lovelace@clinic.example"}, settings)
+    assert person.roles == {"clinician"}
