@@ -205,11 +205,12 @@ def vary(image: np.ndarray, masks: Mapping[str, np.ndarray], seed: int, *,
     border = BORDERS[int(rng.integers(0, len(BORDERS)))]
     applied: dict[str, Any] = {}
     # 0/255 uint8 whatever came in (bool or 0/1), so nearest-neighbour warps and resizes apply.
-    current = {k: np.where(np.asarray(v) > 0, 255, 0).astype(np.uint8) for k, v in masks.items()}
+    current: dict[str, np.ndarray] = {k: np.where(np.asarray(v) > 0, 255, 0).astype(np.uint8)
+                                      for k, v in masks.items()}
     f = _photometric_eye(rng, image, current, chosen, applied)
     if "lids" in chosen:
         _lids(rng, f, current, applied)
-    img = np.clip(f + 0.5, 0, 255).astype(np.uint8)
+    img: np.ndarray = np.clip(f + 0.5, 0, 255).astype(np.uint8)
     img, current = _geometry(rng, img, current, chosen, border, applied)
     if "text" in chosen:
         img = _text(rng, img, applied)
@@ -223,7 +224,8 @@ def vary(image: np.ndarray, masks: Mapping[str, np.ndarray], seed: int, *,
     if "jpeg" in chosen:
         quality = int(rng.integers(15, 80))
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            img = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        if decoded is not None:
+            img = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
         applied["jpeg"] = {"quality": quality}
     return Varied(image=np.ascontiguousarray(img), masks=current, applied=applied)
