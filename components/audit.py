@@ -33,9 +33,9 @@ from components.faithfulness import lens_test
 from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
+from components.outline import draw_region
 from components.overlay import blend, font, resize_map, three_panel
-from components.vocabulary import DEMO_WARNING
-from models.classifier import POSITIVE_CLASS
+from components.vocabulary import DEMO_WARNING, NOT_ON_LENS
 
 __all__ = [
     "FLAGS",
@@ -65,8 +65,9 @@ FLAG_OFF_LENS = "attention off lens"
 FLAG_UNGRADABLE = "ungradable or unreadable"
 # A cataract call that stands after the found lens is painted clear (faithfulness.lens_test): the
 # model reads something other than the lens, whatever its map shows.
-FLAG_NOT_ON_LENS = "does not rest on the lens"
+FLAG_NOT_ON_LENS = NOT_ON_LENS
 FLAGS = (FLAG_SUSPECT, FLAG_OFF_LENS, FLAG_UNGRADABLE, FLAG_NOT_ON_LENS)
+_POSITIVE_CLASS = "Cataract"  # the class the cleared-lens test applies to
 
 # A label is suspect when the model gives it at most this probability, i.e. the model is at
 # least 80% sure of another class. On the synthetic flipped-label experiment
@@ -194,13 +195,14 @@ def audit(classifier: ClassifierLike, images: Sequence[LabelledImage], *, modali
             row.flags.append(FLAG_OFF_LENS)
         if result.verdict == attention.NOT_FOUND:
             row.flags.append(FLAG_UNGRADABLE)
-        if row.prediction == POSITIVE_CLASS and result.region.found and result.modality == "external":
-            cleared = lens_test(classifier, image, result.region.mask, target=POSITIVE_CLASS).clear_lens_probability
+        if row.prediction == _POSITIVE_CLASS and result.region.found and result.modality == "external":
+            cleared = lens_test(classifier, image, result.region.mask, target=_POSITIVE_CLASS).clear_lens_probability
             row.figures["clear_lens_probability"] = round(float(cleared), 6)
             if cleared >= float(getattr(classifier, "threshold", 0.5)):
                 row.flags.append(FLAG_NOT_ON_LENS)
         if row.flags:  # pictures only for the gallery's flagged images
-            row.panel = three_panel(image, ex.cam, alpha=alpha, colormap=colormap,
+            # The region the check used is outlined, so a finder that got it wrong shows.
+            row.panel = three_panel(draw_region(image, result.region.as_dict()), ex.cam, alpha=alpha, colormap=colormap,
                                     caption=_row_caption(row, ex), max_side=GALLERY_PANEL_SIDE)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam-audit") as pool:

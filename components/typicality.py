@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from models.classifier import Classifier
+from components.vocabulary import TYPICALITY_NOT_AVAILABLE, UNLIKE_TRAINING_WARNING
 
 __all__ = [
     "DEEP_LAYERS",
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 TYPICALITY_FORMAT = "cataract-cam-typicality/1"
-NOT_AVAILABLE = "not available"
+NOT_AVAILABLE = TYPICALITY_NOT_AVAILABLE
 # features.1-3 hold colour and texture at high resolution. Deeper layers were tried on the demo
 # model (400 reference, 150 held-out and 150 test synthetic eyes, generator 1.1): from features.4
 # on, 5-8% of the test eyes landed beyond the held-out 95th percentile and a few at 15-30 times
@@ -205,18 +205,18 @@ def input_cues(pixels: np.ndarray, original_size: tuple[int, int]) -> np.ndarray
 
 
 def _check_classifier(classifier: Any) -> None:
-    if not isinstance(classifier, Classifier):
-        raise TypeError(f"Expected a models.Classifier, got {type(classifier).__name__}.")
-    if not hasattr(classifier.model, "features") or not hasattr(classifier.model, "avgpool"):
-        raise ValueError("Typicality needs an EfficientNet-style model with .features and .avgpool.")
+    if not all(hasattr(classifier, a) for a in ("model", "preprocess", "mean", "std", "input_size")):
+        raise TypeError(f"Expected a classifier (models.Classifier or alike), got {type(classifier).__name__}.")
+    if not hasattr(classifier.model, "features"):
+        raise ValueError("Typicality needs an EfficientNet-style model with .features.")
 
 
-def extract_features(classifier: Classifier, images: Sequence[np.ndarray], *, batch_size: int = 16
+def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16
                      ) -> dict[str, np.ndarray]:
     """Pooled activations at ``DEEP_LAYERS`` (``features.<i>``) and the input cues, one row per image.
 
     Raises:
-        TypeError: not a Classifier, or an image is not a numpy array.
+        TypeError: not a classifier, or an image is not a numpy array.
         ValueError: the model has no ``features``, or an image is not RGB uint8.
     """
     _check_classifier(classifier)
@@ -234,7 +234,7 @@ def extract_features(classifier: Classifier, images: Sequence[np.ndarray], *, ba
             x = classifier.preprocess(chunk)
             pixels = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
             rows[CUES].extend(input_cues(p, im.shape[:2]) for p, im in zip(pixels, chunk, strict=True))
-            blocks: Sequence[torch.nn.Module] = classifier.model.features  # type: ignore[assignment]
+            blocks: Sequence[torch.nn.Module] = classifier.model.features
             for index, block in enumerate(blocks):
                 x = block(x)
                 if index in DEEP_LAYERS:
@@ -296,7 +296,7 @@ def conformal_threshold(scores: np.ndarray, rate: float) -> float:
     return float(ordered[min(rank, ordered.size) - 1])
 
 
-def fit_typicality(classifier: Classifier, reference: Sequence[np.ndarray], heldout: Sequence[np.ndarray], *,
+def fit_typicality(classifier: Any, reference: Sequence[np.ndarray], heldout: Sequence[np.ndarray], *,
                    labels: Sequence[int] | np.ndarray | None = None, rate: float = DEFAULT_RATE,
                    margin: float = 0.5, batch_size: int = 16) -> TypicalityStats:
     """Fit the statistics on reference photographs and set the threshold on held-out ones.
@@ -307,7 +307,7 @@ def fit_typicality(classifier: Classifier, reference: Sequence[np.ndarray], held
     percentile taken from a few hundred photographs.
 
     Raises:
-        TypeError: not a Classifier, or images that are not arrays.
+        TypeError: not a classifier, or images that are not arrays.
         ValueError: fewer than 8 reference or 8 held-out photographs, labels of another length,
             ``rate`` or ``margin`` outside (0, 1].
     """
@@ -432,30 +432,40 @@ class Typicality:
     threshold: float | None = None
     unusual_in: str | None = None  # the component where it is furthest from the training photographs
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: the score, the flag and the threshold, or ``"not available"`` for each."""
+        if not self.available or self.ood_score is None:
+            return {"ood_score": NOT_AVAILABLE, "unlike_training": NOT_AVAILABLE, "threshold": NOT_AVAILABLE}
+        return {"ood_score": round(self.ood_score, 6), "unlike_training": bool(self.unlike_training),
+                "threshold": None if self.threshold is None else round(self.threshold, 6),
+                "unusual_in": self.unusual_in}
+
+    def report_fields(self) -> dict[str, Any]:
+        """What the report prints: the sentence, and whether it is a warning."""
+        return {"text": self.text, "unlike_training": bool(self.unlike_training)}
+
     @property
     def text(self) -> str:
         """What a screen or a report says about it."""
         if not self.available or self.ood_score is None:
             return f"Typicality: {NOT_AVAILABLE} (this model carries no statistics of its training photographs)."
         if self.unlike_training:
-            return (f"Unlike the model's training photographs (score {self.ood_score:.3g}, threshold "
-                    f"{self.threshold:.3g}): its output may mean nothing for this photograph.")
+            return f"{UNLIKE_TRAINING_WARNING} (Typicality score {self.ood_score:.3g}, threshold {self.threshold:.3g}.)"
         return f"Like the model's training photographs (score {self.ood_score:.3g}, threshold {self.threshold:.3g})."
 
 
 _CACHE: dict[int, tuple[Any, TypicalityStats]] = {}
 
 
-def typicality_stats(classifier: Classifier) -> TypicalityStats | None:
+def typicality_stats(classifier: Any) -> TypicalityStats | None:
     """The classifier's statistics (from its checkpoint or its sidecar JSON), or None when it has none.
 
     Raises:
-        TypeError: not a Classifier.
+        TypeError: not a classifier.
         TypicalityError: statistics that are stored but malformed.
     """
-    if not isinstance(classifier, Classifier):
-        raise TypeError(f"Expected a models.Classifier, got {type(classifier).__name__}.")
-    payload = classifier.typicality
+    _check_classifier(classifier)
+    payload = getattr(classifier, "typicality", None)
     if not payload:
         return None
     cached = _CACHE.get(id(payload))
@@ -466,11 +476,11 @@ def typicality_stats(classifier: Classifier) -> TypicalityStats | None:
     return stats
 
 
-def assess(classifier: Classifier, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[Typicality]:
+def assess(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[Typicality]:
     """Typicality of each photograph under the classifier's statistics; "not available" without them.
 
     Raises:
-        TypeError: not a Classifier, or an image that is not an array.
+        TypeError: not a classifier, or an image that is not an array.
         ValueError: an image that is not RGB uint8.
         TypicalityError: stored statistics that are malformed.
     """

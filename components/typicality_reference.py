@@ -7,17 +7,14 @@ split the way ``train`` splits (by group when ``labels.csv`` names groups, seede
 them under ``"typicality"`` in the checkpoint's sidecar ``<checkpoint>.json``, which
 ``load_classifier`` reads.
 
-    python -m components.typicality_reference --model best_model.pt --reference DATA/
+    cataract-cam typicality --model best_model.pt --reference DATA/
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +23,10 @@ import numpy as np
 from components.files import atomic_write_bytes
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.typicality import DEFAULT_RATE, TypicalityStats, fit_typicality, stats_to_payload
-from models.classifier import CheckpointError, Classifier, load_classifier
-from models.train import TrainError, read_folder, split_samples
+from models.classifier import Classifier, load_classifier
+from models.training_data import TrainError, read_folder, split_samples
 
-__all__ = ["ReferenceSet", "compute_for_checkpoint", "main", "read_reference", "sidecar_path", "write_sidecar"]
+__all__ = ["ReferenceSet", "compute_for_checkpoint", "read_reference", "sidecar_path", "write_sidecar"]
 
 
 @dataclass
@@ -144,30 +141,3 @@ def compute_for_checkpoint(checkpoint: str | os.PathLike[str], reference: str | 
     stats.info.update(skipped=ref.skipped, split_seed=seed, heldout_fraction=heldout_fraction)
     write_sidecar(checkpoint, stats)
     return stats
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: compute and store a checkpoint's typicality statistics; 0 on success, 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="typicality", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model", required=True, help="the checkpoint (.pt/.pth); its sidecar JSON is updated")
-    parser.add_argument("--reference", required=True, help="a folder of the model's training photographs")
-    parser.add_argument("--heldout-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
-                        help="largest share of in-distribution photographs that may be flagged")
-    args = parser.parse_args(argv)
-    try:
-        stats = compute_for_checkpoint(args.model, args.reference, heldout_fraction=args.heldout_fraction,
-                                       seed=args.seed, rate=args.rate)
-    except (CheckpointError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    info = stats.info
-    print(f"typicality statistics from {info['reference_count']} photographs, threshold {stats.threshold:.4g} "
-          f"({info['heldout_flagged']:.1%} of {info['heldout_count']} held-out photographs flagged; "
-          f"{info['skipped']} unreadable skipped), written to {sidecar_path(args.model).name}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,8 @@ __all__ = [
     "MODALITIES",
     "MODALITY_LABELS",
     "NOT_FOUND",
+    "NOT_ON_LENS",
+    "NOT_ON_LENS_WARNING",
     "OFF_BORDER",
     "OFF_SKIN",
     "ON_LENS",
@@ -29,6 +31,9 @@ __all__ = [
     "REVIEW_STATUS_LABELS",
     "SEXES",
     "SEX_LABELS",
+    "TYPICALITY_NOT_AVAILABLE",
+    "UNLIKE_TRAINING",
+    "UNLIKE_TRAINING_WARNING",
     "VERDICTS",
     "VERDICT_LABELS",
     "WORKLIST_STATUSES",
@@ -171,3 +176,18 @@ REVIEW_STATUS_LABELS: Final[Mapping[str, str]] = {
 }
 """Where an eye's review stands: none yet, a draft, or signed."""
 WORKLIST_STATUSES: Final = tuple(REVIEW_STATUS_LABELS)
+
+
+# --- asking the model: the cleared-lens test and typicality -------------------------------------
+
+NOT_ON_LENS: Final = "does not rest on the lens"
+"""A cataract call that stands when the found lens is painted clear: the model reads something else."""
+NOT_ON_LENS_WARNING: Final = (
+    "The cataract call does not rest on the lens: it stands when the lens is painted clear, so the "
+    "model reads something else in this photograph, whatever its map shows.")
+UNLIKE_TRAINING: Final = "unlike training"
+"""A photograph whose typicality score lies above the model's threshold."""
+UNLIKE_TRAINING_WARNING: Final = (
+    "This photograph is unlike the photographs the model was trained on; its output may mean nothing here.")
+TYPICALITY_NOT_AVAILABLE: Final = "not available"
+"""What is shown for typicality when the model carries no statistics of its training photographs."""

@@ -141,7 +141,7 @@ def test_scores_come_from_the_features_of_each_image(tmp_path, images):
 
 
 def test_reference_folder_fills_the_sidecar_and_keeps_its_other_keys(tmp_path, images, capsys):
-    from components.typicality_reference import main
+    from components.cli import main
 
     path = tmp_path / "best_model.pth"
     save_checkpoint(path, seeded_model(4), class_names=("Cataract", "Normal"), input_size=64)
@@ -153,8 +153,8 @@ def test_reference_folder_fills_the_sidecar_and_keeps_its_other_keys(tmp_path, i
         noisy = np.clip(images[i % 8].astype(int) + rng.integers(-15, 15, images[0].shape), 0, 255).astype(np.uint8)
         (ref / f"eye_{i:02d}.png").write_bytes(_png(noisy))
     (ref / "broken.png").write_bytes(b"not an image")
-    assert main(["--model", str(path), "--reference", str(ref), "--heldout-fraction", "0.4"]) == 0
-    assert "1 unreadable skipped" in capsys.readouterr().out
+    assert main(["typicality", "--model", str(path), "--reference", str(ref), "--heldout-fraction", "0.4"]) == 0
+    assert "1 unreadable skipped" in capsys.readouterr().err
     card = json.loads((tmp_path / "best_model.json").read_text())
     assert card["name"] == "clinic model"
     clf = load_classifier(path)
@@ -169,7 +169,7 @@ def test_reference_folder_fills_the_sidecar_and_keeps_its_other_keys(tmp_path, i
     for i in range(5):
         (small / f"eye_{i}.png").write_bytes(_png(images[i]))
     before = (tmp_path / "best_model.json").read_bytes()
-    assert main(["--model", str(path), "--reference", str(small)]) == 2
+    assert main(["typicality", "--model", str(path), "--reference", str(small), "--json"]) == 2
     assert "at least 8" in capsys.readouterr().err
     assert (tmp_path / "best_model.json").read_bytes() == before
 

@@ -12,7 +12,18 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from components.cli import audit, batch, compare, dashboard, evaluate, explain, report, synth, train
+from components.cli import (
+    audit,
+    batch,
+    compare,
+    dashboard,
+    evaluate,
+    explain,
+    report,
+    synth,
+    train,
+    typicality,
+)
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
@@ -26,6 +37,7 @@ COMMANDS: tuple[Command, ...] = (
     evaluate.COMMAND,
     audit.COMMAND,
     compare.COMMAND,
+    typicality.COMMAND,
     dashboard.COMMAND,
 )
 
