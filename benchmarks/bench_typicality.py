@@ -30,6 +30,7 @@ from components.imaging import load_rgb  # noqa: E402
 from components.typicality import assess, typicality_stats  # noqa: E402
 from models import load_classifier  # noqa: E402
 from models.synthetic import render_eye  # noqa: E402
+from tests.support import non_eye_pictures  # noqa: E402
 
 CSDI = ROOT / "tests" / "data" / "csdi"  # real fundus photographs, CC BY 4.0: attribution in its README.md
 ADDED_MS_TARGET = 20.0
@@ -39,22 +40,6 @@ def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
     """Probability that a positive scores above a negative (ties count half)."""
     p, n = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
     return float((p > n).mean() + 0.5 * (p == n).mean())
-
-
-def others() -> list[np.ndarray]:
-    """matplotlib's sample photographs and three crops of each."""
-    import matplotlib
-
-    folder = Path(matplotlib.get_data_path()) / "sample_data"
-    out = []
-    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
-        image = load_rgb(folder / name)
-        h, w = image.shape[:2]
-        out.append(image)
-        for fy, fx in ((0.0, 0.0), (0.3, 0.2), (0.5, 0.5)):
-            y0, x0 = int(fy * h / 2), int(fx * w / 2)
-            out.append(np.ascontiguousarray(image[y0:y0 + h // 2, x0:x0 + w // 2]))
-    return out
 
 
 def bench_speed(images: list[np.ndarray], repeats: int) -> tuple[float, float]:
@@ -93,7 +78,7 @@ def main() -> int:
     synthetic = [render_eye(seed).image for seed in range(920_000, 920_000 + args.n)]
     fundus = [load_rgb(p) for p in sorted(CSDI.iterdir()) if p.suffix.lower() in (".jpg", ".png")]
     scores = {name: np.array([t.ood_score for t in assess(clf, imgs)])
-              for name, imgs in (("synthetic", synthetic), ("fundus", fundus), ("other", others()))}
+              for name, imgs in (("synthetic", synthetic), ("fundus", fundus), ("other", non_eye_pictures()))}
     print(f"Measured {date.today()} on {platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}; demo model, threshold {stats.threshold:.3g}\n")
     print("| photographs | n | flagged unlike training | AUROC vs synthetic |")

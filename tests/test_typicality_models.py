@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from components.imaging import decode_image, load_rgb
 from components.typicality import assess, typicality_stats
-from tests.support import CSDI
-
-# Ordinary photographs that are not eyes, shipped inside matplotlib (a runtime dependency).
-SAMPLE_PHOTOGRAPHS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+from tests.support import CSDI, non_eye_pictures
 
 
 def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
@@ -24,22 +19,6 @@ def auroc(positives: np.ndarray, negatives: np.ndarray) -> float:
 def test_auroc_by_hand():
     # 2 positives x 3 negatives = 6 pairs: 3 wins for 0.9, 1 win and 1 tie for 0.35 -> 4.5 / 6.
     assert auroc(np.array([0.9, 0.35]), np.array([0.1, 0.35, 0.6])) == pytest.approx(0.75)
-
-
-def non_eye_pictures() -> list[np.ndarray]:
-    """The sample photographs whole, and three crops of each: eight pictures that are not eyes."""
-    import matplotlib
-
-    folder = Path(matplotlib.get_data_path()) / "sample_data"
-    out = []
-    for name in SAMPLE_PHOTOGRAPHS:
-        image = load_rgb(folder / name)
-        h, w = image.shape[:2]
-        out.append(image)
-        for fy, fx in ((0.0, 0.0), (0.3, 0.2), (0.5, 0.5)):
-            y0, x0 = int(fy * h / 2), int(fx * w / 2)
-            out.append(np.ascontiguousarray(image[y0:y0 + h // 2, x0:x0 + w // 2]))
-    return out
 
 
 @pytest.fixture(scope="module")
