@@ -29,11 +29,13 @@ from PIL import Image
 
 from components import attention, lens
 from components.batch import explain_files, panel_caption
+from components.faithfulness import lens_test
 from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
+from components.outline import draw_region
 from components.overlay import blend, font, resize_map, three_panel
-from components.vocabulary import DEMO_WARNING
+from components.vocabulary import DEMO_WARNING, NOT_ON_LENS
 
 __all__ = [
     "FLAGS",
@@ -61,7 +63,11 @@ __all__ = [
 FLAG_SUSPECT = "suspect label"
 FLAG_OFF_LENS = "attention off lens"
 FLAG_UNGRADABLE = "ungradable or unreadable"
-FLAGS = (FLAG_SUSPECT, FLAG_OFF_LENS, FLAG_UNGRADABLE)
+# A cataract call that stands after the found lens is painted clear (faithfulness.lens_test): the
+# model reads something other than the lens, whatever its map shows.
+FLAG_NOT_ON_LENS = NOT_ON_LENS
+FLAGS = (FLAG_SUSPECT, FLAG_OFF_LENS, FLAG_UNGRADABLE, FLAG_NOT_ON_LENS)
+_POSITIVE_CLASS = "Cataract"  # the class the cleared-lens test applies to
 
 # A label is suspect when the model gives it at most this probability, i.e. the model is at
 # least 80% sure of another class. On the synthetic flipped-label experiment
@@ -189,8 +195,14 @@ def audit(classifier: ClassifierLike, images: Sequence[LabelledImage], *, modali
             row.flags.append(FLAG_OFF_LENS)
         if result.verdict == attention.NOT_FOUND:
             row.flags.append(FLAG_UNGRADABLE)
+        if row.prediction == _POSITIVE_CLASS and result.region.found and result.modality == "external":
+            cleared = lens_test(classifier, image, result.region.mask, target=_POSITIVE_CLASS).clear_lens_probability
+            row.figures["clear_lens_probability"] = round(float(cleared), 6)
+            if cleared >= float(getattr(classifier, "threshold", 0.5)):
+                row.flags.append(FLAG_NOT_ON_LENS)
         if row.flags:  # pictures only for the gallery's flagged images
-            row.panel = three_panel(image, ex.cam, alpha=alpha, colormap=colormap,
+            # The region the check used is outlined, so a finder that got it wrong shows.
+            row.panel = three_panel(draw_region(image, result.region.as_dict()), ex.cam, alpha=alpha, colormap=colormap,
                                     caption=_row_caption(row, ex), max_side=GALLERY_PANEL_SIDE)
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam-audit") as pool:
@@ -230,12 +242,16 @@ def summary(rows: Sequence[AuditRow]) -> dict[str, Any]:
     """The audit in the stable JSON shape: n, verdicts, on_lens_rate, suspect_labels, off_lens, lens_iou_median.
 
     ``on_lens_rate`` is over all images (unreadable ones count as not on the lens);
+    ``not_on_lens_rate`` is the share of the lens-tested cataract calls that survive a cleared
+    lens (None when none was tested);
     ``lens_iou_median`` is over the images with a pupil mask (a lens not found counts as 0), or
     None when there are none.
     """
     n = len(rows)
     verdicts = Counter(r.verdict or UNREADABLE for r in rows)
     ious = [float(r.figures["lens_iou"]) for r in rows if r.figures.get("lens_iou") is not None]
+    tested = [r for r in rows if r.figures.get("clear_lens_probability") is not None]
+    not_on_lens = [r.file for r in tested if FLAG_NOT_ON_LENS in r.flags]
     return {
         "n": n,
         "verdicts": {v: verdicts[v] for v in (*attention.VERDICTS, UNREADABLE) if verdicts[v]},
@@ -243,6 +259,9 @@ def summary(rows: Sequence[AuditRow]) -> dict[str, Any]:
         "suspect_labels": [r.file for r in rows if FLAG_SUSPECT in r.flags],
         "off_lens": [r.file for r in rows if FLAG_OFF_LENS in r.flags],
         "lens_iou_median": round(float(statistics.median(ious)), 4) if ious else None,
+        "lens_tested": len(tested),
+        "not_on_lens": not_on_lens,
+        "not_on_lens_rate": round(len(not_on_lens) / len(tested), 4) if tested else None,
     }
 
 
@@ -257,7 +276,7 @@ def ranked(rows: Iterable[AuditRow]) -> list[AuditRow]:
 
 CSV_FIELDS = ("file", "label", "prediction", "confidence", "label_probability", "verdict", "flags",
               "energy_in_lens", "energy_in_lens_zone", "peak_in_lens", "energy_in_border", "energy_on_skin",
-              "spread", "lens_confidence", "lens_iou", "error")
+              "spread", "lens_confidence", "lens_iou", "error", "clear_lens_probability")
 
 
 def write_csv(rows: Sequence[AuditRow], path: str | os.PathLike[str]) -> None:
@@ -270,7 +289,8 @@ def write_csv(rows: Sequence[AuditRow], path: str | os.PathLike[str]) -> None:
             "file": r.file, "label": r.label, "prediction": r.prediction or "",
             "confidence": "" if r.confidence is None else f"{r.confidence:.6f}",
             "label_probability": "" if r.label_probability is None else f"{r.label_probability:.6f}",
-            "verdict": r.verdict or "", "flags": "; ".join(r.flags), "error": r.error or ""}
+            "verdict": r.verdict or "", "flags": "; ".join(r.flags), "error": r.error or "",
+            "clear_lens_probability": r.figures.get("clear_lens_probability", "")}
         for key in CSV_FIELDS[7:15]:
             value = r.figures.get(key)
             record[key] = "" if value is None else (str(value).lower() if isinstance(value, bool) else f"{value}")
@@ -323,8 +343,10 @@ def write_gallery(rows: Sequence[AuditRow], path: str | os.PathLike[str], *, mod
                  f"<tr><td>Verdicts</td><td>{counts}</td></tr>"
                  f"<tr><td>Suspect labels</td><td>{len(stats['suspect_labels'])}</td></tr>"
                  f"<tr><td>Attention off lens</td><td>{len(stats['off_lens'])}</td></tr>"
+                 f"<tr><td>Cataract calls that do not rest on the lens</td><td>{len(stats['not_on_lens'])} of "
+                 f"{stats['lens_tested']} tested</td></tr>"
                  f"<tr><td>Flagged (shown below)</td><td>{len(flagged)}</td></tr></table>")
-    css = {FLAG_SUSPECT: "flag", FLAG_OFF_LENS: "flag off", FLAG_UNGRADABLE: "flag ungr"}
+    css = {FLAG_SUSPECT: "flag", FLAG_OFF_LENS: "flag off", FLAG_UNGRADABLE: "flag ungr", FLAG_NOT_ON_LENS: "flag off"}
     for r in flagged:
         badges = "".join(f'<span class="{css[f]}">{esc(f)}</span>' for f in r.flags)
         if r.panel is not None:

@@ -18,8 +18,11 @@ from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import three_panel
+from components.typicality import Typicality, assess
+from components.vocabulary import TYPICALITY_NOT_AVAILABLE
 
-__all__ = ["BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg", "write_summary"]
+__all__ = ["BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg", "typicality_columns",
+           "write_summary"]
 
 PANEL_MAX_SIDE = 1024
 
@@ -34,6 +37,7 @@ class BatchItem:
     panel_path: Path | None = None
     error: str | None = None
     original_size: tuple[int, int] | None = None
+    typicality: Typicality | None = None  # with explain_files(..., typicality=True)
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -90,17 +94,34 @@ def _take_decoded(pending: list[Future[tuple[np.ndarray, tuple[int, int]]] | Non
     return item
 
 
+def _explain_chunk(classifier: ClassifierLike, items: Sequence[BatchItem], targets: Sequence[Any], *, method: str,
+                   layer: str | None, batch_size: int, typicality: bool) -> None:
+    """Explain (and, if asked, assess) the decoded items of one chunk in place."""
+    ok = [i for i, item in enumerate(items) if item.image is not None]
+    images = [image for image in (items[i].image for i in ok) if image is not None]
+    if not images:
+        return
+    explanations = explain(classifier, images, method=method, layer=layer, target=[targets[i] for i in ok],
+                           batch_size=batch_size)
+    for i, ex in zip(ok, explanations, strict=True):
+        items[i].explanation = ex
+    if typicality:
+        for i, result in zip(ok, assess(classifier, images), strict=True):
+            items[i].typicality = result
+
+
 def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[str]], *,
                   out_dir: Path | None = None, method: str = "gradcam", target: Any = None,
                   layer: str | None = None, alpha: float = 0.5, colormap: str = "jet",
                   workers: int = 2, batch_size: int = 8, panel_max_side: int = PANEL_MAX_SIDE,
-                  keep_images: bool = False,
+                  keep_images: bool = False, typicality: bool = False,
                   progress: Callable[[int, int], None] | None = None) -> Iterator[BatchItem]:
     """Yield one :class:`BatchItem` per file, in input order.
 
     Decoding runs on ``workers`` threads ahead of the model (PIL and OpenCV release the GIL),
     JPEGs are decoded at the smallest DCT scale that still fills a panel, and panels are written
-    by the same threads. A file that cannot be read becomes an item with ``error`` set.
+    by the same threads. A file that cannot be read becomes an item with ``error`` set. With
+    ``typicality`` each item also says how unlike the model's training photographs it is.
     """
     paths = [Path(f) for f in files]
     targets = resolve_targets(classifier.class_names, target, len(paths))
@@ -129,13 +150,8 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
         for start in range(0, len(paths), batch_size):
             stop = min(start + batch_size, len(paths))
             items = [_take_decoded(pending, i, paths[i]) for i in range(start, stop)]
-            ok_index = [i for i, item in zip(range(start, stop), items, strict=True) if item.image is not None]
-            ok_images = [items[i - start].image for i in ok_index]
-            if ok_images:
-                explanations = explain(classifier, ok_images, method=method, layer=layer,
-                                       target=[targets[i] for i in ok_index], batch_size=batch_size)
-                for i, ex in zip(ok_index, explanations, strict=True):
-                    items[i - start].explanation = ex
+            _explain_chunk(classifier, items, targets[start:stop], method=method, layer=layer,
+                           batch_size=batch_size, typicality=typicality)
             writes: list[Future[BatchItem] | None] = []
             for i, item in zip(range(start, stop), items, strict=True):
                 if out_dir is not None and item.explanation is not None:
@@ -158,7 +174,16 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
 
 def summary_fields(class_names: Sequence[str]) -> list[str]:
     return (["file", "prediction", "confidence"] + [f"p_{c}" for c in class_names]
-            + ["target", "method", "layer", "panel", "error"])
+            + ["target", "method", "layer", "panel", "error", "ood_score", "unlike_training"])
+
+
+def typicality_columns(result: Typicality | None) -> dict[str, str]:
+    """``ood_score`` and ``unlike_training`` as summary.csv writes them ("not available" without statistics)."""
+    if result is None:
+        return {"ood_score": "", "unlike_training": ""}
+    if not result.available or result.ood_score is None:
+        return {"ood_score": TYPICALITY_NOT_AVAILABLE, "unlike_training": TYPICALITY_NOT_AVAILABLE}
+    return {"ood_score": f"{result.ood_score:.6f}", "unlike_training": str(bool(result.unlike_training)).lower()}
 
 
 def summary_row(item: BatchItem, class_names: Sequence[str]) -> dict[str, str]:
@@ -170,6 +195,7 @@ def summary_row(item: BatchItem, class_names: Sequence[str]) -> dict[str, str]:
                    method=ex.method, layer=ex.layer,
                    panel=str(item.panel_path) if item.panel_path else "")
         row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
+    row.update(typicality_columns(item.typicality))
     return row
 
 

@@ -27,6 +27,7 @@ from components.records import (
 )
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
 from components.screening import ScreeningDecision, decide
+from components.typicality import Typicality, assess
 from components.vocabulary import attention_modality
 
 __all__ = [
@@ -60,6 +61,7 @@ __all__ = [
     "save_photo",
     "save_review",
     "stored_report",
+    "typicality_for",
 ]
 
 DISPLAY_MAX_SIDE = 1024
@@ -282,6 +284,17 @@ def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet")
     return np.asarray(canvas)
 
 
+def typicality_for(cache: BoundedCache[tuple[str, str], Typicality], classifier: ClassifierLike,
+                   image: ReviewImage) -> Typicality:
+    """How unlike the model's training photographs ``image`` is (full-resolution pixels, as the model sees), cached."""
+    key = (image.sha256, str(getattr(classifier, "weights_sha256", "") or id(classifier)))
+    found = cache.get(key)
+    if found is None:
+        (found,) = assess(classifier, [image.full()])
+        cache.put(key, found)
+    return found
+
+
 def attention_for(image: np.ndarray, explanation: Explanation,
                   modality: str | None = None) -> dict[str, Any]:
     """The attention check's verdict, figures and region for one map (plain JSON).
@@ -352,7 +365,8 @@ def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | Non
                  exam: ExamRecord | None = None, modality: str | None = None,
                  exam_date: date | None = None, review: ReviewRecord | None = None,
                  colormap: str = "jet", alpha: float = 0.5,
-                 attention: Mapping[str, Any] | None = None) -> EyeFindings:
+                 attention: Mapping[str, Any] | None = None,
+                 typicality: Mapping[str, Any] | None = None) -> EyeFindings:
     """One eye's report input: the full-resolution photograph, the map and the review as shown on screen."""
     return EyeFindings(
         eye=exam.eye if exam is not None else eye,
@@ -364,6 +378,7 @@ def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | Non
         alpha=float(alpha),
         attention=attention_fields(attention),
         review=review_info(review),
+        typicality=typicality,
     )
 
 

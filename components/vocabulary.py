@@ -22,6 +22,8 @@ __all__ = [
     "MODALITIES",
     "MODALITY_LABELS",
     "NOT_FOUND",
+    "NOT_ON_LENS",
+    "NOT_ON_LENS_WARNING",
     "NO_SIGN_IN_NOTICE",
     "OFF_BORDER",
     "OFF_SKIN",
@@ -32,7 +34,10 @@ __all__ = [
     "ROLE_LABELS",
     "SEXES",
     "SEX_LABELS",
+    "TYPICALITY_NOT_AVAILABLE",
     "UNAUTHENTICATED",
+    "UNLIKE_TRAINING",
+    "UNLIKE_TRAINING_WARNING",
     "VERDICTS",
     "VERDICT_LABELS",
     "WORKLIST_STATUSES",
@@ -190,3 +195,18 @@ NO_SIGN_IN_NOTICE: Final = (
     "and reviews are marked unauthenticated."
 )
 """What every page says when no identity provider is configured."""
+
+
+# --- asking the model: the cleared-lens test and typicality -------------------------------------
+
+NOT_ON_LENS: Final = "does not rest on the lens"
+"""A cataract call that stands when the found lens is painted clear: the model reads something else."""
+NOT_ON_LENS_WARNING: Final = (
+    "The cataract call does not rest on the lens: it stands when the lens is painted clear, so the "
+    "model reads something else in this photograph, whatever its map shows.")
+UNLIKE_TRAINING: Final = "unlike training"
+"""A photograph whose typicality score lies above the model's threshold."""
+UNLIKE_TRAINING_WARNING: Final = (
+    "This photograph is unlike the photographs the model was trained on; its output may mean nothing here.")
+TYPICALITY_NOT_AVAILABLE: Final = "not available"
+"""What is shown for typicality when the model carries no statistics of its training photographs."""

@@ -324,6 +324,12 @@ def panel_cache() -> BoundedCache[tuple[MapKey, str, tuple[int, int]], tuple[byt
 
 
 @st.cache_resource(show_spinner=False)
+def typicality_cache() -> BoundedCache[tuple[str, str], Any]:
+    """Typicality (components.typicality.Typicality) per (image, model), shared by every session."""
+    return BoundedCache(MAP_CACHE_ENTRIES)
+
+
+@st.cache_resource(show_spinner=False)
 def image_cache() -> BoundedCache[str, ReviewImage]:
     """Photographs' display copies (and how to get the full one) per SHA-256, shared by every session."""
     return BoundedCache(IMAGE_CACHE_ENTRIES)

@@ -308,6 +308,8 @@ class Classifier:
     threshold: float = 0.5
     path: Path | None = None
     head: HeadSpec = field(default_factory=list)
+    # Statistics of the training photographs (components.typicality), as stored; None: none known.
+    typicality: dict[str, Any] | None = None
 
     @property
     def is_demo(self) -> bool:
@@ -419,6 +421,8 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
     n_out = last.out_features
     names = _class_names(meta, card, n_out, class_names)
     norm = meta.get("normalization") or card.get("normalization") or {}
+    # Statistics computed later for this checkpoint (sidecar) win over those stored at training.
+    typicality = card.pop("typicality", None) or meta.get("typicality")
     threshold = meta.get("threshold", card.get("threshold", 0.5))
     return Classifier(
         model=model,
@@ -432,6 +436,7 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
         threshold=float(threshold),
         path=path,
         head=spec,
+        typicality=dict(typicality) if isinstance(typicality, Mapping) else None,
     )
 
 
@@ -439,10 +444,11 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, class_nam
                     input_size: int = DEFAULT_INPUT_SIZE, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, head: HeadSpec | None = None,
                     threshold: float = 0.5, card: Mapping[str, Any] | None = None,
-                    **metadata: Any) -> str:
+                    typicality: Mapping[str, Any] | None = None, **metadata: Any) -> str:
     """Write the checkpoint format :func:`load_classifier` reads, atomically; returns its SHA-256.
 
-    Only tensors and plain data go in, so it loads with ``weights_only=True``.
+    Only tensors and plain data go in, so it loads with ``weights_only=True``; ``typicality`` is
+    ``components.typicality.stats_to_payload(stats, tensors=True)``.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = _strip_prefixes(state)
@@ -459,6 +465,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, class_nam
         "card": json.loads(json.dumps(dict(card or {}))),
         **json.loads(json.dumps(metadata)),
     }
+    if typicality is not None:
+        payload["typicality"] = dict(typicality)
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()

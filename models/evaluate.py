@@ -51,6 +51,7 @@ class Predictions:
     groups: list[str]
     pointing: np.ndarray | None = None  # bool per image with a mask
     energy: np.ndarray | None = None  # float per image with a mask
+    typicality: list[Any] | None = None  # components.typicality.Typicality per image
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,6 +201,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
 
     from components.gradcam import explain
     from components.imaging import decode_image
+    from components.typicality import assess
     from models.train import read_folder
 
     folder = read_folder(data)
@@ -212,6 +214,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
     if folder_positive is None:
         raise EvaluationError("The data folder has no cataract/ sub-folder; expected cataract/ and normal/.")
     files, positives, scores, grp, pointing, energy = [], [], [], [], [], []
+    typical: list[Any] = []
     samples = folder.samples
     mask_dir = folder.root / "masks"
     for start in range(0, len(samples), batch_size):
@@ -231,6 +234,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
                     energy.append(share)
         else:
             probs = list(classifier.predict_proba(images)[:, positive])
+        typical.extend(assess(classifier, images))
         for s, p in zip(chunk, probs, strict=True):
             files.append(s.file)
             positives.append(s.label == folder_positive)
@@ -240,7 +244,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
             progress(len(chunk))
     return Predictions(files=files, positives=np.array(positives, dtype=bool), scores=np.array(scores),
                        groups=grp, pointing=np.array(pointing, dtype=bool) if pointing else None,
-                       energy=np.array(energy) if energy else None)
+                       energy=np.array(energy) if energy else None, typicality=typical)
 
 
 # ------------------------------------------------------------------------------------------
@@ -336,6 +340,18 @@ def write_card(checkpoint: str | os.PathLike[str], card: dict[str, Any]) -> Path
     return path
 
 
+def typicality_summary(results: Sequence[Any]) -> dict[str, Any]:
+    """How many of the evaluated photographs are unlike the model's training photographs, or "not available"."""
+    from components.vocabulary import TYPICALITY_NOT_AVAILABLE
+
+    scores = [r.ood_score for r in results if r.available and r.ood_score is not None]
+    if not results or len(scores) < len(results):
+        return {"unlike_training": TYPICALITY_NOT_AVAILABLE, "unlike_training_rate": TYPICALITY_NOT_AVAILABLE}
+    flagged = sum(bool(r.unlike_training) for r in results)
+    return {"unlike_training": flagged, "unlike_training_rate": round(flagged / len(results), 4),
+            "median_ood_score": round(float(np.median(scores)), 6), "threshold": round(float(results[0].threshold), 6)}
+
+
 def evaluate(classifier: Any, data: str | os.PathLike[str], *, resamples: int = 1000, seed: int = 0,
              out_dir: str | os.PathLike[str] | None = None,
              progress: bool = False) -> tuple[dict[str, Any], Predictions]:
@@ -355,6 +371,7 @@ def evaluate(classifier: Any, data: str | os.PathLike[str], *, resamples: int = 
         if bar is not None:
             bar.close()
     result = summarise(pred, classifier.threshold, resamples=resamples, seed=seed)
+    result["typicality"] = typicality_summary(pred.typicality or [])
     if out_dir is not None:
         out = Path(out_dir)
         atomic_write_bytes(out / "evaluation.json", (json.dumps(result, indent=2) + "\n").encode("utf-8"))

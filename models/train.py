@@ -532,6 +532,23 @@ def _decoding_bars(progress: bool) -> Callable[[str], Callable[[Iterable[Any]], 
     return bar_factory
 
 
+def _typicality(clf: Classifier, train_set: DecodedSet, val_set: DecodedSet) -> tuple[dict[str, Any] | None, str]:
+    """Statistics of the training photographs' features, thresholded on the validation split, and a note.
+
+    Too few photographs give no statistics (the screen then says "not available"), never a guess.
+    """
+    from components.typicality import MIN_PHOTOGRAPHS, fit_typicality, stats_to_payload
+
+    if min(len(train_set.images), len(val_set.images)) < MIN_PHOTOGRAPHS:
+        return None, (f"not available: fewer than {MIN_PHOTOGRAPHS} training or validation photographs "
+                      "to fit and threshold them")
+    stats = fit_typicality(clf, train_set.images, val_set.images, labels=train_set.labels.numpy())
+    info = stats.info
+    return stats_to_payload(stats, tensors=True), (
+        f"stored in the checkpoint: fitted on {info['reference_count']} training photographs, threshold "
+        f"{stats.threshold:.4g} flags {info['heldout_flagged']:.1%} of {info['heldout_count']} validation photographs")
+
+
 def train(data: str | os.PathLike[str], out: str | os.PathLike[str], config: TrainConfig | None = None, *,
           val_data: str | os.PathLike[str] | None = None, resume: bool = False,
           card: dict[str, Any] | None = None, progress: bool = True) -> TrainResult:
@@ -565,8 +582,10 @@ def train(data: str | os.PathLike[str], out: str | os.PathLike[str], config: Tra
     clf.model = model.to(memory_format=torch.contiguous_format)
     training = _training_record(cfg, split, run, seconds, time.process_time() - cpu_started, init_card)
     full_card = {**_model_card(cfg, clf, temperature, threshold, training), **(card or {})}
+    typicality, full_card["typicality_statistics"] = _typicality(clf, stage.train_set, stage.val_set)
     sha = save_checkpoint(out, clf.model, class_names=split.folder.class_names, input_size=cfg.input_size,
-                          head=head, threshold=threshold, card=full_card, temperature=temperature)
+                          head=head, threshold=threshold, card=full_card, temperature=temperature,
+                          typicality=typicality)
     return TrainResult(checkpoint=out, sha256=sha, epochs_run=run.epoch, best_epoch=run.best_epoch,
                        best_val_loss=float(run.best_val_loss), temperature=temperature, threshold=threshold,
                        seconds=seconds, history=list(run.history), card=full_card)

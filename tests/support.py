@@ -142,3 +142,21 @@ class PostgresServer:
                 break
             time.sleep(0.1)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def non_eye_pictures() -> list[np.ndarray]:
+    """Ordinary photographs that are not eyes (shipped inside matplotlib), whole and three crops of each."""
+    import matplotlib
+
+    from components.imaging import load_rgb
+
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    out = []
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png"):
+        image = load_rgb(folder / name)
+        h, w = image.shape[:2]
+        out.append(image)
+        for fy, fx in ((0.0, 0.0), (0.3, 0.2), (0.5, 0.5)):
+            y0, x0 = int(fy * h / 2), int(fx * w / 2)
+            out.append(np.ascontiguousarray(image[y0:y0 + h // 2, x0:x0 + w // 2]))
+    return out

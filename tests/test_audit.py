@@ -82,6 +82,9 @@ def test_summary_shape_and_values_by_hand():
         "suspect_labels": ["b.jpg"],
         "off_lens": ["c.jpg"],
         "lens_iou_median": 0.7,
+        "lens_tested": 0,
+        "not_on_lens": [],
+        "not_on_lens_rate": None,
     }
     assert audit.summary([AuditRow("e.jpg", "x", verdict="diffuse")])["lens_iou_median"] is None
     ranked = audit.ranked(made)
@@ -166,7 +169,8 @@ def test_audit_command_json(classifier, labelled, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0
     doc = json.loads(captured.out)  # exactly one JSON document on stdout
-    assert list(doc) == ["n", "verdicts", "on_lens_rate", "suspect_labels", "off_lens", "lens_iou_median"]
+    assert list(doc) == ["n", "verdicts", "on_lens_rate", "suspect_labels", "off_lens", "lens_iou_median",
+                         "lens_tested", "not_on_lens", "not_on_lens_rate"]
     assert doc["n"] == 8
     assert sum(doc["verdicts"].values()) == 8
     assert (out / "audit.csv").is_file()

@@ -129,7 +129,9 @@ def test_json_output_has_exactly_the_issue_shape(tiny_folder: Path, tiny_checkpo
     assert code == 0
     doc = json.loads(stdout.getvalue())
     assert list(doc) == ["n", "threshold", "auc", "accuracy", "sensitivity", "specificity", "ppv", "npv", "ece",
-                         "confusion", "pointing_game", "energy_in_pupil_median"]
+                         "confusion", "pointing_game", "energy_in_pupil_median", "typicality"]
+    # A checkpoint saved without typicality statistics: "not available", never a number.
+    assert doc["typicality"] == {"unlike_training": "not available", "unlike_training_rate": "not available"}
     assert doc["n"] == 6
     assert isinstance(doc["n"], int)
     assert doc["threshold"] == 0.5

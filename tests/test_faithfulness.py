@@ -214,7 +214,8 @@ def test_lens_test_tells_a_lens_reader_from_a_corner_reader():
     corner_reader.model = RegionRed((slice(0, 4), slice(0, 4))).eval()
     on_lens = F.lens_test(lens_reader, image, lens, target="Cataract")
     assert on_lens.probability == pytest.approx(240 / 255, abs=0.01)
-    assert on_lens.clear_lens_probability == pytest.approx(60 / 255, abs=0.01)  # darkest colour in the image
+    # The image's darkest colour (60), capped at a clear pupil's level.
+    assert on_lens.clear_lens_probability == pytest.approx(F.CLEAR_PUPIL_LEVEL / 255, abs=0.01)
     corner = F.lens_test(corner_reader, image, lens, target="Cataract")
     assert corner.drop == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(F.FaithfulnessError, match="empty"):

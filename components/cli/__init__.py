@@ -25,6 +25,7 @@ from components.cli import (
     report,
     synth,
     train,
+    typicality,
 )
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
 
@@ -42,6 +43,7 @@ COMMANDS: tuple[Command, ...] = (
     pacs.PULL,
     pacs.SEND,
     export.COMMAND,
+    typicality.COMMAND,
     dashboard.COMMAND,
     records.COMMAND,
 )

@@ -40,6 +40,7 @@ def item_json(item: BatchItem) -> dict[str, Any]:
         "layer": ex.layer if ex else None,
         "panel": str(item.panel_path) if item.panel_path else None,
         "error": item.error,
+        **({"typicality": item.typicality.as_dict()} if item.typicality is not None else {}),
     }
 
 
@@ -63,7 +64,7 @@ def run_files(args: argparse.Namespace, files: Sequence[Path], out_dir: Path, *,
         try:
             for item in explain_files(classifier, files, out_dir=out_dir, method=args.method, target=args.target,
                                       layer=args.layer, alpha=args.alpha, colormap=args.colormap, workers=workers,
-                                      progress=progress):
+                                      typicality=True, progress=progress):
                 items.append(item)
                 if progress is None and not args.json:
                     print(f"{item.file}: {_status(item)}", file=sys.stderr)

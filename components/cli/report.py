@@ -61,6 +61,7 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
     from components.imaging import ImageError, decode_image
     from components.report import EyeFindings, ReviewInfo
     from components.review_session import attention_fields, attention_for, guess_modality
+    from components.typicality import assess
 
     review = None
     if args.reviewer or args.notes:
@@ -79,7 +80,9 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
         modality = args.modality or guess_modality(image) or "external"
         explanation = explain(classifier, [image], method=args.method)[0]
         attention = attention_fields(attention_for(image, explanation, modality))
-        return EyeFindings(image=image, explanation=explanation, attention=attention, modality=modality, **common)
+        typicality = assess(classifier, [image])[0].report_fields()
+        return EyeFindings(image=image, explanation=explanation, attention=attention, modality=modality,
+                           typicality=typicality, **common)
     return EyeFindings(image=None, explanation=None, gradable=False, ungradable_reason=reason,
                        modality=args.modality, **common)
 

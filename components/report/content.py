@@ -75,6 +75,8 @@ class EyeFindings:
     attention: Mapping[str, Any] | None = None
     faithfulness: Mapping[str, Any] | None = None
     review: ReviewInfo | None = None
+    # components.typicality.Typicality.report_fields(): {"text", "unlike_training"}, printed as given.
+    typicality: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,10 @@ def _model_result(b: Builder, eye: EyeFindings, d: ScreeningDecision, positive_c
     if not eye.gradable:
         warning = "The image is ungradable, so the model's output for it is not reliable."
         out.append(Paragraph(warning, coloured(b.s["small"], ALERT, "ungr")))
+    if eye.typicality and eye.typicality.get("text"):
+        unlike = bool(eye.typicality.get("unlike_training"))
+        style = coloured(b.s["small"], ALERT, "typ") if unlike else b.s["small"]
+        out.append(Paragraph(markup(str(eye.typicality["text"])), style))
     return out
 
 

@@ -41,14 +41,16 @@ def quick_uploader_ui() -> None:
                      help="JPEG, PNG, TIFF, BMP, WebP, GIF or DICOM, up to 50 MB.")
 
 
-def _report_input(image: rs.ReviewImage, explanation: Explanation, attention: dict[str, Any] | None, *,
-                  eye: str, exam: ExamRecord | None = None, modality: str | None = None,
-                  exam_date: date | None = None, review: ReviewRecord | None = None) -> rs.EyeReport:
+def _report_input(clf: Classifier, image: rs.ReviewImage, explanation: Explanation,
+                  attention: dict[str, Any] | None, *, eye: str, exam: ExamRecord | None = None,
+                  modality: str | None = None, exam_date: date | None = None,
+                  review: ReviewRecord | None = None) -> rs.EyeReport:
     # The panels' look is read now, as the screen shows it; the full photograph only when asked.
     return functools.partial(rs.eye_findings, eye=eye, image=image, explanation=explanation, exam=exam,
                              modality=modality, exam_date=exam_date, review=review,
                              colormap=st.session_state["colormap"], alpha=float(st.session_state["alpha"]),
-                             attention=attention)
+                             attention=attention,
+                             typicality=rs.typicality_for(state.typicality_cache(), clf, image).report_fields())
 
 
 def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeReport]:
@@ -82,11 +84,11 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
         explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"])
         if state.person().may("review"):
             save_quick_case_ui(store)
-    if explanation is None or case["eye"] is None:
+    if clf is None or explanation is None or case["eye"] is None:
         if explanation is not None:
             st.caption("Choose the eye to export a report.")
         return []
-    return [_report_input(image, explanation, attention, eye=case["eye"], modality=case["modality"],
+    return [_report_input(clf, image, explanation, attention, eye=case["eye"], modality=case["modality"],
                           exam_date=date.today())]
 
 
@@ -109,9 +111,9 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
         return None
     explanation, attention = eye_ui(store, clf, image, exam, exam.modality, eye)
     latest = review_panel_ui(store, exam)
-    if explanation is None:
+    if clf is None or explanation is None:
         return None
-    return _report_input(image, explanation, attention, eye=eye, exam=exam, review=latest)
+    return _report_input(clf, image, explanation, attention, eye=eye, exam=exam, review=latest)
 
 
 def patient_case_ui(store: RecordStore, clf: Classifier | None,

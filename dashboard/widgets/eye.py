@@ -8,6 +8,7 @@ import streamlit as st
 
 from components import review_session as rs
 from components.gradcam import METHOD_LABELS, METHODS, ExplainError, Explanation
+from components.outline import draw_region
 from components.overlay import COLORMAPS, blend
 from components.records import ExamRecord, RecordStore
 from dashboard import state
@@ -59,6 +60,15 @@ def explain_ui(store: RecordStore, clf: Classifier, image: rs.ReviewImage, exam:
     return explanation, key, attention
 
 
+def typicality_ui(clf: Classifier, image: rs.ReviewImage) -> None:
+    """A warning when the photograph is unlike the model's training photographs; a note when that is unknown."""
+    result = rs.typicality_for(state.typicality_cache(), clf, image)
+    if result.unlike_training:
+        st.warning(result.text, icon=":material/warning:")
+    else:
+        st.caption(result.text)
+
+
 def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, Any] | None,
               modality: str | None, eye: str | None) -> None:
     """The model's probabilities, then the screening decision in the report's own words."""
@@ -75,8 +85,13 @@ def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, An
         st.caption(view.detail)
 
 
-def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey) -> None:
-    """Original, heatmap with its colour bar, overlay; a slider move redraws only the overlay."""
+def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey,
+              attention: dict[str, Any] | None = None) -> None:
+    """Original, heatmap with its colour bar, overlay; a slider move redraws only the overlay.
+
+    With "Show the region the check used" on, the overlay outlines the pupil and the iris the
+    attention check measured against, so a finder that got it wrong shows at a glance.
+    """
     colormap, alpha = st.session_state["colormap"], float(st.session_state["alpha"])
     display = image.display
     size = (display.shape[1], display.shape[0])
@@ -89,7 +104,11 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey) -
         heat = (rs.jpeg_bytes(panel), panel.shape[1] / size[0])
         state.panel_cache().put(heat_key, heat)
     heat_jpeg, heat_ratio = heat
-    overlay = rs.jpeg_bytes(blend(display, explanation.cam, alpha=alpha, colormap=colormap))
+    blended = blend(display, explanation.cam, alpha=alpha, colormap=colormap)
+    region = (attention or {}).get("region")
+    if st.session_state.get("show_region") and isinstance(region, dict):
+        blended = draw_region(blended, region)  # the check ran on this same display copy
+    overlay = rs.jpeg_bytes(blended)
     method = METHOD_LABELS.get(explanation.method, explanation.method)
     # Column widths follow the pictures' widths, so the three come out the same height.
     original_col, heat_col, overlay_col = st.columns([1.0, heat_ratio, 1.0])
@@ -97,6 +116,8 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey) -
     heat_col.image(heat_jpeg, caption=f"{method} Heatmap", width="stretch")
     overlay_col.image(overlay, caption="Overlay", width="stretch")
     st.caption(map_caption(explanation, image.original_size, colormap, alpha))
+    st.toggle("Show the region the check used", key="show_region", value=False,
+              help="Outline the pupil (green) and the iris (blue) that the attention check measured against.")
 
 
 def attention_ui(attention: dict[str, Any]) -> None:
@@ -121,7 +142,8 @@ def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, ex
         return None, None
     explanation, key, attention = explained
     result_ui(clf, explanation, attention, modality, eye)
-    panels_ui(image, explanation, key)
+    typicality_ui(clf, image)
+    panels_ui(image, explanation, key, attention)
     if attention is not None:
         attention_ui(attention)
     return explanation, attention
