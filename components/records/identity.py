@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from components.records.errors import ValidationError
+from components.vocabulary import ROLES, UNAUTHENTICATED
 
 __all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
 
-ROLES: Final = ("clinician", "viewer", "admin")
-# The issuer of an identity nobody vouched for: a typed name, a script, the local single-user app.
-UNAUTHENTICATED: Final = "unauthenticated"
+# UNAUTHENTICATED is also the issuer of an identity nobody vouched for: a typed name, a script, the
+# local single-user app.
 _MAX: Final = 255
 
 
