@@ -27,6 +27,7 @@ from components.records.errors import (
     RecordsError,
     ReviewLocked,
     SchemaVersionError,
+    StorageError,
     ValidationError,
 )
 from components.records.model import (
@@ -61,6 +62,7 @@ __all__ = [
     "ReviewLocked",
     "ReviewRecord",
     "SchemaVersionError",
+    "StorageError",
     "ValidationError",
     "WorklistRow",
     "data_dir",

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Select, or_, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.records import reviews
 from components.records.analyses import analysis_columns, analysis_record
 from components.records.audit_trail import append_event, checked_event, events
-from components.records.errors import AlreadyExists
+from components.records.errors import AlreadyExists, storage_error
 from components.records.images import ImageFolder, png_bytes
 from components.records.model import (
     AnalysisRecord,
@@ -91,13 +91,19 @@ class RecordStore:
         url = database_url(url, self.data_dir)
         # Safe to show on a settings page: a server password is masked.
         self.url: str = make_url(url).render_as_string(hide_password=True)
-        self._engine = make_engine(url)
+        try:
+            self._engine = make_engine(url)
+        except OSError as error:
+            raise storage_error(error) from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
             with self._engine.connect() as connection:
                 connection.execution_options(**{WRITE_OPTION: True})
                 with connection.begin():
                     create_schema(connection)
+        except OperationalError as error:
+            self._engine.dispose()
+            raise storage_error(error) from None
         except BaseException:
             self._engine.dispose()
             raise
@@ -108,9 +114,13 @@ class RecordStore:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            session.connection(execution_options={WRITE_OPTION: True})
-            yield session
+        # A full disk or a read-only file rolls the transaction back and reaches the user as one sentence.
+        try:
+            with self._sessions.begin() as session:
+                session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+        except OperationalError as error:
+            raise storage_error(error) from None
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -203,7 +213,15 @@ class RecordStore:
         modality: str = "external",
         actor: str = "system",
     ) -> ExamRecord:
-        """Store a photograph of one eye (the file before the row naming it) and return the exam."""
+        """Store a photograph of one eye (the file before the row naming it) and return the exam.
+
+        Both are kept or neither: when the row cannot be inserted, a file this call created is removed.
+
+        Raises:
+            ValidationError: a value is not one the store accepts.
+            NotFound: no patient has this ID.
+            StorageError: the data folder or the database is full, read-only or cannot be written.
+        """
         pseudo_id = checked_pseudo_id(pseudo_id)
         eye = choice(eye, EYES, "the eye")
         modality = choice(modality, MODALITIES, "the modality")
@@ -212,7 +230,24 @@ class RecordStore:
         png = png_bytes(pixels)
         # Fail on an unknown patient before any file is written.
         self.get_patient(pseudo_id)
-        sha256 = self._images.put(png)
+        sha256, created = self._images.put_new(png)
+        try:
+            return self._insert_exam(pseudo_id, eye, taken_on, modality, sha256, actor)
+        except BaseException:
+            if created and not self._image_named(sha256):
+                self._images.discard(sha256)
+            raise
+
+    def _image_named(self, sha256: str) -> bool:
+        """Whether an exam row names this image (another writer may have stored the same photograph)."""
+        try:
+            with self._read() as session:
+                return session.scalar(select(ExamRow.id).where(ExamRow.image_sha256 == sha256).limit(1)) is not None
+        except OperationalError:
+            return False
+
+    def _insert_exam(self, pseudo_id: str, eye: str, taken_on: date, modality: str, sha256: str,
+                     actor: str) -> ExamRecord:
         with self._write() as session:
             patient = patient_row(session, pseudo_id)
             row = ExamRow(
