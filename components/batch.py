@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,6 +17,7 @@ from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import three_panel
+from components.tables import write_csv
 
 __all__ = ["BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg", "write_summary"]
 
@@ -162,10 +162,12 @@ def summary_fields(class_names: Sequence[str]) -> list[str]:
 
 
 def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: Path) -> None:
-    """``summary.csv``: one row per input, failures included, written whole or not at all."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=summary_fields(class_names), lineterminator="\n")
-    writer.writeheader()
+    """``summary.csv``: one row per input, failures included, written whole or not at all.
+
+    File names and labels that a spreadsheet would run as formulas are written as text
+    (:mod:`components.tables`); :func:`components.tables.read_csv` gives them back as they were.
+    """
+    rows: list[dict[str, Any]] = []
     for item in items:
         row: dict[str, Any] = {"file": item.file, "error": item.error or ""}
         ex = item.explanation
@@ -174,5 +176,5 @@ def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: 
                        method=ex.method, layer=ex.layer,
                        panel=str(item.panel_path) if item.panel_path else "")
             row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
-        writer.writerow(row)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+        rows.append(row)
+    write_csv(path, summary_fields(class_names), rows)
