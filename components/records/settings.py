@@ -14,6 +14,7 @@ from sqlalchemy.pool import StaticPool
 __all__ = [
     "DATA_DIR_ENV",
     "DB_URL_ENV",
+    "IMAGES_FOLDER",
     "WRITE_OPTION",
     "configured_data_dir",
     "data_dir",
@@ -23,6 +24,8 @@ __all__ = [
     "private_database_file",
 ]
 
+IMAGES_FOLDER: Final = "images"
+"""The sub-folder of the data folder where the record store keeps its photographs."""
 DATA_DIR_ENV: Final = "CATARACT_CAM_DATA"
 DB_URL_ENV: Final = "CATARACT_CAM_DB_URL"
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.

@@ -37,7 +37,14 @@ from components.records.schema import (
     patient_row,
     utc_now,
 )
-from components.records.settings import WRITE_OPTION, configured_data_dir, database_url, ensure_folder, make_engine
+from components.records.settings import (
+    IMAGES_FOLDER,
+    WRITE_OPTION,
+    configured_data_dir,
+    database_url,
+    ensure_folder,
+    make_engine,
+)
 from components.records.validation import (
     calendar_date,
     choice,
@@ -86,7 +93,7 @@ class RecordStore:
     def __init__(self, url: str | None = None, *, data_dir: Path | None = None) -> None:
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
         self.data_dir: Path = ensure_folder(folder)
-        self.images_dir: Path = self.data_dir / "images"
+        self.images_dir: Path = self.data_dir / IMAGES_FOLDER
         self._images = ImageFolder(self.images_dir)
         url = database_url(url, self.data_dir)
         # Safe to show on a settings page: a server password is masked.

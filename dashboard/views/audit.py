@@ -47,7 +47,13 @@ if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled
     bar, progress = progress_ui("Auditing the photographs…")
     try:
         with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-            items = folders.uploads_to_items(uploads, Path(tmp)) if folder is None else read_labelled_folder(folder)
+            outside = 0
+            if folder is None:
+                items = folders.uploads_to_items(uploads, Path(tmp))
+            else:
+                items, outside = folders.confined_items(read_labelled_folder(folder))
+            if outside:
+                st.warning(folders.LEFT_OUT.format(n=outside))
             st.session_state["audit_result"] = runs.audit_run(clf, items, modality, state.look(), progress)
     except AuditError as error:
         st.error(str(error))

@@ -41,8 +41,9 @@ if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled
         if folder is None:
             files, names = folders.uploads_to_files(uploads, Path(tmp))
         else:
-            files = collect_inputs([folder])
-            names = [str(f.relative_to(folder)) for f in files]
+            files, names, outside = folders.confined_files(folder, collect_inputs([folder]))
+            if outside:
+                st.warning(folders.LEFT_OUT.format(n=outside))
         if not files:
             st.warning("The folder holds no photographs.")
         else:
