@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 
 from components.screening import FINAL_DECISION  # noqa: E402
 from dashboard import state  # noqa: E402
-from dashboard.present import model_title  # noqa: E402
+from dashboard.present import model_title, plain  # noqa: E402
 
 st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
 state.keep_settings()
@@ -40,7 +40,8 @@ with st.sidebar:
         help="Signs your reviews and names you in the audit trail.",
     )
     clf, _problem = state.classifier()
-    st.caption(f"Model: {model_title(clf)}" if clf is not None else "Model: none loaded")
+    # The model's name comes from its checkpoint: shown as written, never as Markdown (a link or an image).
+    st.caption(f"Model: {plain(model_title(clf))}" if clf is not None else "Model: none loaded")
     st.caption(f"Decision support, not a diagnosis. {FINAL_DECISION}")
 
 navigation.run()
