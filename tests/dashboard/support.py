@@ -107,3 +107,56 @@ def pdf_of(at: AppTest) -> bytes:
 def download(at: AppTest, label: str) -> bytes:
     (button,) = [b for b in at.get("download_button") if b.proto.label == label]
     return RecordingMediaFileManager.latest.read(button.proto.url)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_dashboard(folder: Path, model: Path, timeout: float = 90.0):
+    """`streamlit run` of the app on a free port of 127.0.0.1, on the data folder ``folder/data``; (url, process).
+
+    The caller stops the process with :func:`stop_dashboard` (by its PID) in a ``finally``.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = dict(os.environ, CATARACT_CAM_DATA=str(folder / "data"), CATARACT_CAM_MODEL=str(model))
+    env.pop("CATARACT_CAM_DB_URL", None)
+    with (folder / "server.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return url, process
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_dashboard(process)
+            raise RuntimeError("the dashboard did not start: " + (folder / "server.log").read_text()[-2000:])
+        time.sleep(0.3)
+
+
+def stop_dashboard(process) -> None:
+    """Stop the server started by :func:`start_dashboard`, by its PID, killing it if it does not stop."""
+    import subprocess
+
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
