@@ -10,6 +10,7 @@ import streamlit as st
 from components.batch import collect_inputs
 from components.gradcam import METHOD_LABELS
 from components.records import data_dir
+from components.records.errors import storage_error
 from dashboard import folders, runs, state
 from dashboard.widgets.inputs import progress_ui
 from dashboard.widgets.results import batch_results_ui
@@ -37,19 +38,22 @@ st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), c
 ready = bool(uploads) if source == "upload" else folder is not None
 if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
     assert clf is not None
-    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-        if folder is None:
-            files, names = folders.uploads_to_files(uploads, Path(tmp))
-        else:
-            files, names, outside = folders.confined_files(folder, collect_inputs([folder]))
-            if outside:
-                st.warning(folders.LEFT_OUT.format(n=outside))
-        if not files:
-            st.warning("The folder holds no photographs.")
-        else:
-            bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
-            st.session_state["batch_result"] = runs.batch_run(clf, files, names, look, progress)
-            bar.empty()
+    try:
+        with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+            if folder is None:
+                files, names = folders.uploads_to_files(uploads, Path(tmp))
+            else:
+                files, names, outside = folders.confined_files(folder, collect_inputs([folder]))
+                if outside:
+                    st.warning(folders.LEFT_OUT.format(n=outside))
+            if not files:
+                st.warning("The folder holds no photographs.")
+            else:
+                bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
+                st.session_state["batch_result"] = runs.batch_run(clf, files, names, look, progress)
+                bar.empty()
+    except OSError as error:  # the uploads' copies and the CSV go to the data folder: full or read-only
+        st.error(str(storage_error(error)))
 
 result = st.session_state.get("batch_result")
 if result is not None:

@@ -87,3 +87,31 @@ def test_batch_page_shows_only_the_photographs_inside_and_says_what_it_left_out(
     assert not at.exception, at.exception
     assert [w.value for w in at.warning if "left out" in w.value] == [folders.LEFT_OUT.format(n=2)]
     assert list(at.dataframe[0].value["File"]) == ["a.png", "inside.png"]
+
+
+def test_a_full_disk_on_the_batch_page_is_one_sentence(env: Path, clf, monkeypatch) -> None:
+    import errno
+
+    from components.records.errors import DISK_FULL
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/some/where/patient.jpg")
+
+    # Where the page copies the uploads into the data folder, the disk is full.
+    monkeypatch.setattr(folders, "uploads_to_files", full)
+    at = new_app()
+    at.switch_page("views/batch.py").run()
+    at.file_uploader(key="batch_uploads").upload("eye.png", _png(), "image/png")
+    at.run()
+    next(b for b in at.button if b.label == "Run batch").click().run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [DISK_FULL]
+    assert [p for p in env.rglob("*") if p.is_file() and not p.name.startswith("records.sqlite3")] == []
+
+
+def _png() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
