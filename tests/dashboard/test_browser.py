@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.dashboard.support import start_dashboard, stop_dashboard
 from tests.support import CSDI, ROOT, seeded_model
 
 pytestmark = pytest.mark.browser
@@ -32,12 +29,6 @@ MEASURED = "DLY-OD.jpg"  # 2734 x 1822 JPEG
 # (different pixels, so different maps), made at test time.
 MORE = ["LZ-OD.jpg", "HAY1.jpg", "HAY2.jpg", "CGR1.jpg", "NL_022.png", "HJX1.jpg", "mirror:DLY-OD.jpg",
         "mirror:HJX1.jpg"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -63,35 +54,11 @@ def server(tmp_path_factory) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     else:  # until the demo model ships, a seeded one of the same architecture
         model = folder / "test_b0.pt"
         save_checkpoint(model, seeded_model(0), class_names=("Cataract", "Normal"), card={"name": "test-b0"})
-    port = _free_port()
-    env = dict(os.environ, CATARACT_CAM_DATA=str(folder / "data"), CATARACT_CAM_MODEL=str(model))
-    env.pop("CATARACT_CAM_DB_URL", None)
-    log = (folder / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        assert process.poll() is None, (folder / "server.log").read_text()[-2000:]
-        assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
-        time.sleep(0.3)
+    url, process = start_dashboard(folder, model)
     try:
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        stop_dashboard(process)
 
 
 def _srcs(page) -> list[str]:
