@@ -42,6 +42,12 @@ CSDI = ROOT / "tests" / "data" / "csdi"  # real fundus photographs, CC BY 4.0: a
 PHOTOS = ("DLY-OD.jpg", "HJX1.jpg")  # the two kept at full size: 2734 x 1822 and 1696 x 1654
 TARGET_SECONDS = 1.0
 TARGET_BYTES = 3_000_000
+NOTES_TARGET_SECONDS = 2.0  # issue 12: 10,000 newlines in the notes once made 199 pages in 6.3 s
+NOTES_TARGET_PAGES = 10
+HOSTILE_NOTES = {
+    "10,000 newlines": "Start" + "\n" * 10_000 + "End",
+    "1,666 short lines (the cap)": "\n".join(f"n{i:04d}" for i in range(1666)),
+}
 
 
 def make_inputs() -> tuple[PatientInfo, list[EyeFindings], ModelInfo]:
@@ -136,7 +142,33 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         atomic_write_bytes(args.out, pdf)
         print(f"saved: {args.out}")
-    return 0 if median <= TARGET_SECONDS and len(pdf) <= TARGET_BYTES else 1
+    notes_ok = all(hostile_notes(patient, eyes, model, kwargs, median, args.repeats))
+    return 0 if median <= TARGET_SECONDS and len(pdf) <= TARGET_BYTES and notes_ok else 1
+
+
+def hostile_notes(patient: PatientInfo, eyes: list[EyeFindings], model: ModelInfo, kwargs: dict,
+                  baseline: float, repeats: int) -> list[bool]:
+    """Both eyes' notes replaced by each hostile text: median build time against the plain build, and pages."""
+    import dataclasses
+    import io
+
+    import pypdf
+
+    passed = []
+    for name, notes in HOSTILE_NOTES.items():
+        review = ReviewInfo("Dr. A", True, "Nuclear cataract", "NO3", notes=notes)
+        hostile = [dataclasses.replace(e, review=review) for e in eyes]
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            pdf = build_report(patient, hostile, model, **kwargs)
+            times.append(time.perf_counter() - start)
+        median = statistics.median(times)
+        pages = len(pypdf.PdfReader(io.BytesIO(pdf)).pages)
+        print(f"notes of {name}: median {median:.3f} s (x{median / baseline:.2f} the plain build)  "
+              f"target {NOTES_TARGET_SECONDS:.1f} s  pages {pages}  target {NOTES_TARGET_PAGES}")
+        passed.append(median <= NOTES_TARGET_SECONDS and pages <= NOTES_TARGET_PAGES)
+    return passed
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ images, most suspect first, that opens from disk without a server.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import os
@@ -27,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from components import attention, lens
+from components import attention, lens, tables
 from components.batch import explain_files, panel_caption
 from components.faithfulness import lens_test
 from components.files import atomic_write_bytes
@@ -280,10 +279,8 @@ CSV_FIELDS = ("file", "label", "prediction", "confidence", "label_probability", 
 
 
 def write_csv(rows: Sequence[AuditRow], path: str | os.PathLike[str]) -> None:
-    """``audit.csv``: one row per image, failures included, written whole or not at all."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), lineterminator="\n")
-    writer.writeheader()
+    """``audit.csv``: one row per image, failures included, written whole or not at all; formula-like cells as text."""
+    records: list[dict[str, Any]] = []
     for r in rows:
         record: dict[str, Any] = {
             "file": r.file, "label": r.label, "prediction": r.prediction or "",
@@ -294,8 +291,8 @@ def write_csv(rows: Sequence[AuditRow], path: str | os.PathLike[str]) -> None:
         for key in CSV_FIELDS[7:15]:
             value = r.figures.get(key)
             record[key] = "" if value is None else (str(value).lower() if isinstance(value, bool) else f"{value}")
-        writer.writerow(record)
-    atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
+        records.append(record)
+    tables.write_csv(path, CSV_FIELDS, records)
 
 
 def _jpeg_base64(pixels: np.ndarray, quality: int = 85) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +17,7 @@ from components.files import atomic_write_bytes
 from components.gradcam import ClassifierLike, Explanation, explain, resolve_targets
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import three_panel
+from components.tables import csv_bytes
 from components.typicality import Typicality, assess
 from components.vocabulary import TYPICALITY_NOT_AVAILABLE
 
@@ -200,15 +200,17 @@ def summary_row(item: BatchItem, class_names: Sequence[str]) -> dict[str, str]:
 
 
 def summary_bytes(rows: Iterable[Mapping[str, str]], class_names: Sequence[str]) -> bytes:
-    """``summary.csv``'s content for rows made by :func:`summary_row` (or read back from a summary)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=summary_fields(class_names), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(row)
-    return buffer.getvalue().encode("utf-8")
+    """``summary.csv``'s content for rows made by :func:`summary_row` (or read back from a summary).
+
+    Cells a spreadsheet would run as formulas are neutralised (:func:`components.tables.csv_bytes`).
+    """
+    return csv_bytes(summary_fields(class_names), rows)
 
 
 def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: Path) -> None:
-    """``summary.csv``: one row per input, failures included, written whole or not at all."""
+    """``summary.csv``: one row per input, failures included, written whole or not at all.
+
+    File names and labels that a spreadsheet would run as formulas are written as text
+    (:mod:`components.tables`); :func:`components.tables.read_csv` gives them back as they were.
+    """
     atomic_write_bytes(path, summary_bytes((summary_row(i, class_names) for i in items), class_names))

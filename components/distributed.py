@@ -12,9 +12,7 @@ elsewhere and every input still gets exactly one row.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import logging
 import os
 import tempfile
@@ -30,6 +28,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from components import storage
 from components.batch import BatchItem, _unique_names, explain_files, summary_bytes, summary_fields, summary_row
 from components.storage import S3Settings
+from components.tables import parse_csv
 
 __all__ = [
     "CHUNK_SIZE",
@@ -340,12 +339,11 @@ def read_summary(out: str, class_names: Sequence[str], settings: S3Settings | No
     location = storage.join(out, SUMMARY_NAME)
     if not storage.exists(location, settings):
         return []
-    text = storage.read_bytes(location, settings).decode("utf-8")
-    reader = csv.DictReader(io.StringIO(text))
-    if list(reader.fieldnames or []) != summary_fields(class_names):
+    header, rows = parse_csv(storage.read_bytes(location, settings).decode("utf-8"))
+    if header != summary_fields(class_names):
         raise storage.StorageError("The existing summary.csv has other columns (another model's classes?); "
                                    "use another --out or remove it.")
-    return [dict(r) for r in reader]
+    return rows
 
 
 def _row(outcome: BatchOutcome, class_names: Sequence[str]) -> dict[str, str]:

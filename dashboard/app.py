@@ -15,7 +15,7 @@ import streamlit as st  # noqa: E402
 
 from components.screening import FINAL_DECISION  # noqa: E402
 from dashboard import state  # noqa: E402
-from dashboard.present import model_title  # noqa: E402
+from dashboard.present import model_title, plain  # noqa: E402
 from dashboard.widgets.identity import identity_sidebar_ui, no_role_ui, refuse_ui, sign_in_ui  # noqa: E402
 
 st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
@@ -46,7 +46,8 @@ navigation = st.navigation(
 with st.sidebar:
     identity_sidebar_ui(person)
     clf, _problem = state.classifier()
-    st.caption(f"Model: {model_title(clf)}" if clf is not None else "Model: none loaded")
+    # The model's name comes from its checkpoint: shown as written, never as Markdown (a link or an image).
+    st.caption(f"Model: {plain(model_title(clf))}" if clf is not None else "Model: none loaded")
     st.caption(f"Decision support, not a diagnosis. {FINAL_DECISION}")
 
 navigation.run()

@@ -10,6 +10,7 @@ from typing import Protocol
 from components.audit import LabelledImage, read_labelled_folder
 from components.imaging import IMAGE_EXTENSIONS
 from components.records import data_dir
+from components.records.settings import IMAGES_FOLDER
 
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 """The file types the photograph uploaders accept."""
@@ -17,6 +18,8 @@ UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
                 "places outside it cannot be used.")
 MISSING_FOLDER = "There is no such folder inside the data folder."
+RECORDS_FOLDER = ("The record store's own photographs cannot be used as input; name a folder of photographs "
+                  "to check instead.")
 
 
 class Upload(Protocol):
@@ -37,7 +40,70 @@ def data_subfolder(name: str) -> tuple[Path | None, str | None]:
     candidate = (root / name.strip()).resolve()
     if candidate == root or not candidate.is_relative_to(root):
         return None, OUTSIDE_DATA
+    if _in_records(candidate, root):
+        return None, RECORDS_FOLDER
     return (candidate, None) if candidate.is_dir() else (None, MISSING_FOLDER)
+
+
+def _in_records(path: Path, root: Path) -> bool:
+    return path.is_relative_to(root / IMAGES_FOLDER)
+
+
+def _confined(path: Path, root: Path) -> Path | None:
+    """``path`` with every link followed, if that stays in the data folder and out of the records' own folders."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link or a loop of links
+        return None
+    return real if real.is_relative_to(root) and real != root and not _in_records(real, root) else None
+
+
+def confined_files(folder: Path, files: Sequence[Path]) -> tuple[list[Path], list[str], int]:
+    """The files of ``folder`` whose real place is inside the data folder (and not the record store's),
+    their names relative to ``folder``, and how many were left out.
+
+    A link in a chosen folder that points elsewhere on the server (or into the record store) is
+    left out; the paths kept are the resolved ones, so what is read is what was checked.
+
+    Raises:
+        TypeError: ``files`` holds something that is not a path.
+    """
+    root = data_dir().resolve()
+    kept: list[Path] = []
+    names: list[str] = []
+    for path in files:
+        if not isinstance(path, Path):
+            raise TypeError(f"confined_files expects paths, got {type(path).__name__}.")
+        real = _confined(path, root)
+        if real is not None:
+            kept.append(real)
+            names.append(path.relative_to(folder).as_posix())
+    return kept, names, len(files) - len(kept)
+
+
+def confined_items(items: Sequence[LabelledImage]) -> tuple[list[LabelledImage], int]:
+    """:func:`confined_files` for a labelled folder: an image or a mask leading outside is left out (masks
+    dropped, images counted).
+
+    Raises:
+        TypeError: ``items`` holds something that is not a LabelledImage.
+    """
+    root = data_dir().resolve()
+    kept: list[LabelledImage] = []
+    for item in items:
+        if not isinstance(item, LabelledImage):
+            raise TypeError(f"confined_items expects labelled images, got {type(item).__name__}.")
+        real = _confined(item.path, root)
+        if real is None:
+            continue
+        masks = {name: m for name, m in ((n, _confined(p, root)) for n, p in item.masks.items()) if m is not None}
+        kept.append(dataclasses.replace(item, path=real, masks=masks))
+    return kept, len(items) - len(kept)
+
+
+LEFT_OUT = ("{n} file(s) in this folder lead outside the data folder or into the record store (a link) "
+            "and were left out.")
+"""The warning a page shows when :func:`confined_files` or :func:`confined_items` left files out."""
 
 
 def _stored_name(upload: Upload, index: int) -> str:

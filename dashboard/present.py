@@ -109,7 +109,7 @@ def decision_view(decision: ScreeningDecision, positive_class: str) -> DecisionV
     low, high = decision.band_limits
     parts = []
     if decision.p is not None:
-        parts.append(f"P({positive_class}) {decision.p:.1%} against the operating threshold "
+        parts.append(f"P({plain(positive_class)}) {decision.p:.1%} against the operating threshold "
                      f"{format_threshold(decision.threshold)}; results between {format_threshold(low)} and "
                      f"{format_threshold(high)} are indeterminate.")
     if decision.reasons:
@@ -121,9 +121,9 @@ def decision_view(decision: ScreeningDecision, positive_class: str) -> DecisionV
 def map_caption(explanation: Explanation, image_size: tuple[int, int], colormap: str, alpha: float) -> str:
     """What the three panels show, and what a heatmap is not."""
     method = METHOD_LABELS.get(explanation.method, explanation.method)
-    explained = "the predicted class" if explanation.target == explanation.prediction else explanation.target
+    explained = "the predicted class" if explanation.target == explanation.prediction else plain(explanation.target)
     note = " The map is flat: nothing in the photograph raised this class's score." if explanation.is_zero else ""
-    return (f"{method} at layer {explanation.layer}, explaining {explained}; colormap {colormap}, "
+    return (f"{method} at layer {plain(explanation.layer)}, explaining {explained}; colormap {colormap}, "
             f"transparency {alpha:.2f}. Photograph {image_size[0]}×{image_size[1]} px, shown reduced.{note} "
             "A heatmap shows where the model looked; it is not a lesion outline.")
 

@@ -128,7 +128,7 @@ def batch_gallery(rows: Sequence[dict[str, object]]) -> list[tuple[bytes, str]]:
         if not isinstance(thumb, bytes):
             continue
         p = float(confidence) if isinstance(confidence, (int, float)) else 0.0
-        shown.append((p, thumb, f"{plain(str(row['File']))}: {row['Prediction']} ({p:.0%})"))
+        shown.append((p, thumb, f"{plain(str(row['File']))}: {plain(str(row['Prediction']))} ({p:.0%})"))
         if len(shown) == BATCH_GALLERY_MAX:
             break
     shown.sort(key=lambda t: -t[0])

@@ -16,6 +16,7 @@ from components.records import DB_URL_ENV, PatientRecord, RecordStore, data_dir
 from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
 from components.vocabulary import DEMO_WARNING
 from dashboard import access
+from dashboard.present import plain
 from dashboard.runs import Look
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
 
@@ -272,7 +273,8 @@ def classifier() -> tuple[Classifier | None, str | None]:
             return None, _missing_model_message(choice)
         return load_checkpoint_file(path), None
     except CheckpointError as error:
-        return None, f"The selected model cannot be used: {error}"
+        # The message may quote a checkpoint's own text: escaped, as st.error renders Markdown.
+        return None, f"The selected model cannot be used: {plain(str(error))}"
 
 
 def model_notice(clf: Classifier | None, problem: str | None) -> None:

@@ -22,6 +22,7 @@ from torch import nn
 from torchvision.models import efficientnet_b0
 
 from components.files import atomic_write_bytes
+from models.metadata import CheckpointError, check_class_names, check_dropout, check_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEMO_MODEL_PATH = WEIGHTS_DIR / "cataract_b0_demo.pt"
@@ -40,23 +41,30 @@ _STATE_KEYS = ("model_state_dict", "state_dict", "model")
 _STRIPPED_PREFIXES = ("module.", "_orig_mod.")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint could not be loaded; the message says what did not match."""
-
-
 HeadSpec = list[dict[str, Any]]
+
+
+def _layer_size(layer: Mapping[str, Any], key: str) -> int:
+    value = layer.get(key)
+    # A head wider than this is no classifier head; the bound keeps a hostile spec from allocating gigabytes.
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65536:
+        raise CheckpointError(f"The checkpoint's head has a {layer.get('type')} layer whose {key} is {value!r}; "
+                              "expected a whole number from 1 to 65536.")
+    return value
 
 
 def _head_from_spec(spec: HeadSpec) -> nn.Module:
     layers: list[nn.Module] = []
     for layer in spec:
-        kind = layer["type"]
+        if not isinstance(layer, Mapping):
+            raise CheckpointError(f"The checkpoint's head holds a {type(layer).__name__}; expected layer mappings.")
+        kind = layer.get("type")
         if kind == "linear":
-            layers.append(nn.Linear(int(layer["in"]), int(layer["out"])))
+            layers.append(nn.Linear(_layer_size(layer, "in"), _layer_size(layer, "out")))
         elif kind == "batchnorm":
-            layers.append(nn.BatchNorm1d(int(layer["features"])))
+            layers.append(nn.BatchNorm1d(_layer_size(layer, "features")))
         elif kind == "dropout":
-            layers.append(nn.Dropout(float(layer.get("p", 0.0))))
+            layers.append(nn.Dropout(check_dropout(layer.get("p", 0.0))))
         elif kind in _ACTIVATIONS:
             layers.append(_ACTIVATIONS[kind]())
         else:
@@ -273,24 +281,20 @@ def _sidecar(path: Path) -> dict[str, Any]:
 
 def _class_names(meta: Mapping[str, Any], card: Mapping[str, Any], n: int,
                  given: Sequence[str] | None) -> tuple[str, ...]:
-    names: Any = given
-    for source in (meta, card):
-        if names is not None:
-            break
-        if "class_names" in source:
-            names = source["class_names"]
-        elif "classes" in source:
-            names = source["classes"]
-        elif isinstance(source.get("class_to_idx"), Mapping):
-            names = sorted(source["class_to_idx"], key=lambda c: source["class_to_idx"][c])
-    if names is None:
-        if n == 2:
-            return DEFAULT_CLASS_NAMES
-        return tuple(f"class_{i}" for i in range(n))
-    names = tuple(str(c) for c in names)
-    if len(names) != n:
-        raise CheckpointError(f"The checkpoint names {len(names)} classes but its head has {n} outputs.")
-    return names
+    if given is not None:
+        return check_class_names(list(given) if isinstance(given, tuple) else given, n, "given")
+    for source, where in ((meta, "checkpoint"), (card, "model card")):
+        for key in ("class_names", "classes"):
+            if key in source:
+                return check_class_names(source[key], n, where)
+        to_idx = source.get("class_to_idx")
+        if isinstance(to_idx, Mapping):
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in to_idx.values()):
+                raise CheckpointError(f"The {where}'s class_to_idx maps a class to something not an index.")
+            return check_class_names(sorted(to_idx, key=lambda c: to_idx[c]), n, where)
+    if n == 2:
+        return DEFAULT_CLASS_NAMES
+    return check_class_names([f"class_{i}" for i in range(n)], n, "checkpoint")
 
 
 @dataclass
@@ -400,8 +404,14 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
     if isinstance(stored_card, Mapping):
         card = {**stored_card, **card}
     act = activation or meta.get("head_activation") or card.get("head_activation") or "relu"
+    if not isinstance(act, str) or act not in _ACTIVATIONS:
+        raise CheckpointError(f"The checkpoint's head_activation is {act!r}; "
+                              f"expected one of {', '.join(_ACTIVATIONS)}.")
+    fields = check_metadata(meta, card, default_input_size=DEFAULT_INPUT_SIZE, default_mean=IMAGENET_MEAN,
+                            default_std=IMAGENET_STD)
     head = meta.get("head")
-    spec: HeadSpec = [dict(x) for x in head] if isinstance(head, list) else infer_head(state, str(act))
+    spec: HeadSpec = [x if not isinstance(x, Mapping) else dict(x) for x in head] if isinstance(head, list) \
+        else infer_head(state, str(act))
     model = build_model(spec)
     if "classifier.weight" in state:  # bare Linear head: keep its module path
         model.classifier = nn.Linear(spec[0]["in"], spec[0]["out"])
@@ -420,20 +430,18 @@ def load_classifier_bytes(data: bytes, *, class_names: Sequence[str] | None = No
         raise CheckpointError("The classifier head must end in a Linear layer.")
     n_out = last.out_features
     names = _class_names(meta, card, n_out, class_names)
-    norm = meta.get("normalization") or card.get("normalization") or {}
     # Statistics computed later for this checkpoint (sidecar) win over those stored at training.
     typicality = card.pop("typicality", None) or meta.get("typicality")
-    threshold = meta.get("threshold", card.get("threshold", 0.5))
     return Classifier(
         model=model,
         class_names=names,
-        input_size=int(meta.get("input_size") or card.get("input_size") or DEFAULT_INPUT_SIZE),
-        mean=tuple(float(x) for x in norm.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
-        std=tuple(float(x) for x in norm.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+        input_size=fields.input_size,
+        mean=fields.mean,
+        std=fields.std,
         weights_sha256=hashlib.sha256(data).hexdigest(),
         card=card,
         target_layer=str(meta.get("target_layer") or DEFAULT_TARGET_LAYER),
-        threshold=float(threshold),
+        threshold=fields.threshold,
         path=path,
         head=spec,
         typicality=dict(typicality) if isinstance(typicality, Mapping) else None,

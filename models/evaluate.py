@@ -19,7 +19,6 @@ p(Cataract) >= the checkpoint's threshold):
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from components.files import atomic_write_bytes
+from components.tables import read_csv
 
 METRIC_NAMES = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv")
 ECE_BINS = 10
@@ -404,8 +404,7 @@ def gradcam_grid(classifier: Any, data: str | os.PathLike[str], *, plan: Sequenc
     from components.overlay import blend, font
 
     root = Path(data)
-    with (root / "labels.csv").open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    _, rows = read_csv(root / "labels.csv")
     used: set[str] = set()
     picked = []
     for kind, grade in plan:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import math
 import os
@@ -21,6 +20,7 @@ import torch
 from torch import nn
 
 from components.files import atomic_write_bytes
+from components.tables import read_csv
 from models.calibration import (
     THRESHOLD_RULE_TEXT,
     THRESHOLD_RULES,
@@ -152,8 +152,7 @@ def describe_training_data(data: str | os.PathLike[str]) -> dict[str, Any]:
     labels = data / "labels.csv"
     info: dict[str, Any] = {"folder": data.name}
     if labels.is_file():
-        with labels.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        _, rows = read_csv(labels)
         info["images"] = len(rows)
         if rows and "seed" in rows[0]:
             from models.synthetic import GENERATOR_VERSION

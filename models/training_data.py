@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 
 from components.imaging import IMAGE_EXTENSIONS, decode_image
+from components.tables import read_csv
 
 
 class TrainError(ValueError):
@@ -78,11 +78,10 @@ def _read_groups(root: Path) -> dict[str, str]:
     path = root / "labels.csv"
     if not path.is_file():
         return {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "file" not in reader.fieldnames or "group" not in reader.fieldnames:
-            return {}
-        return {row["file"]: row["group"] for row in reader if row.get("file") and row.get("group")}
+    header, rows = read_csv(path)
+    if "file" not in header or "group" not in header:
+        return {}
+    return {row["file"]: row["group"] for row in rows if row.get("file") and row.get("group")}
 
 
 def split_samples(samples: Sequence[Sample], val_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:

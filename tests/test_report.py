@@ -418,12 +418,10 @@ def test_size_stays_under_three_megabytes(full_pdf):
     assert len(full_pdf) < 3_000_000
 
 
-def test_reportlab_settings_are_left_as_found(small, small_expl, plain_model):
-    from reportlab import rl_config
-
-    before = rl_config.useA85
-    one_eye_pdf(small, small_expl, plain_model)
-    assert rl_config.useA85 == before
+def test_streams_are_compressed_without_ascii85(small, small_expl, plain_model):
+    pdf = one_eye_pdf(small, small_expl, plain_model)
+    assert b"/FlateDecode" in pdf
+    assert b"/ASCII85Decode" not in pdf
 
 
 def test_long_notes_flow_onto_further_pages(small, small_expl, plain_model):

@@ -32,6 +32,7 @@ from components.records.errors import (
     RecordsError,
     ReviewLocked,
     SchemaVersionError,
+    StorageError,
     ValidationError,
 )
 from components.records.identity import ROLES, UNAUTHENTICATED, Identity
@@ -72,6 +73,7 @@ __all__ = [
     "ReviewLocked",
     "ReviewRecord",
     "SchemaVersionError",
+    "StorageError",
     "ValidationError",
     "WorklistRow",
     "data_dir",

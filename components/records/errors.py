@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "AlreadyExists",
     "NotFound",
@@ -9,7 +11,9 @@ __all__ = [
     "RecordsError",
     "ReviewLocked",
     "SchemaVersionError",
+    "StorageError",
     "ValidationError",
+    "storage_error",
 ]
 
 
@@ -33,9 +37,43 @@ class ReviewLocked(RecordsError):
     """A signed review was about to be changed; signed reviews are kept as they were signed."""
 
 
+class StorageError(RecordsError):
+    """The data folder or the database could not be written (full, read-only, not permitted); nothing was kept."""
+
+
 class SchemaVersionError(RecordsError):
     """The database was written with a schema this program cannot read."""
 
 
 class PermissionDenied(RecordsError):
     """The identity acting is not signed in, or its role does not allow what it asked."""
+
+
+DISK_FULL = "The data folder's disk is full, so nothing was saved; free some space and try again."
+READ_ONLY = "The data folder or the records database is read-only, so nothing was saved."
+NOT_SAVED = "The records could not be written to the data folder, so nothing was saved."
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_error(error: BaseException) -> StorageError:
+    """One sentence for a failed write, from an OSError or a database error; never quotes a path or a value.
+
+    Raises:
+        TypeError: ``error`` is not an exception.
+    """
+    if not isinstance(error, BaseException):
+        raise TypeError(f"storage_error expects an exception, got {type(error).__name__}.")
+    if isinstance(error, OSError):
+        if error.errno in _FULL_ERRNOS:
+            return StorageError(DISK_FULL)
+        if error.errno in _READ_ONLY_ERRNOS:
+            return StorageError(READ_ONLY)
+        return StorageError(NOT_SAVED)
+    # SQLite reports these as text only (SQLITE_FULL, SQLITE_READONLY, SQLITE_CANTOPEN).
+    text = str(getattr(error, "orig", error)).lower()
+    if "disk is full" in text:
+        return StorageError(DISK_FULL)
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return StorageError(READ_ONLY)
+    return StorageError(NOT_SAVED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from components.files import atomic_write_bytes
 from components.imaging import ImageError, encode_png, load_rgb, sha256_bytes
-from components.records.errors import NotFound, RecordsError, ValidationError
+from components.records.errors import NotFound, RecordsError, ValidationError, storage_error
 from components.records.settings import ensure_folder
 from components.records.validation import sha256_hex
 
@@ -47,10 +48,24 @@ class ImageFolder:
         return self.root / sha256[:2] / f"{sha256}.png"
 
     def put(self, png: bytes) -> str:
-        """Store the PNG bytes under their SHA-256 (once, whoever refers to them); return it."""
+        """Store the PNG bytes under their SHA-256 (once, whoever refers to them); return it.
+
+        Raises:
+            StorageError: the folder is full, read-only or cannot be written; no file is left behind.
+        """
+        return self.put_new(png)[0]
+
+    def put_new(self, png: bytes) -> tuple[str, bool]:
+        """Like :meth:`put`, and whether this call created the file (so a failed insert may remove it).
+
+        Raises:
+            StorageError: the folder is full, read-only or cannot be written; no file is left behind.
+        """
         sha256 = sha256_bytes(png)
         path = self.path(sha256)
-        if not path.is_file():
+        if path.is_file():
+            return sha256, False
+        try:
             new_folder = not path.parent.is_dir()
             ensure_folder(path.parent)
             atomic_write_bytes(path, png)
@@ -58,7 +73,26 @@ class ImageFolder:
             fsync_folder(path.parent)
             if new_folder:
                 fsync_folder(path.parent.parent)
-        return sha256
+        except OSError as error:
+            # atomic_write_bytes removed its temporary file; a renamed but unsynced file goes too.
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+                if new_folder:
+                    path.parent.rmdir()
+            raise storage_error(error) from None
+        return sha256, True
+
+    def discard(self, sha256: str) -> None:
+        """Remove a stored file that no row names (the insert that would have named it failed)."""
+        path = self.path(sha256_hex(sha256, "an image digest"))
+        try:
+            path.unlink(missing_ok=True)
+            if not any(path.parent.iterdir()):
+                path.parent.rmdir()  # the folder this photograph opened, so nothing at all is left
+        except OSError:
+            # A folder that refused the row may refuse the removal too; the file is then unreferenced,
+            # content-addressed and harmless, and the caller's error says nothing was saved.
+            return
 
     def read(self, sha256: str) -> bytes:
         """The stored PNG bytes with this SHA-256, checked against it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -9,7 +10,7 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from components.imaging import load_rgb, sha256_bytes
-from components.records.errors import NotFound, RecordsError, ValidationError
+from components.records.errors import NotFound, RecordsError, StorageError, ValidationError
 from components.records.images import ImageFolder
 from components.records.validation import sha256_hex
 
@@ -25,6 +26,8 @@ class ImageStore(Protocol):
     """Where photographs live: content-addressed PNG bytes, put once, read back checked."""
 
     def put(self, png: bytes) -> str: ...
+    def put_new(self, png: bytes) -> tuple[str, bool]: ...
+    def discard(self, sha256: str) -> None: ...
     def read(self, sha256: str) -> bytes: ...
     def get(self, sha256: str) -> np.ndarray: ...
     def delete(self, sha256: str) -> None: ...
@@ -58,10 +61,33 @@ class S3Images:
 
     def put(self, png: bytes) -> str:
         """Store the PNG bytes under their SHA-256, once; return it."""
+        return self.put_new(png)[0]
+
+    def put_new(self, png: bytes) -> tuple[str, bool]:
+        """Like :meth:`put`, and whether this call created the object (so a failed insert may remove it).
+
+        Raises:
+            StorageError: the bucket cannot be written.
+        """
         sha256 = sha256_bytes(png)
-        # The object is whole once put_object returns, so the row naming it may commit after.
-        self._client.put_object(Bucket=self.bucket, Key=self.key(sha256), Body=png, ContentType="image/png")
-        return sha256
+        key = self.key(sha256)
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+            return sha256, False
+        except Exception as error:
+            if not self._missing(error):
+                raise StorageError("the image bucket could not be read, so nothing was saved") from None
+        try:
+            # The object is whole once put_object returns, so the row naming it may commit after.
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=png, ContentType="image/png")
+        except Exception:
+            raise StorageError("the image bucket could not be written, so nothing was saved") from None
+        return sha256, True
+
+    def discard(self, sha256: str) -> None:
+        """Remove an object no row names (the insert that would have named it failed); errors are ignored."""
+        with contextlib.suppress(Exception):
+            self.delete(sha256)
 
     def read(self, sha256: str) -> bytes:
         """The stored PNG bytes, checked against their digest.

@@ -8,6 +8,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from components.notes import NOTES_MAX_CHARS, tidy_notes
 from components.records.chain import review_hash
 from components.records.errors import NotFound, ReviewLocked, ValidationError
 from components.records.identity import Identity
@@ -16,8 +17,6 @@ from components.records.validation import choice, row_id
 from components.vocabulary import FINDINGS, GRADES
 
 __all__ = ["history", "review_content", "save", "sign"]
-
-_MAX_NOTES = 10_000
 
 
 def review_content(*, agrees: object, finding: object, grade: object, notes: object) -> dict[str, Any]:
@@ -32,9 +31,12 @@ def review_content(*, agrees: object, finding: object, grade: object, notes: obj
     grade = choice(grade, GRADES, "the grade")
     if (finding == "normal") != (grade == "none"):
         raise ValidationError("a normal finding takes grade 'none' and a cataract finding takes a grade above it")
-    if not isinstance(notes, str) or len(notes) > _MAX_NOTES:
-        raise ValidationError(f"the notes must be text of at most {_MAX_NOTES} characters")
-    return {"agrees": bool(agrees), "finding": finding, "grade": grade, "notes": notes.strip()}
+    if not isinstance(notes, str):
+        raise ValidationError(f"the notes must be text of at most {NOTES_MAX_CHARS} characters")
+    notes = tidy_notes(notes)  # blank runs collapsed before the cap, so ten thousand newlines fit as one
+    if len(notes) > NOTES_MAX_CHARS:
+        raise ValidationError(f"the notes must be text of at most {NOTES_MAX_CHARS} characters")
+    return {"agrees": bool(agrees), "finding": finding, "grade": grade, "notes": notes}
 
 
 def _latest(session: Session, exam: ExamRow) -> ReviewRow | None:

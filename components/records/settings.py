@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, Final
@@ -13,14 +14,18 @@ from sqlalchemy.pool import StaticPool
 __all__ = [
     "DATA_DIR_ENV",
     "DB_URL_ENV",
+    "IMAGES_FOLDER",
     "WRITE_OPTION",
     "configured_data_dir",
     "data_dir",
     "database_url",
     "ensure_folder",
     "make_engine",
+    "private_database_file",
 ]
 
+IMAGES_FOLDER: Final = "images"
+"""The sub-folder of the data folder where the record store keeps its photographs."""
 DATA_DIR_ENV: Final = "CATARACT_CAM_DATA"
 DB_URL_ENV: Final = "CATARACT_CAM_DB_URL"
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
@@ -56,6 +61,26 @@ def database_url(url: str | None, folder: Path) -> str:
     return url or os.environ.get(DB_URL_ENV, "") or f"sqlite:///{folder / 'records.sqlite3'}"
 
 
+def private_database_file(path: Path) -> None:
+    """Create the SQLite file readable by its owner only (0600), or narrow an existing one to that.
+
+    SQLite gives its -wal and -shm files the database file's permissions, so they are 0600 too.
+
+    Raises:
+        OSError: the file cannot be created (its folder is missing, read-only or full).
+    """
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            # A database made by an older version (or by hand) with the default umask.
+            with contextlib.suppress(PermissionError):
+                os.chmod(path, mode & 0o700)
+        return
+    os.close(descriptor)
+
+
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; for SQLite, with foreign keys, WAL and a write lock taken at BEGIN."""
     parsed = make_url(url)
@@ -67,6 +92,8 @@ def make_engine(url: str) -> Engine:
     if parsed.database in (None, "", ":memory:"):
         # One shared connection, or each thread would see its own empty in-memory database.
         options["poolclass"] = StaticPool
+    elif not parsed.database.startswith("file:"):
+        private_database_file(Path(parsed.database))
     engine = create_engine(url, **options)
 
     @event.listens_for(engine, "connect")

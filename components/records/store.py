@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Select, or_, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.files import atomic_write_bytes
@@ -22,7 +22,7 @@ from components.records.analyses import analysis_columns, analysis_record
 from components.records.audit_trail import append_event, checked_event, events
 from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
-from components.records.errors import AlreadyExists, PermissionDenied, ValidationError
+from components.records.errors import AlreadyExists, PermissionDenied, ValidationError, storage_error
 from components.records.identity import ROLES, Identity, as_identity, given_identity
 from components.records.images import png_bytes
 from components.records.migrations import create_schema
@@ -46,7 +46,14 @@ from components.records.schema import (
     patient_row,
     utc_now,
 )
-from components.records.settings import WRITE_OPTION, configured_data_dir, database_url, ensure_folder, make_engine
+from components.records.settings import (
+    IMAGES_FOLDER,
+    WRITE_OPTION,
+    configured_data_dir,
+    database_url,
+    ensure_folder,
+    make_engine,
+)
 from components.records.validation import (
     calendar_date,
     choice,
@@ -100,18 +107,24 @@ class RecordStore:
         self.require_sign_in: bool = require_sign_in
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
         self.data_dir: Path = ensure_folder(folder)
-        self.images_dir: Path = self.data_dir / "images"
+        self.images_dir: Path = self.data_dir / IMAGES_FOLDER
         self._images = image_store(self.images_dir)
         url = database_url(url, self.data_dir)
         # Safe to show on a settings page: a server password is masked.
         self.url: str = make_url(url).render_as_string(hide_password=True)
-        self._engine = make_engine(url)
+        try:
+            self._engine = make_engine(url)
+        except OSError as error:
+            raise storage_error(error) from None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
             with self._engine.connect() as connection:
                 connection.execution_options(**{WRITE_OPTION: True})
                 with connection.begin():
                     create_schema(connection)
+        except OperationalError as error:
+            self._engine.dispose()
+            raise storage_error(error) from None
         except BaseException:
             self._engine.dispose()
             raise
@@ -122,9 +135,13 @@ class RecordStore:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
-            session.connection(execution_options={WRITE_OPTION: True})
-            yield session
+        # A full disk or a read-only file rolls the transaction back and reaches the user as one sentence.
+        try:
+            with self._sessions.begin() as session:
+                session.connection(execution_options={WRITE_OPTION: True})
+                yield session
+        except OperationalError as error:
+            raise storage_error(error) from None
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -234,7 +251,15 @@ class RecordStore:
         modality: str = "external",
         actor: str | Identity = "system",
     ) -> ExamRecord:
-        """Store a photograph of one eye (the file before the row naming it) and return the exam."""
+        """Store a photograph of one eye (the file before the row naming it) and return the exam.
+
+        Both are kept or neither: when the row cannot be inserted, a file this call created is removed.
+
+        Raises:
+            ValidationError: a value is not one the store accepts.
+            NotFound: no patient has this ID.
+            StorageError: the data folder or the database is full, read-only or cannot be written.
+        """
         pseudo_id = checked_pseudo_id(pseudo_id)
         eye = choice(eye, EYES, "the eye")
         modality = choice(modality, MODALITIES, "the modality")
@@ -243,7 +268,24 @@ class RecordStore:
         png = png_bytes(pixels)
         # Fail on an unknown patient before any file is written.
         self.get_patient(pseudo_id)
-        sha256 = self._images.put(png)
+        sha256, created = self._images.put_new(png)
+        try:
+            return self._insert_exam(pseudo_id, eye, taken_on, modality, sha256, actor)
+        except BaseException:
+            if created and not self._image_named(sha256):
+                self._images.discard(sha256)
+            raise
+
+    def _image_named(self, sha256: str) -> bool:
+        """Whether an exam row names this image (another writer may have stored the same photograph)."""
+        try:
+            with self._read() as session:
+                return session.scalar(select(ExamRow.id).where(ExamRow.image_sha256 == sha256).limit(1)) is not None
+        except OperationalError:
+            return False
+
+    def _insert_exam(self, pseudo_id: str, eye: str, taken_on: date, modality: str, sha256: str,
+                     actor: Identity) -> ExamRecord:
         with self._write() as session:
             patient = patient_row(session, pseudo_id)
             row = ExamRow(

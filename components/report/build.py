@@ -6,7 +6,6 @@ import functools
 import hashlib
 import io
 import re
-import threading
 import unicodedata
 import uuid
 from collections.abc import Callable, Sequence
@@ -32,7 +31,10 @@ _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,10})?")
 _FILENAME_STEM_MAX = 64
 _EYE_ORDER = {"OD": 0, "OS": 1}
 
-_BUILD_LOCK = threading.Lock()
+# reportlab wraps every stream in ASCII85 by default, a process-wide setting only: 25% larger and, in
+# pure Python, most of the build time. It is switched off once for the whole process, which lets
+# sessions build their reports at the same time with no lock for one long report to hold the others up.
+rl_config.useA85 = 0
 
 
 def build_report(
@@ -169,15 +171,7 @@ def _furniture(patient: PatientInfo, model: ModelInfo, rid: uuid.UUID, generated
 
 
 def _render(doc: BaseDocTemplate, story: list[Flowable], maker: Callable[..., Canvas]) -> None:
-    # reportlab wraps every stream in ASCII85 by default, a process-wide setting only: 25% larger
-    # and, in pure Python, most of the build time. Builds are serialised while it is switched off.
-    with _BUILD_LOCK:
-        saved = rl_config.useA85
-        rl_config.useA85 = 0
-        try:
-            doc.build(story, canvasmaker=maker)
-        finally:
-            rl_config.useA85 = saved
+    doc.build(story, canvasmaker=maker)
 
 
 def safe_filename(pseudo_id: str, suffix: str = ".pdf") -> str:

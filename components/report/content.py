@@ -10,6 +10,7 @@ from typing import Any, Final
 import numpy as np
 
 from components.gradcam import Explanation
+from components.notes import NOTES_MAX_CHARS, tidy_notes
 from components.overlay import COLORMAPS
 from components.vocabulary import EYE_LABELS
 
@@ -110,7 +111,8 @@ def checked_eye(eye: EyeFindings) -> EyeFindings:
 
     Raises:
         ReportError: not an EyeFindings, an unknown eye, an image that is not RGB uint8, an
-            unknown colormap or a transparency outside [0, 1].
+            unknown colormap, a transparency outside [0, 1], or review notes that are not text or
+            are longer than NOTES_MAX_CHARS once tidied.
     """
     if not isinstance(eye, EyeFindings):
         raise ReportError(f"Each eye must be an EyeFindings, got {type(eye).__name__}.")
@@ -126,4 +128,7 @@ def checked_eye(eye: EyeFindings) -> EyeFindings:
         raise ReportError(f"Unknown colormap {eye.colormap!r}; expected one of {', '.join(COLORMAPS)}.")
     if not 0.0 <= float(eye.alpha) <= 1.0:
         raise ReportError(f"The overlay transparency alpha must lie in [0, 1], got {eye.alpha}.")
+    review = eye.review
+    if review is not None and (not isinstance(review.notes, str) or len(tidy_notes(review.notes)) > NOTES_MAX_CHARS):
+        raise ReportError(f"The {eye.eye} review's notes must be text of at most {NOTES_MAX_CHARS} characters.")
     return eye

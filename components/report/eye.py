@@ -10,6 +10,7 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer
 
 from components.gradcam import METHOD_LABELS
+from components.notes import note_paragraphs
 from components.report.content import NOT_REVIEWED, NOT_SIGNED, EyeFindings, ReviewInfo
 from components.report.layout import Builder, box
 from components.report.panels import Panels
@@ -131,11 +132,12 @@ def review_block(b: Builder, review: ReviewInfo | None) -> list[Flowable]:
         out.append(box([Paragraph(NOT_SIGNED, coloured(b.s["box"], WARN, "uns"))], WARN, WARN_BG, b.width * 0.62))
         out.append(Spacer(1, 3))
     out += b.fields(_review_fields(review), columns=1, label_w=30 * mm)
-    notes = clean(review.notes).strip()
+    notes = note_paragraphs(clean(review.notes))
     if notes:
         out.append(Paragraph("Notes", b.s["label"]))
-        # One paragraph per line of notes, so long notes can break between pages anywhere.
-        for line in notes.split("\n"):
+        # One paragraph per line of notes, so long notes can break between pages anywhere; blank runs are
+        # collapsed and the number of paragraphs bounded, so the notes take at most about two pages.
+        for line in notes:
             out.append(Paragraph(markup(line) if line.strip() else "&nbsp;", b.s["notes"]))
     return out
 

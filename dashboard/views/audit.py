@@ -10,6 +10,7 @@ import streamlit as st
 
 from components.audit import AuditError, read_labelled_folder
 from components.records import data_dir
+from components.records.errors import storage_error
 from dashboard import folders, runs, state
 from dashboard.widgets.inputs import modality_ui, progress_ui
 from dashboard.widgets.results import audit_results_ui
@@ -47,10 +48,18 @@ if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled
     bar, progress = progress_ui("Auditing the photographs…")
     try:
         with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-            items = folders.uploads_to_items(uploads, Path(tmp)) if folder is None else read_labelled_folder(folder)
+            outside = 0
+            if folder is None:
+                items = folders.uploads_to_items(uploads, Path(tmp))
+            else:
+                items, outside = folders.confined_items(read_labelled_folder(folder))
+            if outside:
+                st.warning(folders.LEFT_OUT.format(n=outside))
             st.session_state["audit_result"] = runs.audit_run(clf, items, modality, state.look(), progress)
     except AuditError as error:
         st.error(str(error))
+    except OSError as error:  # the uploads' copies and the results go to the data folder: full or read-only
+        st.error(str(storage_error(error)))
     bar.empty()
 
 result = st.session_state.get("audit_result")

@@ -10,6 +10,7 @@ import streamlit as st
 from components.batch import collect_inputs
 from components.gradcam import METHOD_LABELS
 from components.records import data_dir
+from components.records.errors import storage_error
 from dashboard import folders, runs, state
 from dashboard.widgets.inputs import cluster_ui, progress_ui
 from dashboard.widgets.results import batch_results_ui
@@ -38,23 +39,27 @@ st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), c
 ready = bool(uploads) if source == "upload" else folder is not None
 if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
     assert clf is not None
-    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-        if folder is None:
-            files, names = folders.uploads_to_files(uploads, Path(tmp))
-        else:
-            files = collect_inputs([folder])
-            names = [str(f.relative_to(folder)) for f in files]
-        if not files:
-            st.warning("The folder holds no photographs.")
-        else:
-            bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
-            model = state.model_source()
-            if client is not None and model is not None:
-                ran = runs.batch_run_on_cluster(client, model, clf, files, names, look, progress)
+    try:
+        with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
+            if folder is None:
+                files, names = folders.uploads_to_files(uploads, Path(tmp))
             else:
-                ran = runs.batch_run(clf, files, names, look, progress)
-            st.session_state["batch_result"] = ran
-            bar.empty()
+                files, names, outside = folders.confined_files(folder, collect_inputs([folder]))
+                if outside:
+                    st.warning(folders.LEFT_OUT.format(n=outside))
+            if not files:
+                st.warning("The folder holds no photographs.")
+            else:
+                bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
+                model = state.model_source()
+                if client is not None and model is not None:
+                    ran = runs.batch_run_on_cluster(client, model, clf, files, names, look, progress)
+                else:
+                    ran = runs.batch_run(clf, files, names, look, progress)
+                st.session_state["batch_result"] = ran
+                bar.empty()
+    except OSError as error:  # the uploads' copies and the CSV go to the data folder: full or read-only
+        st.error(str(storage_error(error)))
 
 result = st.session_state.get("batch_result")
 if result is not None:

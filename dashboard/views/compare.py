@@ -9,6 +9,7 @@ import streamlit as st
 from components.gradcam import ExplainError
 from components.vocabulary import DEMO_WARNING
 from dashboard import folders, runs, state
+from dashboard.present import plain
 from dashboard.widgets.inputs import modality_ui
 from dashboard.widgets.results import compare_results_ui
 from models import CheckpointError
@@ -47,9 +48,9 @@ if st.button("Compare", type="primary", icon=":material/compare:",
                 clf, clf_b, uploads, modality, state.look())
         st.session_state["compare_b_demo"] = clf_b.is_demo
     except CheckpointError as error:
-        st.error(f"Model B cannot be used. {error}")
+        st.error(f"Model B cannot be used. {plain(str(error))}")
     except ExplainError as error:
-        st.error(str(error))
+        st.error(plain(str(error)))
 
 if st.session_state.get("compare_b_demo"):
     st.warning(f"Model B: {DEMO_WARNING}", icon=":material/science:")

@@ -12,7 +12,7 @@ from components.outline import draw_region
 from components.overlay import COLORMAPS, blend
 from components.records import ExamRecord, RecordStore
 from dashboard import state
-from dashboard.present import attention_badge, decision_view, map_caption
+from dashboard.present import attention_badge, decision_view, map_caption, plain
 from models import Classifier
 
 Explained = tuple[Explanation, rs.MapKey, dict[str, Any] | None]
@@ -77,7 +77,7 @@ def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, An
     columns[0].metric("Prediction", explanation.prediction)
     columns[1].metric("Confidence", f"{explanation.confidence:.1%}")
     for column, name in zip(columns[2:], names, strict=True):
-        column.metric(f"P({name})", f"{explanation.probabilities[name]:.1%}")
+        column.metric(f"P({plain(name)})", f"{explanation.probabilities[name]:.1%}")  # a label renders Markdown
     decision = rs.eye_decision(clf, explanation, attention, modality=modality, eye=eye)
     if decision is not None and clf.positive_index is not None:
         view = decision_view(decision, names[clf.positive_index])

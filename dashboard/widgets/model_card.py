@@ -7,13 +7,13 @@ from collections.abc import Mapping
 import streamlit as st
 
 from dashboard import state
-from dashboard.present import CARD_TEXT_FIELDS, card_overview, card_plots, card_text, metric_rows
+from dashboard.present import CARD_TEXT_FIELDS, card_overview, card_plots, card_text, metric_rows, plain
 from models import CheckpointError, Classifier
 
 
 def model_card_ui(clf: Classifier) -> None:
     """Name, overview, weights digest, metrics with intervals, the card's texts and plots."""
-    st.subheader(clf.name)
+    st.subheader(plain(clf.name))  # the checkpoint's own text, never Markdown
     if clf.is_demo:
         st.caption("Shipped demonstration model")
     overview = card_overview(clf)
@@ -35,7 +35,7 @@ def model_card_ui(clf: Classifier) -> None:
         st.markdown("**Plots**")
         columns = st.columns(min(3, len(plots)))
         for i, plot in enumerate(plots):
-            columns[i % len(columns)].image(str(plot), caption=plot.stem, width="stretch")
+            columns[i % len(columns)].image(str(plot), caption=plain(plot.stem), width="stretch")
 
 
 def _use(choice: state.ModelChoice, clf: Classifier) -> None:
@@ -55,7 +55,7 @@ def _server_ui() -> None:
         try:
             clf = state.load_checkpoint_file(path)
         except CheckpointError as error:
-            st.error(f"This checkpoint cannot be used. {error}")
+            st.error(f"This checkpoint cannot be used. {plain(str(error))}")
         else:
             _use(state.ModelChoice("file", path=str(path), label=path.name), clf)
 
@@ -68,7 +68,7 @@ def _upload_ui() -> None:
     try:
         clf = state.load_checkpoint_bytes(data)
     except CheckpointError as error:
-        st.error(f"This checkpoint cannot be used. {error}")
+        st.error(f"This checkpoint cannot be used. {plain(str(error))}")
     else:
         st.session_state["_model_upload"] = data
         _use(state.ModelChoice("upload", sha256=clf.weights_sha256, label="uploaded"), clf)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from components.audit import AuditRow
 from dashboard import runs
+from dashboard.present import plain
 
 _PERCENT = st.column_config.ProgressColumn
 
@@ -62,7 +63,7 @@ def audit_results_ui(result: runs.AuditResult) -> None:
     """The audit's figures, table and downloads, then the flagged photographs."""
     stats = result.summary
     st.subheader(f"Results: {stats['n']} photographs")
-    st.caption(f"Model: {result.model}")
+    st.caption(f"Model: {plain(result.model)}")
     _figures_ui(runs.audit_figures(stats))
     st.caption("Verdicts: " + " · ".join(f"{verdict} {count}" for verdict, count in stats["verdicts"].items()))
     st.dataframe(runs.audit_table(result.rows), hide_index=True, width="stretch", column_config={

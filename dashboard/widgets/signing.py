@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components import review_session as rs
+from components.notes import NOTES_MAX_CHARS
 from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
 from components.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
 from dashboard import state
@@ -54,7 +55,7 @@ def review_form_ui(store: RecordStore, exam: ExamRecord, latest: ReviewRecord | 
         grade = grade_col.radio("Grade", GRADES, format_func=str.capitalize, horizontal=True,
                                 index=None if base is None else GRADES.index(base.grade),
                                 help="None for a normal lens; mild, moderate or severe for a cataract.")
-        notes = st.text_area("Notes", value=base.notes if base is not None else "", max_chars=10_000)
+        notes = st.text_area("Notes", value=base.notes if base is not None else "", max_chars=NOTES_MAX_CHARS)
         save_col, sign_col, _ = st.columns([1, 1, 3])
         save = save_col.form_submit_button("Save review", icon=":material/save:")
         sign = sign_col.form_submit_button("Sign", type="primary", icon=":material/draw:",

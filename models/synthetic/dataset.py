@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from components.files import atomic_write_bytes
+from components.tables import write_csv
 from components.vocabulary import EYES
 from models.synthetic.parameters import CATARACT_TYPES, MASK_NAMES
 from models.synthetic.render import _check_size, render_eye
@@ -102,12 +102,7 @@ def generate_dataset(out_dir: str | Path, n: int, seed: int, *, cataract_fractio
                      "eye": eye.meta["eye"], "group": f"syn_{seed}_p{i // 2:05d}"})
         if progress is not None:
             progress(i + 1, int(n))
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["file", "label", "type", "grade", "seed", "eye", "group"],
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(out / "labels.csv", text.getvalue().encode("utf-8"))
+    write_csv(out / "labels.csv", ["file", "label", "type", "grade", "seed", "eye", "group"], rows)
     return rows
 
 

@@ -347,7 +347,7 @@ def test_model_page_shows_the_card_and_refuses_a_hostile_checkpoint(env, clf, tm
     at = new_app()
     at.switch_page("views/model.py").run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value == "test-b0"
+    assert at.subheader[0].value == "test\\-b0"
     assert clf.weights_sha256 in [c.value for c in at.code]
     metrics_table = at.dataframe[1].value
     assert list(metrics_table["95% interval"]) == ["0.400 – 0.600"]
@@ -362,7 +362,7 @@ def test_model_page_shows_the_card_and_refuses_a_hostile_checkpoint(env, clf, tm
     assert len(at.error) == 1
     assert "pickled Python objects" in at.error[0].value
     assert not marker.exists()
-    assert at.subheader[0].value == "test-b0"  # the session keeps its model
+    assert at.subheader[0].value == "test\\-b0"  # the session keeps its model
 
     # A genuine checkpoint uploads and becomes this session's model.
     from models import save_checkpoint
@@ -375,7 +375,7 @@ def test_model_page_shows_the_card_and_refuses_a_hostile_checkpoint(env, clf, tm
     at.run()
     next(b for b in at.button if b.label == "Load the uploaded checkpoint").click().run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value == "other-b0"
+    assert at.subheader[0].value == "other\\-b0"
     assert sha in [c.value for c in at.code]
 
 
