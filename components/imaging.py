@@ -46,11 +46,11 @@ __all__ = [
 MAX_PIXELS: int = 100_000_000
 """Default decompression-bomb limit: the most pixels (width x height) an image may declare."""
 
-MAX_WHOLE_DECODE_PIXELS: int = 40_000_000
+MAX_WHOLE_DECODE_PIXELS: int = 30_000_000
 """The most pixels a PNG, TIFF, WebP, BMP or GIF may declare, whatever ``max_pixels`` allows.
 
 Pillow decodes these formats whole, at 4 bytes a pixel for RGB, before anything can shrink them:
-40 megapixels cost 160 MB for a moment (a 24-megapixel camera exports at 6000 x 4000). A JPEG
+30 megapixels cost 120 MB for a moment (a 24-megapixel camera exports at 6000 x 4000). A JPEG
 may declare up to ``max_pixels`` because with ``min_side`` it is decoded at 1/2, 1/4 or 1/8
 scale by the decoder itself. Measured figures are in ``docs/MEMORY.md``.
 """

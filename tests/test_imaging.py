@@ -319,9 +319,9 @@ def test_whole_decoded_formats_are_refused_above_their_own_cap() -> None:
     message = _refused(_png_claiming(6400, 6400))
     assert time.perf_counter() - start < 0.5  # refused from the header, nothing decoded
     assert message == (
-        "The image is too large: 6400 x 6400 pixels exceeds the limit of 40000000 pixels."
+        "The image is too large: 6400 x 6400 pixels exceeds the limit of 30000000 pixels."
     )
-    assert MAX_WHOLE_DECODE_PIXELS == 40_000_000
+    assert MAX_WHOLE_DECODE_PIXELS == 30_000_000
     # A caller's smaller limit still wins.
     assert "limit of 50000 pixels" in _refused(_png_claiming(300, 200), max_pixels=50_000)
 
