@@ -122,7 +122,7 @@ def test_upload_boxes_are_capped() -> None:
 
 # --- the dashboard's peak memory, in a child process ------------------------------------------------
 
-_QUICK_LOOKS = r"""
+_CHILD_HEAD = r"""
 import json, sys
 from pathlib import Path
 from streamlit.testing.v1 import AppTest
@@ -135,6 +135,9 @@ def high_water() -> int:
 
 at = AppTest.from_file("dashboard/app.py", default_timeout=600)
 at.run()
+"""
+
+_QUICK_LOOKS = _CHILD_HEAD + r"""
 settled = high_water()
 shown = []
 for path in sys.argv[1:]:
@@ -144,19 +147,7 @@ for path in sys.argv[1:]:
 print(json.dumps({"settled": settled, "peak": high_water(), "shown": shown}))
 """
 
-_COMPARE = r"""
-import json, sys
-from pathlib import Path
-from streamlit.testing.v1 import AppTest
-
-def high_water() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM")
-
-at = AppTest.from_file("dashboard/app.py", default_timeout=600)
-at.run()
+_COMPARE = _CHILD_HEAD + r"""
 at.switch_page("views/compare.py").run()
 settled = high_water()
 box = at.file_uploader(key="compare_images")
