@@ -322,6 +322,12 @@ def test_whole_decoded_formats_are_refused_above_their_own_cap() -> None:
         "The image is too large: 6400 x 6400 pixels exceeds the limit of 30000000 pixels."
     )
     assert MAX_WHOLE_DECODE_PIXELS == 30_000_000
+    # A progressive JPEG holds every coefficient whatever its scale, so it has the same cap;
+    # a baseline JPEG of the same size is decoded at 1/8 scale.
+    big = Image.new("RGB", (6400, 6400), (90, 40, 30))
+    progressive = _encode(big, "JPEG", quality=50, progressive=True)
+    assert "6400 x 6400 pixels exceeds the limit of 30000000 pixels" in _refused(progressive, min_side=512)
+    assert decode_image(_encode(big, "JPEG", quality=50), min_side=512).pixels.shape == (800, 800, 3)
     # A caller's smaller limit still wins.
     assert "limit of 50000 pixels" in _refused(_png_claiming(300, 200), max_pixels=50_000)
 
