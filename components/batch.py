@@ -21,10 +21,14 @@ from components.tables import csv_bytes
 from components.typicality import Typicality, assess
 from components.vocabulary import TYPICALITY_NOT_AVAILABLE
 
-__all__ = ["BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg", "typicality_columns",
-           "write_summary"]
+__all__ = ["MAX_FILES_PER_RUN", "BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg",
+           "too_many_files", "typicality_columns", "write_summary"]
 
 PANEL_MAX_SIDE = 1024
+
+MAX_FILES_PER_RUN = 1000
+"""The most photographs one run explains. Decoding streams, but every result keeps its map
+(about 0.2 MB at 224 pixels) until the summary is written: a thousand stay near 200 MB."""
 
 
 @dataclass
@@ -50,6 +54,12 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
         else:
             found.append(path)
     return found
+
+
+def too_many_files(count: int) -> str:
+    """The one sentence refusing a run of ``count`` photographs, more than :data:`MAX_FILES_PER_RUN`."""
+    return (f"At most {MAX_FILES_PER_RUN} photographs can be explained in one run, got {count}; "
+            "split them into smaller folders.")
 
 
 def panel_caption(ex: Explanation) -> str:
@@ -110,6 +120,17 @@ def _explain_chunk(classifier: ClassifierLike, items: Sequence[BatchItem], targe
             items[i].typicality = result
 
 
+Decoded = tuple[np.ndarray, tuple[int, int]]
+
+
+def _decode_until(pool: ThreadPoolExecutor, decode: Callable[[Path], Decoded], paths: Sequence[Path],
+                  pending: list[Future[Decoded] | None], submitted: int, upto: int) -> int:
+    """Start decoding the inputs from ``submitted`` up to ``upto``; returns how many are now started."""
+    for i in range(submitted, upto):
+        pending[i] = pool.submit(decode, paths[i])
+    return max(submitted, upto)
+
+
 def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[str]], *,
                   out_dir: Path | None = None, method: str = "gradcam", target: Any = None,
                   layer: str | None = None, alpha: float = 0.5, colormap: str = "jet",
@@ -118,12 +139,19 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
                   progress: Callable[[int, int], None] | None = None) -> Iterator[BatchItem]:
     """Yield one :class:`BatchItem` per file, in input order.
 
-    Decoding runs on ``workers`` threads ahead of the model (PIL and OpenCV release the GIL),
-    JPEGs are decoded at the smallest DCT scale that still fills a panel, and panels are written
+    Decoding runs on ``workers`` threads at most one batch ahead of the model (PIL and OpenCV
+    release the GIL), so no more than two batches of photographs are held whatever the number
+    of files. Photographs are decoded at the smallest size that still fills a panel (DCT
+    scaling for JPEG, a box reduction right after decoding otherwise), and panels are written
     by the same threads. A file that cannot be read becomes an item with ``error`` set. With
     ``typicality`` each item also says how unlike the model's training photographs it is.
+
+    Raises:
+        ValueError: more than :data:`MAX_FILES_PER_RUN` files, or a bad target.
     """
     paths = [Path(f) for f in files]
+    if len(paths) > MAX_FILES_PER_RUN:
+        raise ValueError(too_many_files(len(paths)))
     targets = resolve_targets(classifier.class_names, target, len(paths))
     names = _unique_names(paths)
     min_side = max(classifier.input_size, panel_max_side * 3 // 4)
@@ -146,9 +174,12 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
         return item
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam") as pool:
-        pending: list[Future[tuple[np.ndarray, tuple[int, int]]] | None] = [pool.submit(decode, p) for p in paths]
+        pending: list[Future[tuple[np.ndarray, tuple[int, int]]] | None] = [None] * len(paths)
+        submitted = 0
         for start in range(0, len(paths), batch_size):
             stop = min(start + batch_size, len(paths))
+            # This batch and the next are decoding: the window moves on as batches are taken.
+            submitted = _decode_until(pool, decode, paths, pending, submitted, min(stop + batch_size, len(paths)))
             items = [_take_decoded(pending, i, paths[i]) for i in range(start, stop)]
             _explain_chunk(classifier, items, targets[start:stop], method=method, layer=layer,
                            batch_size=batch_size, typicality=typicality)

@@ -31,6 +31,7 @@ from components.dicom import decode_dicom
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "MAX_WHOLE_DECODE_PIXELS",
     "DecodedImage",
     "ImageError",
     "ImageSource",
@@ -44,6 +45,16 @@ __all__ = [
 
 MAX_PIXELS: int = 100_000_000
 """Default decompression-bomb limit: the most pixels (width x height) an image may declare."""
+
+MAX_WHOLE_DECODE_PIXELS: int = 30_000_000
+"""The most pixels a PNG, TIFF, WebP, BMP, GIF or progressive JPEG may declare, whatever ``max_pixels`` allows.
+
+Pillow decodes these formats whole, at 4 bytes a pixel for RGB, before anything can shrink them:
+30 megapixels cost 120 MB for a moment (a 24-megapixel camera exports at 6000 x 4000). A JPEG
+may declare up to ``max_pixels`` because with ``min_side`` it is decoded at 1/2, 1/4 or 1/8
+scale by the decoder itself; a progressive JPEG cannot be, since libjpeg keeps all its
+coefficients. Measured figures are in ``docs/MEMORY.md``.
+"""
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm"}
@@ -86,9 +97,17 @@ def decode_image(
 
     ``source`` is a path, encoded bytes, a binary file-like object (read from its current
     position, which is restored afterwards when the stream can seek), a PIL image or a numpy
-    array. With ``min_side`` a JPEG is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling, nearly
-    free) as long as both sides stay at least ``min_side``; other formats are never resized.
-    ``max_pixels`` bounds width x height, checked from the header before pixels are decoded.
+    array. ``min_side`` is the size the caller uses the image at: a JPEG is decoded at 1/2, 1/4
+    or 1/8 scale (DCT scaling, nearly free) and any other encoded photograph is shrunk right
+    after decoding by the largest whole factor (box average) that keeps both sides at least
+    ``min_side``, so that the full-size pixels are never held. ``max_pixels`` bounds width x
+    height, checked from the header before pixels are decoded; formats Pillow decodes whole are
+    also bounded by :data:`MAX_WHOLE_DECODE_PIXELS`.
+
+    Raises:
+        TypeError: ``source`` is of an unsupported type, or a stream returns text.
+        ValueError: ``min_side`` or ``max_pixels`` is not a positive integer.
+        ImageError: the data is not a supported image, is damaged, or is too large.
     """
     _check_positive("min_side", min_side, allow_none=True)
     _check_positive("max_pixels", max_pixels, allow_none=False)
@@ -249,16 +268,38 @@ def _decode_encoded(
         raise ImageError(CORRUPT if damaged else _NOT_AN_IMAGE) from None
     with image:
         width, height = image.size
-        if min_side is not None and image.format in _JPEG_FORMATS:
+        # A progressive JPEG keeps every DCT coefficient of the whole image (3 to 6 bytes a
+        # pixel) whatever the scale it is decoded at: measured 295 MB at 100 megapixels.
+        if image.format not in _JPEG_FORMATS or image.info.get("progressive"):
+            check_size(width, height, min(max_pixels, MAX_WHOLE_DECODE_PIXELS))
+        elif min_side is not None:
             # Pillow picks the largest 1/2, 1/4 or 1/8 scale keeping both sides >= the request;
             # a square request makes that independent of a later 90-degree EXIF rotation.
             image.draft("RGB", (min_side, min_side))
         load_completely(image, stream)
         orientation = _orientation(image)
-        rgb = _pil_to_rgb(image)
+        rgb = _reduced_rgb(image, min_side)
         source_format = image.format or "IMAGE"
     original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(oriented(rgb, orientation), None, source_format, original)
+
+
+# Modes Pillow's box reduction works on directly; the others become RGB first.
+_REDUCIBLE_MODES = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "I", "F", "CMYK", "YCbCr"})
+
+
+def _reduced_rgb(image: Image.Image, min_side: int | None) -> np.ndarray:
+    """RGB pixels of a loaded image, box-reduced by the largest factor keeping both sides >= min_side."""
+    factor = 1 if min_side is None else min(image.size) // min_side
+    if factor < 2:
+        return _pil_to_rgb(image)
+    if image.mode in _REDUCIBLE_MODES and "transparency" not in image.info:
+        # Reduced before the RGB copy, so the full-size pixels exist once, inside Pillow, and
+        # are released as soon as this returns.
+        with image.reduce(factor) as small:
+            return _pil_to_rgb(small)
+    with Image.fromarray(_pil_to_rgb(image)) as rgb, rgb.reduce(factor) as small:
+        return np.asarray(small)
 
 
 def _decode_pil_image(image: Image.Image, max_pixels: int) -> DecodedImage:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import date
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -15,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from components import attention
 from components.gradcam import ClassifierLike, Explanation, explain
-from components.imaging import decode_image, laterality_from_filename, sha256_bytes
+from components.imaging import ImageError, decode_image, laterality_from_filename, sha256_bytes
 from components.overlay import colorbar, colorize, font, resize_map
 from components.overlay import fit_within as fit_to_side
 from components.records import (
@@ -35,6 +38,7 @@ __all__ = [
     "PREDICTED",
     "BoundedCache",
     "EyeReport",
+    "HeldUpload",
     "MapKey",
     "ReviewImage",
     "analysis_matches",
@@ -49,12 +53,14 @@ __all__ = [
     "eye_findings",
     "guess_modality",
     "heatmap_panel",
+    "held_bytes",
     "image_from_pixels",
     "image_from_upload",
     "jpeg_bytes",
     "log_explanation",
     "map_key",
     "patient_info",
+    "reattached",
     "record_analysis",
     "review_info",
     "review_status",
@@ -71,14 +77,44 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class BoundedCache(Generic[K, V]):
-    """A least-recently-used mapping of at most ``maxsize`` entries, safe to share between threads."""
+def held_bytes(value: object) -> int:
+    """About how many bytes a cached value holds: its arrays, byte strings and text, with their containers.
 
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be at least 1, got {maxsize}.")
-        self.maxsize = maxsize
-        self._items: OrderedDict[K, V] = OrderedDict()
+    Counts what dominates a cache's memory (pixels, maps, encoded pictures); a callable or any
+    other object counts only its own size.
+    """
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, (bytes, bytearray, memoryview, str)):
+        return sys.getsizeof(value)
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return sys.getsizeof(value) + sum(held_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return sys.getsizeof(value) + sum(held_bytes(k) + held_bytes(v) for k, v in value.items())
+    if is_dataclass(value) and not isinstance(value, type):
+        return sys.getsizeof(value) + sum(held_bytes(getattr(value, f.name)) for f in fields(value))
+    return sys.getsizeof(value)
+
+
+class BoundedCache(Generic[K, V]):
+    """A least-recently-used mapping holding at most ``max_bytes`` (as ``sizeof`` counts them), safe between threads.
+
+    A value larger than the whole budget is not stored at all.
+
+    Raises:
+        TypeError: ``max_bytes`` is not an integer.
+        ValueError: ``max_bytes`` is below 1.
+    """
+
+    def __init__(self, max_bytes: int, *, sizeof: Callable[[V], int] = held_bytes) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int):
+            raise TypeError(f"max_bytes must be an integer, got {type(max_bytes).__name__}.")
+        if max_bytes < 1:
+            raise ValueError(f"max_bytes must be at least 1, got {max_bytes}.")
+        self.max_bytes = max_bytes
+        self._sizeof = sizeof
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._held = 0
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
@@ -87,20 +123,34 @@ class BoundedCache(Generic[K, V]):
             if key not in self._items:
                 return None
             self._items.move_to_end(key)
-            return self._items[key]
+            return self._items[key][0]
 
     def put(self, key: K, value: V) -> None:
-        """Store ``value``, dropping the least recently used entry when full."""
+        """Store ``value``, dropping the least recently used entries until the total fits."""
+        size = max(1, int(self._sizeof(value)))
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._held -= old[1]
+            if size > self.max_bytes:
+                return
+            self._items[key] = (value, size)
+            self._held += size
+            while self._held > self.max_bytes:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self._held -= dropped
 
     def clear(self) -> None:
         """Drop every entry."""
         with self._lock:
             self._items.clear()
+            self._held = 0
+
+    @property
+    def held(self) -> int:
+        """Bytes held now, as ``sizeof`` counted them when each entry was stored."""
+        with self._lock:
+            return self._held
 
     def __len__(self) -> int:
         with self._lock:
@@ -113,8 +163,38 @@ class BoundedCache(Generic[K, V]):
 
 # Full-resolution photographs are large (18 MB at 6 megapixels) and needed only to explain, to
 # check attention and to print: the last few are kept, the others are decoded again on demand.
-RECENT_FULL_ENTRIES = 3
-_RECENT_FULL: BoundedCache[str, np.ndarray] = BoundedCache(RECENT_FULL_ENTRIES)
+RECENT_FULL_BYTES = 160 * 2**20
+_RECENT_FULL: BoundedCache[str, np.ndarray] = BoundedCache(RECENT_FULL_BYTES)
+
+REVIEW_MIN_SIDE = 1024
+"""The review decodes a photograph down to this short side at least (see ``decode_image``'s
+``min_side``): the model's largest input, the display copy (1024) and the report's pictures
+(640) need no more, so nothing the review shows or prints loses detail, while a 100-megapixel
+JPEG is held at about 5 MB. A photograph saved to a record is stored at this size too."""
+
+
+class HeldUpload:
+    """An upload's bytes, held by the session that received it; shared caches keep only a weak reference."""
+
+    __slots__ = ("__weakref__", "data")
+
+    def __init__(self, data: bytes) -> None:
+        if not isinstance(data, bytes):
+            raise TypeError(f"An upload must be bytes, got {type(data).__name__}.")
+        self.data = data
+
+
+class _Reopen:
+    """Decodes a held upload again, without keeping it alive (the session owns the bytes)."""
+
+    def __init__(self, held: HeldUpload) -> None:
+        self._held = weakref.ref(held)
+
+    def __call__(self) -> np.ndarray:
+        held = self._held()
+        if held is None:
+            raise ImageError("The photograph is no longer at hand; drop it again.")
+        return decode_image(held.data, min_side=REVIEW_MIN_SIDE).pixels
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,12 +250,33 @@ def image_from_pixels(sha256: str, pixels: np.ndarray, source: Callable[[], np.n
                        source=source)
 
 
-def image_from_upload(data: bytes, filename: str = "") -> ReviewImage:
-    """Decode an uploaded file safely (raises ``ImageError``); laterality from DICOM, else the file name."""
-    decoded = decode_image(data)
+def image_from_upload(upload: HeldUpload, filename: str = "") -> ReviewImage:
+    """Decode an upload safely at the review's size; laterality from DICOM, else the file name.
+
+    The image keeps only a weak reference to the upload's bytes: see :func:`reattached`.
+
+    Raises:
+        TypeError: ``upload`` is not a :class:`HeldUpload`.
+        ImageError: the upload is not a usable image.
+    """
+    if not isinstance(upload, HeldUpload):
+        raise TypeError(f"Expected a HeldUpload, got {type(upload).__name__}.")
+    decoded = decode_image(upload.data, min_side=REVIEW_MIN_SIDE)
     laterality = decoded.laterality or (laterality_from_filename(filename) if filename else None)
-    return image_from_pixels(sha256_bytes(data), decoded.pixels, lambda: decode_image(data).pixels,
-                             laterality)
+    return image_from_pixels(sha256_bytes(upload.data), decoded.pixels, _Reopen(upload), laterality)
+
+
+def reattached(image: ReviewImage, upload: HeldUpload) -> ReviewImage:
+    """The same image decoding its full pixels again from this session's ``upload`` when they are needed.
+
+    A cached image may come from another session whose bytes are gone.
+
+    Raises:
+        TypeError: ``upload`` is not a :class:`HeldUpload`.
+    """
+    if not isinstance(upload, HeldUpload):
+        raise TypeError(f"Expected a HeldUpload, got {type(upload).__name__}.")
+    return replace(image, source=_Reopen(upload))
 
 
 class MapKey(NamedTuple):
@@ -416,11 +517,17 @@ def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo
                eye: str, exam_date: date, modality: str, actor: str) -> ExamRecord:
     """Add the photograph to the patient's record (raises RecordsError) and cache it under its stored name.
 
-    The stored PNG holds the same pixels under another name, so the screen needs no second decode.
+    The stored PNG holds the same pixels under another name, so the screen needs no second decode;
+    from now on the full pixels come from the record, not from the upload.
+
+    Raises:
+        RecordsError: the record store refused the photograph.
+        ImageError: the upload's bytes are no longer at hand.
     """
     exam = store.add_exam(pseudo_id, eye=eye, pixels=image.full(), exam_date=exam_date, modality=modality,
                           actor=actor)
-    cache.put(exam.image_sha256, replace(image, sha256=exam.image_sha256))
+    stored = functools.partial(store.get_image, exam.image_sha256)
+    cache.put(exam.image_sha256, replace(image, sha256=exam.image_sha256, source=stored))
     return exam
 
 

@@ -15,6 +15,11 @@ from components.records.settings import IMAGES_FOLDER
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 """The file types the photograph uploaders accept."""
 
+MAX_UPLOAD_FILES = 24
+"""The most photographs one upload box takes (Batch, Audit, Compare). Streamlit keeps every
+uploaded file in the server's memory, up to 50 MB each, for as long as the box holds it; a
+folder inside the data folder takes up to ``components.batch.MAX_FILES_PER_RUN``."""
+
 OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
                 "places outside it cannot be used.")
 MISSING_FOLDER = "There is no such folder inside the data folder."
@@ -29,6 +34,14 @@ class Upload(Protocol):
     def name(self) -> str: ...
 
     def getvalue(self) -> bytes: ...
+
+
+def too_many_uploads(count: int) -> str | None:
+    """The one sentence refusing an upload of ``count`` photographs, or None when it is within the cap."""
+    if count <= MAX_UPLOAD_FILES:
+        return None
+    return (f"At most {MAX_UPLOAD_FILES} photographs can be uploaded at once, got {count}; remove some, "
+            "or put them in a folder inside the data folder.")
 
 
 def data_subfolder(name: str) -> tuple[Path | None, str | None]:

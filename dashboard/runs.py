@@ -24,6 +24,7 @@ Progress = Callable[[int, int], None]
 """Told (done, total) after each photograph."""
 
 THUMB_SIDE = 320
+COMPARE_MIN_SIDE = 1024  # the comparison picture is at most 512 pixels; the attention check works smaller
 BATCH_GALLERY_MAX = 60
 AUDIT_GALLERY_MAX = 24
 
@@ -208,22 +209,24 @@ class CompareResult:
 
 def compare_run(clf_a: Classifier, clf_b: Classifier, uploads: Sequence[Upload], modality: str | None,
                 look: Look) -> CompareResult:
-    """Both models on the readable uploads, as `cataract-cam compare` does (raises ExplainError)."""
-    names, images, unreadable = [], [], []
+    """Both models on the readable uploads, as `cataract-cam compare` does (raises ExplainError).
+
+    One photograph at a time, decoded no larger than its uses need: only one is ever held decoded.
+    """
+    rows: list[tuple[dict[str, Any], bytes | None]] = []
+    unreadable: list[str] = []
     for upload in uploads:
         try:
-            images.append(decode_image(upload.getvalue()).pixels)
-            names.append(upload.name)
+            pixels = decode_image(upload.getvalue(), min_side=COMPARE_MIN_SIDE).pixels
         except ImageError:
             unreadable.append(upload.name)
-    models = (model_title(clf_a), model_title(clf_b))
-    if not images:
-        return CompareResult([], unreadable, models)
-    found = compare(clf_a, clf_b, images, files=names, names=("Model A", "Model B"), modality=modality,
-                    method=look.method, alpha=look.alpha, colormap=look.colormap)
-    # Pictures are kept as JPEG bytes: a few hundred KB each rather than the decoded arrays.
-    rows = [(c.as_dict(), rs.jpeg_bytes(c.picture) if c.picture is not None else None) for c in found]
-    return CompareResult(rows, unreadable, models)
+            continue
+        (found,) = compare(clf_a, clf_b, [pixels], files=[upload.name], names=("Model A", "Model B"),
+                           modality=modality, method=look.method, alpha=look.alpha, colormap=look.colormap)
+        del pixels
+        # Pictures are kept as JPEG bytes: a few hundred KB each rather than the decoded arrays.
+        rows.append((found.as_dict(), rs.jpeg_bytes(found.picture) if found.picture is not None else None))
+    return CompareResult(rows, unreadable, (model_title(clf_a), model_title(clf_b)))
 
 
 def compare_figures(found: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:

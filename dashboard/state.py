@@ -13,7 +13,15 @@ import streamlit as st
 
 from components.gradcam import Explanation
 from components.records import DB_URL_ENV, PatientRecord, RecordStore, data_dir
-from components.review_session import PREDICTED, BoundedCache, MapKey, ReviewImage
+from components.review_session import (
+    PREDICTED,
+    BoundedCache,
+    HeldUpload,
+    MapKey,
+    ReviewImage,
+    image_from_upload,
+    reattached,
+)
 from components.vocabulary import DEMO_WARNING
 from dashboard import access
 from dashboard.present import plain
@@ -25,8 +33,13 @@ MODEL_ENV = "CATARACT_CAM_MODEL"
 
 WEIGHTS_DIR = DEMO_MODEL_PATH.parent
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-MAP_CACHE_ENTRIES = 64  # a map is ~0.2 MB: a few patients' worth of method and class switches
-IMAGE_CACHE_ENTRIES = 48  # display copies, ~2 MB each; full-resolution pixels are not kept here
+# The shared caches are bounded by what they hold, not by how many entries: a map of a
+# 1024-pixel model is 16 times one of a 224-pixel model. docs/MEMORY.md adds them up.
+MAP_CACHE_BYTES = 32 * 2**20  # ~0.2 MB a map at 224 pixels: a few patients' worth of switches
+ATTENTION_CACHE_BYTES = 8 * 2**20  # figures and a verdict, a few KB each
+PANEL_CACHE_BYTES = 32 * 2**20  # encoded heatmap panels, ~100 KB each
+IMAGE_CACHE_BYTES = 96 * 2**20  # display copies, ~3.5 MB each; full pixels and upload bytes are not kept here
+TYPICALITY_CACHE_BYTES = 4 * 2**20  # a score, a flag and a few figures per photograph
 
 # Defaults of the settings widgets (drawn with persist_state="session", so a visit to another
 # page keeps them); set here rather than through each widget's value, so that another page may
@@ -310,31 +323,31 @@ def checkpoints_on_server() -> list[Path]:
 @st.cache_resource(show_spinner=False)
 def map_cache() -> BoundedCache[MapKey, Explanation]:
     """Computed maps per (image, model, method, target, layer), shared by every session, in memory only."""
-    return BoundedCache(MAP_CACHE_ENTRIES)
+    return BoundedCache(MAP_CACHE_BYTES)
 
 
 @st.cache_resource(show_spinner=False)
 def attention_cache() -> BoundedCache[tuple[MapKey, str | None], dict[str, Any]]:
     """Attention checks per (map, modality), shared by every session, in memory only."""
-    return BoundedCache(MAP_CACHE_ENTRIES)
+    return BoundedCache(ATTENTION_CACHE_BYTES)
 
 
 @st.cache_resource(show_spinner=False)
 def panel_cache() -> BoundedCache[tuple[MapKey, str, tuple[int, int]], tuple[bytes, float]]:
     """Encoded heatmap panels (and their width over the photograph's) per (map, colormap, size)."""
-    return BoundedCache(MAP_CACHE_ENTRIES)
+    return BoundedCache(PANEL_CACHE_BYTES)
 
 
 @st.cache_resource(show_spinner=False)
 def typicality_cache() -> BoundedCache[tuple[str, str], Any]:
     """Typicality (components.typicality.Typicality) per (image, model), shared by every session."""
-    return BoundedCache(MAP_CACHE_ENTRIES)
+    return BoundedCache(TYPICALITY_CACHE_BYTES)
 
 
 @st.cache_resource(show_spinner=False)
 def image_cache() -> BoundedCache[str, ReviewImage]:
     """Photographs' display copies (and how to get the full one) per SHA-256, shared by every session."""
-    return BoundedCache(IMAGE_CACHE_ENTRIES)
+    return BoundedCache(IMAGE_CACHE_BYTES)
 
 
 def cached_image(sha256: str, load: Callable[[], ReviewImage]) -> ReviewImage:
@@ -345,3 +358,13 @@ def cached_image(sha256: str, load: Callable[[], ReviewImage]) -> ReviewImage:
         image = load()
         cache.put(sha256, image)
     return image
+
+
+def upload_image(sha256: str, upload: HeldUpload, filename: str) -> ReviewImage:
+    """An upload's display copy from the shared cache (or decoded now), reading full pixels from this session's bytes.
+
+    Raises:
+        ImageError: the upload is not a usable image.
+    """
+    image = cached_image(sha256, lambda: image_from_upload(upload, filename))
+    return reattached(image, upload)

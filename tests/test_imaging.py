@@ -28,6 +28,7 @@ from components import imaging
 from components.imaging import (
     IMAGE_EXTENSIONS,
     MAX_PIXELS,
+    MAX_WHOLE_DECODE_PIXELS,
     DecodedImage,
     ImageError,
     decode_image,
@@ -275,15 +276,60 @@ def test_format_is_sniffed_from_content_not_name() -> None:
     reference = np.asarray(Image.open(path))
     assert reference.shape == (1654, 1696, 4)
     assert (reference[..., 3] == 255).all()
-    decoded = decode_image(path, min_side=224)  # not a JPEG, so not drafted
+    decoded = decode_image(path)
     assert decoded.source_format == "PNG"
     assert decoded.original_size == (1696, 1654)
     np.testing.assert_array_equal(decoded.pixels, reference[..., :3])
+    # Not a JPEG, so not drafted: box-reduced after decoding by 1654 // 224 = 7.
+    small = decode_image(path, min_side=224)
+    assert small.pixels.shape == (237, 243, 3)
+    assert small.original_size == (1696, 1654)
 
 
-def test_min_side_never_resizes_other_formats() -> None:
-    data = _encode(Image.fromarray(_two_colour(1000, 600)), "PNG")
-    assert decode_image(data, min_side=100).pixels.shape == (600, 1000, 3)
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "WEBP", "BMP"])
+def test_min_side_box_reduces_other_formats_right_after_decoding(fmt: str) -> None:
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (600, 1000, 3), dtype=np.uint8)
+    data = _encode(Image.fromarray(pixels), fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    # 600 // 100 = 6 is the largest whole factor keeping both sides >= 100: 1000 x 600 -> 167 x 100.
+    decoded = decode_image(data, min_side=100)
+    assert decoded.pixels.shape == (100, 167, 3)
+    assert decoded.original_size == (1000, 600)
+    # Pillow's box reduction of the full decode, pixel for pixel; a 6 x 6 block worked by hand.
+    np.testing.assert_array_equal(decoded.pixels, np.asarray(Image.fromarray(pixels).reduce(6)))
+    block = pixels[6:12, 12:18].reshape(36, 3).astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(decoded.pixels[1, 2], block, atol=0.5 + 1e-9)
+    # Too small a request to halve the picture leaves it as it is.
+    assert decode_image(data, min_side=301).pixels.shape == (600, 1000, 3)
+
+
+def test_min_side_reduces_palette_images_through_rgb() -> None:
+    pixels = np.zeros((400, 400, 3), np.uint8)
+    pixels[:, 200:] = (10, 200, 30)
+    data = _encode(Image.fromarray(pixels).convert("P", palette=Image.Palette.ADAPTIVE, colors=4), "PNG")
+    decoded = decode_image(data, min_side=100)
+    assert decoded.pixels.shape == (100, 100, 3)
+    np.testing.assert_array_equal(decoded.pixels[:, :50], 0)
+    np.testing.assert_array_equal(decoded.pixels[:, 50:], np.broadcast_to((10, 200, 30), (100, 50, 3)))
+
+
+def test_whole_decoded_formats_are_refused_above_their_own_cap() -> None:
+    # 6400 x 6400 = 40.96 M pixels: under MAX_PIXELS, above what a PNG may cost to decode whole.
+    start = time.perf_counter()
+    message = _refused(_png_claiming(6400, 6400))
+    assert time.perf_counter() - start < 0.5  # refused from the header, nothing decoded
+    assert message == (
+        "The image is too large: 6400 x 6400 pixels exceeds the limit of 30000000 pixels."
+    )
+    assert MAX_WHOLE_DECODE_PIXELS == 30_000_000
+    # A progressive JPEG holds every coefficient whatever its scale, so it has the same cap;
+    # a baseline JPEG of the same size is decoded at 1/8 scale.
+    big = Image.new("RGB", (6400, 6400), (90, 40, 30))
+    progressive = _encode(big, "JPEG", quality=50, progressive=True)
+    assert "6400 x 6400 pixels exceeds the limit of 30000000 pixels" in _refused(progressive, min_side=512)
+    assert decode_image(_encode(big, "JPEG", quality=50), min_side=512).pixels.shape == (800, 800, 3)
+    # A caller's smaller limit still wins.
+    assert "limit of 50000 pixels" in _refused(_png_claiming(300, 200), max_pixels=50_000)
 
 
 @pytest.mark.parametrize("bad", [0, -5, 2.5, True, "224"])

@@ -28,6 +28,7 @@ from components.cli import (
     typicality,
 )
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
+from components.heap import release_large_buffers
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; its exit code (argparse itself exits with 2 on a malformed command line)."""
     args = build_parser().parse_args(argv)
+    release_large_buffers()
     try:
         return int(args.handler(args))
     except UsageError as exc:

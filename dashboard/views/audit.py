@@ -42,7 +42,10 @@ modality = modality_ui("audit_modality", help="Where the attention should lie: t
                        "slit-lamp photograph, the fundus field in a fundus photograph.")
 st.caption("Uses the Review page's method, colormap and transparency.")
 
-ready = any(files for _, files in uploads) if source == "upload" else folder is not None
+too_many = folders.too_many_uploads(sum(len(files) for _, files in uploads))
+if too_many:
+    st.error(too_many)
+ready = any(files for _, files in uploads) and not too_many if source == "upload" else folder is not None
 if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
     assert clf is not None
     bar, progress = progress_ui("Auditing the photographs…")

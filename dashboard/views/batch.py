@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from components.batch import collect_inputs
+from components.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
 from components.gradcam import METHOD_LABELS
 from components.records import data_dir
 from components.records.errors import storage_error
@@ -36,7 +36,10 @@ client = cluster_ui(state.cluster())
 look = state.look()
 st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), colormap and transparency.")
 
-ready = bool(uploads) if source == "upload" else folder is not None
+too_many = folders.too_many_uploads(len(uploads))
+if too_many:
+    st.error(too_many)
+ready = bool(uploads) and not too_many if source == "upload" else folder is not None
 if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
     assert clf is not None
     try:
@@ -49,6 +52,8 @@ if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled
                     st.warning(folders.LEFT_OUT.format(n=outside))
             if not files:
                 st.warning("The folder holds no photographs.")
+            elif len(files) > MAX_FILES_PER_RUN:
+                st.error(too_many_files(len(files)))
             else:
                 bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
                 model = state.model_source()

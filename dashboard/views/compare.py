@@ -34,9 +34,12 @@ uploads = st.file_uploader("Photographs", type=folders.UPLOAD_TYPES, accept_mult
                            key="compare_images")
 modality = modality_ui("compare_modality")
 model_b = st.session_state.get("compare_b_upload" if source == "upload" else "compare_b_file")
+too_many = folders.too_many_uploads(len(uploads or []))
+if too_many:
+    st.error(too_many)
 
 if st.button("Compare", type="primary", icon=":material/compare:",
-             disabled=clf is None or not uploads or model_b is None):
+             disabled=clf is None or not uploads or model_b is None or too_many is not None):
     assert clf is not None
     assert model_b is not None
     try:

@@ -30,7 +30,8 @@ def _on_quick_upload() -> None:
         return
     data = upload.getvalue()
     # Only the bytes and what the file name says about the eye are kept, not the name itself.
-    st.session_state["quick_case"] = {"data": data, "sha256": sha256_bytes(data),
+    # The session holds the bytes; the shared image cache only refers to them.
+    st.session_state["quick_case"] = {"upload": rs.HeldUpload(data), "sha256": sha256_bytes(data),
                                       "hint": upload.name, "eye": None, "modality": None}
 
 
@@ -63,7 +64,7 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
                 "or choose a patient to review and sign.", icon=":material/photo_camera:")
         return []
     try:
-        image = state.cached_image(case["sha256"], lambda: rs.image_from_upload(case["data"], case["hint"]))
+        image = state.upload_image(case["sha256"], case["upload"], case["hint"])
     except ImageError as error:
         st.error(f"This file cannot be shown. {error}", icon=":material/broken_image:")
         return []

@@ -58,10 +58,10 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
                               help="JPEG, PNG, TIFF, BMP, WebP, GIF or DICOM, up to 50 MB.")
     if upload is None:
         return
-    data = upload.getvalue()
-    sha = sha256_bytes(data)
+    held = rs.HeldUpload(upload.getvalue())
+    sha = sha256_bytes(held.data)
     try:
-        image = state.cached_image(sha, lambda: rs.image_from_upload(data, upload.name))
+        image = state.upload_image(sha, held, upload.name)
     except ImageError as error:
         st.error(f"This file cannot be added. {error}", icon=":material/broken_image:")
         return
@@ -97,12 +97,16 @@ def _on_save_quick_case(store: RecordStore) -> None:
     if not case or not pseudo_id or case.get("eye") is None:
         st.session_state["save_quick_error"] = "Choose the eye and the patient first."
         return
-    image = state.cached_image(case["sha256"], lambda: rs.image_from_upload(case["data"], case["hint"]))
+    try:
+        image = state.upload_image(case["sha256"], case["upload"], case["hint"])
+    except ImageError as error:
+        st.session_state["save_quick_error"] = sentence(error)
+        return
     try:
         exam = rs.save_photo(store, state.image_cache(), pseudo_id, image, eye=case["eye"],
                              exam_date=st.session_state.get("save_quick_date") or date.today(),
                              modality=case["modality"], actor=state.actor())
-    except RecordsError as error:
+    except (RecordsError, ImageError) as error:
         st.session_state["save_quick_error"] = sentence(error)
         return
     st.session_state.pop("save_quick_error", None)

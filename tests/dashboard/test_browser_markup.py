@@ -15,7 +15,6 @@ from tests.support import CSDI, seeded_model
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 
 
 class _Beacon(BaseHTTPRequestHandler):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from components import review_session as rs
 from components.overlay import colorbar, colorize, resize_map
 
 
 def test_review_session_helpers() -> None:
-    cache: rs.BoundedCache[str, int] = rs.BoundedCache(2)
+    cache: rs.BoundedCache[str, int] = rs.BoundedCache(2, sizeof=lambda v: 1)
     cache.put("a", 1)
     cache.put("b", 2)
     assert cache.get("a") == 1  # "a" is now the most recent, so "b" goes first
@@ -28,8 +29,11 @@ def test_review_session_helpers() -> None:
     assert image.display.shape == (682, 1024, 3)
     assert not image.full().flags.writeable
     assert decodes == []  # the pixels it was made from are still at hand
-    for i in range(1, rs.RECENT_FULL_ENTRIES + 1):  # push them out of the few kept
-        rs.image_from_pixels(str(i) * 64, small, lambda: small)
+    # Push them out of the few kept: 160 MiB of recent photographs hold 10 of 16 MB each.
+    filler = np.zeros((4096, 4096), np.uint8)
+    assert rs.RECENT_FULL_BYTES // filler.nbytes == 10
+    for i in range(1, 11):
+        rs.image_from_pixels(str(i) * 64, np.dstack([filler] * 3)[:, :1365], lambda: small)
     assert image.full() is not photo
     assert np.array_equal(image.full(), photo)
     assert decodes == [1]
@@ -59,3 +63,51 @@ def test_a_map_is_cached_per_image_model_method_and_class(clf) -> None:
     assert rs.map_key("a" * 64, clf, method="hirescam", target=None) != key
     assert rs.map_key("a" * 64, clf, method="gradcam", target="Normal") != key
     assert rs.map_key("b" * 64, clf, method="gradcam", target=None) != key
+
+
+def test_caches_are_bounded_by_the_bytes_they_hold() -> None:
+    one_mb = np.zeros(2**20, np.uint8)
+    cache: rs.BoundedCache[int, np.ndarray] = rs.BoundedCache(3 * 2**20 + 10)
+    for key in range(5):
+        cache.put(key, one_mb.copy())
+    assert len(cache) == 3
+    assert cache.held == 3 * 2**20
+    assert list(range(2, 5)) == [k for k in range(5) if k in cache]
+    # One value larger than the whole budget is not kept, and pushes nothing out.
+    cache.put(9, np.zeros(4 * 2**20, np.uint8))
+    assert 9 not in cache
+    assert len(cache) == 3
+    # Replacing a key counts its new size only.
+    cache.put(4, np.zeros(10, np.uint8))
+    assert cache.held == 2 * 2**20 + 10
+    # A dataclass counts its arrays and bytes: a display copy and its JPEG.
+    photo = np.zeros((300, 400, 3), np.uint8)
+    image = rs.image_from_pixels("e" * 64, photo, lambda: photo)
+    assert rs.held_bytes(image) >= 360_000 + len(image.display_jpeg)
+    assert rs.held_bytes(image) < 360_000 + len(image.display_jpeg) + 4_000
+    for bad, error in ((0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="max_bytes must be"):
+            rs.BoundedCache(bad)  # type: ignore[arg-type]
+
+
+def test_an_upload_is_not_kept_alive_by_its_cached_image() -> None:
+    import gc
+    import io
+
+    from PIL import Image
+
+    from components.imaging import ImageError
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((50, 60, 3), 7, np.uint8)).save(buffer, format="PNG")
+    held = rs.HeldUpload(buffer.getvalue())
+    image = rs.image_from_upload(held, "left eye.png")
+    assert image.laterality == "OS"
+    assert image.original_size == (60, 50)
+    assert np.array_equal(image.source(), np.full((50, 60, 3), 7, np.uint8))
+    del held
+    gc.collect()
+    with pytest.raises(ImageError, match=r"^The photograph is no longer at hand; drop it again\.$"):
+        image.source()
+    again = rs.HeldUpload(buffer.getvalue())
+    assert np.array_equal(rs.reattached(image, again).source(), np.full((50, 60, 3), 7, np.uint8))
