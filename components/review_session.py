@@ -24,6 +24,7 @@ from components.overlay import fit_within as fit_to_side
 from components.records import (
     AnalysisRecord,
     ExamRecord,
+    Identity,
     PatientRecord,
     RecordStore,
     ReviewRecord,
@@ -326,7 +327,7 @@ def analysis_matches(analysis: AnalysisRecord | None, classifier: ClassifierLike
 
 
 def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike,
-                    explanation: Explanation, *, actor: str,
+                    explanation: Explanation, *, actor: str | Identity,
                     attention: Mapping[str, Any] | None = None) -> AnalysisRecord | None:
     """Store an exam's analysis unless its latest one is already the same; returns the new record or None."""
     if analysis_matches(store.latest_analysis(exam_id), classifier, explanation):
@@ -348,7 +349,7 @@ def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike
 
 
 def log_explanation(store: RecordStore, classifier: ClassifierLike, image_sha256: str,
-                    explanation: Explanation, *, exam_id: int | None, actor: str,
+                    explanation: Explanation, *, exam_id: int | None, actor: str | Identity,
                     attention: Mapping[str, Any] | None = None) -> None:
     """Put a freshly computed map in the audit trail: an exam's analysis, or an unsaved image's entry.
 
@@ -494,7 +495,7 @@ EyeReport = Callable[[], EyeFindings]
 
 
 def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequence[EyeReport], classifier: Any, *,
-                  reviewer: str | None, saved: bool, actor: str) -> bytes:
+                  reviewer: str | None, saved: bool, actor: str | Identity) -> bytes:
     """Build the case's PDF and record the export in the audit trail (the patient is named only when saved)."""
     eyes = [make() for make in eye_reports]
     pdf = case_report(patient, eyes, classifier, reviewer=reviewer)
@@ -505,16 +506,22 @@ def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequenc
     return pdf
 
 
-def save_review(store: RecordStore, exam_id: int, *, reviewer: str, agrees: bool, finding: str, grade: str,
+def save_review(store: RecordStore, exam_id: int, *, reviewer: Identity, agrees: bool, finding: str, grade: str,
                 notes: str, draft: ReviewRecord | None, sign: bool) -> ReviewRecord:
-    """Save the clinician's review (over the draft when there is one) and sign it when asked; raises RecordsError."""
-    saved = store.save_review(exam_id, reviewer=reviewer, agrees=agrees, finding=finding, grade=grade,
+    """Save the clinician's review as a new version after the draft shown, and sign it when asked.
+
+    ``reviewer`` is the identity of the person at the screen: the author, and the signer when signing.
+
+    Raises:
+        RecordsError: refused (role, sign-in, a newer version) or not stored.
+    """
+    saved = store.save_review(exam_id, author=reviewer, agrees=agrees, finding=finding, grade=grade,
                               notes=notes, review_id=draft.id if draft is not None else None)
-    return store.sign_review(saved.id, reviewer=reviewer) if sign else saved
+    return store.sign_review(saved.id, signer=reviewer) if sign else saved
 
 
 def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo_id: str, image: ReviewImage, *,
-               eye: str, exam_date: date, modality: str, actor: str) -> ExamRecord:
+               eye: str, exam_date: date, modality: str, actor: str | Identity) -> ExamRecord:
     """Add the photograph to the patient's record (raises RecordsError) and cache it under its stored name.
 
     The stored PNG holds the same pixels under another name, so the screen needs no second decode;

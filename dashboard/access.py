@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from components.records import Identity
 from components.vocabulary import ROLES, UNAUTHENTICATED
 
 __all__ = [
@@ -178,6 +179,26 @@ def actor_text(person: Person) -> str:
     if room < 1:
         raise ValueError("this identity's issuer and subject are too long for the record store")
     return person.name.replace("<", "(").replace(">", ")")[:room].rstrip() + identity
+
+
+def identity(person: Person) -> Identity:
+    """The record store's identity for ``person``: issuer, subject and name when signed in, else the typed name.
+
+    A signed-in person's strongest role goes with it (clinician, then admin, then viewer), so the
+    store can refuse what the role does not allow. Without sign-in the identity is the store's
+    unauthenticated one, named as :func:`actor_text` names it.
+
+    Raises:
+        TypeError: ``person`` is not a ``Person``.
+        ValueError: the name or the identity does not fit the store's limits.
+    """
+    if not isinstance(person, Person):
+        raise TypeError(f"expected a Person, got {type(person).__name__}")
+    if not person.authenticated:
+        return Identity.unauthenticated(actor_text(person))
+    role = next((r for r in ("clinician", "admin", "viewer") if r in person.roles), None)
+    name = " ".join(person.name.split())[:_MAX_ACTOR] or str(person.subject)[:_MAX_ACTOR]
+    return Identity(str(person.issuer), str(person.subject), name, role=role)
 
 
 def parse_actor(text: str) -> tuple[str, str | None, str | None]:

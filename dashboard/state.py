@@ -12,7 +12,7 @@ from typing import Any
 import streamlit as st
 
 from components.gradcam import Explanation
-from components.records import DB_URL_ENV, PatientRecord, RecordStore, data_dir
+from components.records import DB_URL_ENV, Identity, PatientRecord, RecordStore, data_dir
 from components.review_session import (
     PREDICTED,
     BoundedCache,
@@ -106,8 +106,13 @@ def person() -> access.Person:
     return access.person_from_claims(st.user.to_dict(), settings)
 
 
-def actor() -> str:
-    """Who the audit trail names for this session's actions, and who signs its reviews."""
+def actor() -> Identity:
+    """Who the audit trail names for this session's actions, and who writes and signs its reviews."""
+    return access.identity(person())
+
+
+def actor_name() -> str:
+    """The reviewer as a report prints it: ``name <issuer|subject>``, or ``name (unauthenticated)``."""
     return access.actor_text(person())
 
 
@@ -147,15 +152,16 @@ def _seed_demo_patients(store: RecordStore) -> None:
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda store: store.close())
-def _store(folder: str, db_url: str) -> RecordStore:
-    store = RecordStore(db_url or None, data_dir=Path(folder))
+def _store(folder: str, db_url: str, require_sign_in: bool) -> RecordStore:
+    # With sign-in configured the store itself refuses a typed name as author, signer or admin.
+    store = RecordStore(db_url or None, data_dir=Path(folder), require_sign_in=require_sign_in)
     _seed_demo_patients(store)
     return store
 
 
 def store() -> RecordStore:
     """The record store of the configured data folder (``CATARACT_CAM_DATA``) and database."""
-    return _store(str(data_dir()), os.environ.get(DB_URL_ENV, ""))
+    return _store(str(data_dir()), os.environ.get(DB_URL_ENV, ""), auth_configured())
 
 
 # --- the classifier ---------------------------------------------------------------------------

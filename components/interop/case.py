@@ -21,7 +21,7 @@ from components.interop.exam import SignedExam
 from components.interop.fhir import build_bundle
 from components.interop.from_report import exam_key_for, signed_exam_from_report
 from components.interop.ledger import SendAttempt, SendLedger, send_exam
-from components.records import ExamRecord, RecordStore
+from components.records import ExamRecord, Identity, RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
 from components.review_session import (
     attention_fields,
@@ -85,7 +85,8 @@ def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: A
 
 
 def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, client: PacsClient, actor: str, organization: str | None = None) -> SendAttempt:
+              classifier: Any, *, client: PacsClient, actor: str | Identity,
+              organization: str | None = None) -> SendAttempt:
     """Send the case's SR, Secondary Captures and PDF; the attempt is kept and audited, failed or not.
 
     Raises:
@@ -96,7 +97,7 @@ def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes
 
 
 def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, actor: str, organization: str | None = None) -> bytes:
+              classifier: Any, *, actor: str | Identity, organization: str | None = None) -> bytes:
     """The case's FHIR Bundle as JSON bytes; the download is recorded in the audit trail.
 
     Raises:
@@ -152,7 +153,7 @@ class PullOutcome:
 
 
 def pull_into_record(store: RecordStore, ledger: SendLedger, client: PacsClient, study_uid: str, pseudo_id: str,
-                     *, actor: str) -> PullOutcome:
+                     *, actor: str | Identity) -> PullOutcome:
     """Pull a study's eye photographs into a patient's record; each keeps its DICOM header in the ledger.
 
     A photograph without pixel data, in an unsupported transfer syntax or without laterality is

@@ -21,7 +21,7 @@ from components.interop.dicom_objects import build_objects
 from components.interop.dicomweb import PacsClient, PacsError
 from components.interop.dimse import DimseTarget, c_store, parse_target
 from components.interop.exam import SignedExam, new_study_uid
-from components.records import RecordStore
+from components.records import Identity, RecordStore
 from components.records.settings import data_dir, database_url, make_engine
 
 __all__ = ["NOT_SENT", "SENT", "SendAttempt", "SendLedger", "send_exam"]
@@ -161,7 +161,7 @@ def _attempt(row: _SendRow) -> SendAttempt:
                        tuple(row.sop_uids.split()) if row.sop_uids else (), row.error, row.time.replace(tzinfo=UTC))
 
 
-def send_exam(exam: SignedExam, ledger: SendLedger, *, actor: str, client: PacsClient | None = None,
+def send_exam(exam: SignedExam, ledger: SendLedger, *, actor: str | Identity, client: PacsClient | None = None,
               dimse: DimseTarget | str | None = None, store: RecordStore | None = None) -> SendAttempt:
     """Build the exam's DICOM objects and send them; keep the attempt, and audit it when ``store`` is given.
 

@@ -147,7 +147,7 @@ def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: l
     """The Export PDF report button; the PDF is built only when pressed, so moving a slider never builds one."""
     person = state.person()
     # Without sign-in the typed name goes on the report marked unauthenticated; with it, the identity.
-    reviewer = state.actor() if person.name else None
+    reviewer = state.actor_name() if person.name else None
     # Runs on a thread of its own when pressed: export_report makes no Streamlit calls.
     build = functools.partial(rs.export_report, store, patient, eyes, clf, reviewer=reviewer, saved=saved,
                               actor=state.actor())

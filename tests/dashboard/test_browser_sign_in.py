@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from components.records import RecordStore
-from dashboard.access import parse_actor
 from tests.dashboard.support import chromium, dashboard_server, free_port, stop
 from tests.support import CSDI, seeded_model
 
@@ -133,8 +132,9 @@ def test_sign_in_sign_and_sign_out_in_a_real_browser(app, provider) -> None:
         (exam,) = store.exams(PATIENT)
         (review,) = store.review_history(exam.id)
         assert review.status == "signed"
-        assert parse_actor(review.reviewer) == ("Dr Ada Example", provider, "dr-ada")
-        people = [(e.action, parse_actor(e.actor)[1:]) for e in store.audit_trail(PATIENT) if e.actor != "test"]
+        assert (review.signer, review.signer_issuer, review.signer_subject) == ("Dr Ada Example", provider, "dr-ada")
+        people = [(e.action, (e.actor_issuer, e.actor_subject)) for e in store.audit_trail(PATIENT)
+                  if e.actor != "test"]
         assert ("signed", (provider, "dr-ada")) in people
         assert ("viewed", (provider, "vic-viewer")) in people
     finally:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from components.records import RecordStore
 from components.vocabulary import NO_SIGN_IN_NOTICE
-from dashboard.access import ALLOW_NO_AUTH_ENV, parse_actor
+from dashboard.access import ALLOW_NO_AUTH_ENV
 from tests.dashboard.support import APP, TIMEOUT, pdf_of
 from tests.support import CSDI
 
@@ -106,12 +106,16 @@ def test_a_clinician_signs_with_the_signed_in_identity(env, clf, patient) -> Non
         (exam,) = store.exams("P-0777")
         (review,) = store.review_history(exam.id)
         assert review.status == "signed"
-        assert parse_actor(review.reviewer) == ("Dr Ada Example", ISSUER, "dr-ada")
+        # The signature and the authorship are the signed-in identity, never a typed name.
+        assert (review.signer, review.signer_issuer, review.signer_subject) == ("Dr Ada Example", ISSUER, "dr-ada")
+        assert (review.author, review.author_issuer, review.author_subject) == ("Dr Ada Example", ISSUER, "dr-ada")
+        assert review.authenticated
         events = store.audit_trail("P-0777")
         mine = [e for e in events if e.actor != "test"]
         assert [(e.action, e.object_type) for e in mine] == [("viewed", "patient"), ("explained", "analysis"),
                                                             ("reviewed", "review"), ("signed", "review")]
-        assert {parse_actor(e.actor) for e in mine} == {("Dr Ada Example", ISSUER, "dr-ada")}
+        assert {(e.actor, e.actor_issuer, e.actor_subject) for e in mine} == {("Dr Ada Example", ISSUER, "dr-ada")}
+        assert store.verify().ok
     finally:
         store.close()
     text = " ".join(_pdf_text(pdf_of(at)).split())
@@ -133,7 +137,7 @@ def test_a_viewer_reads_but_cannot_sign_create_or_switch_the_model(env, clf, pat
     store = RecordStore(data_dir=env)
     try:
         (view,) = [e for e in store.audit_trail("P-0777") if e.action == "viewed"]
-        assert parse_actor(view.actor) == ("Vic Viewer", ISSUER, "vic")
+        assert (view.actor, view.actor_issuer, view.actor_subject) == ("Vic Viewer", ISSUER, "vic")
     finally:
         store.close()
 
