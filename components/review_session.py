@@ -564,3 +564,4 @@ def stored_report(store: RecordStore, pseudo_id: str, classifier: Any) -> bytes:
         for exam in latest.values()
     ]
     return build_report(patient_info(store.get_patient(pseudo_id)), eyes, ModelInfo.from_classifier(classifier))
+

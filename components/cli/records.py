@@ -95,13 +95,12 @@ def _run(store: Any, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 
 
 def _export(store: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from components.review_session import stored_report
+    from components.patient_export import export_patient
 
     _need(args, "out")
     out = _new_folder(args.out)
     actor = _actor(args) or "server command line"
-    document = store.export_patient(args.patient, out, actor=actor)
-    (out / "report.pdf").write_bytes(stored_report(store, args.patient, load_model(args.model)))
+    document = export_patient(store, args.patient, out, load_model(args.model), actor=actor)
     return {"exams": len(document["exams"]), "reviews": len(document["reviews"]),
             "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())}
 

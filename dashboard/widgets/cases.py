@@ -11,6 +11,7 @@ import streamlit as st
 from components import review_session as rs
 from components.gradcam import Explanation
 from components.imaging import ImageError, sha256_bytes
+from components.patient_export import export_patient_zip
 from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
 from components.report import PatientInfo, safe_filename
 from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
@@ -154,3 +155,15 @@ def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: l
     st.download_button("Export PDF report", data=build, file_name=safe_filename(patient.pseudo_id),
                        mime="application/pdf", type="primary", icon=":material/picture_as_pdf:",
                        on_click="ignore", key="export_pdf")
+    if saved and (person.may("review") or person.may("manage_users")):
+        record_export_ui(store, clf, patient.pseudo_id)
+
+
+def record_export_ui(store: RecordStore, clf: Classifier, pseudo_id: str) -> None:
+    """The patient's right of access: everything held on them (JSON, photographs, maps, the PDF) as one ZIP."""
+    # Built only when pressed, on the download's own thread; the store logs the export.
+    build = functools.partial(export_patient_zip, store, pseudo_id, clf, actor=state.actor())
+    st.download_button("Download everything held on this patient", data=build,
+                       file_name=safe_filename(pseudo_id, ".zip").replace("cataract_report_", "patient_record_"),
+                       mime="application/zip", icon=":material/folder_zip:", on_click="ignore",
+                       key="export_record", help="The records as JSON, the photographs, the maps and the PDF report.")

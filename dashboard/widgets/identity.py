@@ -7,7 +7,7 @@ import signal
 import threading
 
 import streamlit as st
-from streamlit import runtime
+from streamlit.runtime import Runtime
 
 from components.vocabulary import NO_SIGN_IN_NOTICE, ROLE_LABELS, ROLES
 from dashboard.access import Person
@@ -19,11 +19,20 @@ def refuse_ui(reason: str) -> None:
     """Say why the dashboard will not serve, then stop the server: nothing else is drawn."""
     st.title("Cataract CAM")
     st.error(reason, icon=":material/block:")
-    if runtime.exists():
+    if _in_a_server():
         # A server that must not serve should not keep listening; the delay lets this page reach the browser.
         # SIGTERM is how Streamlit's own shutdown is asked for: the server closes, the process ends.
         threading.Timer(STOP_DELAY_S, os.kill, args=(os.getpid(), signal.SIGTERM)).start()
     st.stop()
+
+
+def _in_a_server() -> bool:
+    """Whether this script runs in a Streamlit server's process (not in a script runner such as AppTest's).
+
+    Only a server's own runtime may be stopped by signalling the process: a script runner's
+    stand-in runtime shares its process with whatever runs it.
+    """
+    return Runtime.exists() and type(Runtime.instance()) is Runtime
 
 
 def sign_in_ui() -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from components import review_session as rs
 from components.attention import check
 from components.batch import explain_files
 from components.gradcam import explain
-from components.imaging import load_rgb
+from components.imaging import load_rgb, sha256_bytes
 from components.overlay import blend, colorize, resize_map
 from components.records import RecordStore
 from dashboard.folders import MISSING_FOLDER, OUTSIDE_DATA
@@ -422,3 +424,30 @@ def test_two_sessions_explaining_at_once_each_get_their_own_result(env, clf) -> 
         assert got["Prediction"] == want.prediction
         for name, p in want.probabilities.items():
             assert got[f"P({name})"] == f"{p:.1%}"
+
+
+def test_everything_held_on_a_patient_downloads_as_one_archive(env, clf) -> None:
+    # The patient's right of access from the screen: the same content as `cataract-cam records export`.
+    at = new_app()
+    _create_patient_with_photo(at, "P-0300", CSDI / "LZ-OS.jpg")
+    _sign_review(at, agrees=True, finding="normal", grade="none", notes="Clear lens.")
+    (button,) = [b for b in at.get("download_button") if b.proto.label == "Download everything held on this patient"]
+    manager = RecordingMediaFileManager.latest
+    archive = zipfile.ZipFile(io.BytesIO(manager.read(manager.execute_deferred(button.proto.deferred_file_id))))
+    store = RecordStore(data_dir=env)
+    try:
+        (exam,) = store.exams("P-0300")
+        names = set(archive.namelist())
+        assert {"patient.json", "report.pdf", f"images/{exam.image_sha256}.png"} <= names
+        assert any(n.startswith("maps/analysis-") for n in names)
+        document = json.loads(archive.read("patient.json"))
+        assert document["patient"]["pseudo_id"] == "P-0300"
+        assert document["patient"]["name"] == "Jane <b>Doe</b>"
+        assert [r["notes"] for r in document["reviews"]] == ["Clear lens."]
+        assert archive.read("report.pdf").startswith(b"%PDF-")
+        assert sha256_bytes(archive.read(f"images/{exam.image_sha256}.png")) == exam.image_sha256
+        # The export itself is in the trail, by whoever pressed the button.
+        (exported,) = [e for e in store.audit_trail("P-0300") if e.object_type == "patient_export"]
+        assert exported.actor == "Dr Ada Example (unauthenticated)"
+    finally:
+        store.close()
