@@ -51,12 +51,13 @@ def _audit_gallery_ui(rows: list[AuditRow], gallery: list[tuple[str, list[str], 
     # Unreadable photographs are flagged but have no picture; the table lists them.
     shown = f"; {len(gallery)} of {flagged} shown" if flagged > len(gallery) else ""
     st.caption(f"Most suspect first{shown}.")
-    columns = st.columns(2)
-    for i, (file, flags, jpeg) in enumerate(gallery):
-        with columns[i % 2]:
-            st.image(jpeg, width="stretch")
-            # File names are the user's text: shown as plain text, never as Markdown.
-            st.text(f"{file}\n{'; '.join(flags)}")
+    # Two to a row, a row at a time, so the page reads (and a screen reader announces) in rank order.
+    for start in range(0, len(gallery), 2):
+        for column, (file, flags, jpeg) in zip(st.columns(2), gallery[start:start + 2], strict=False):
+            with column:
+                st.image(jpeg, width="stretch")
+                # File names are the user's text: shown as plain text, never as Markdown.
+                st.text(f"{file}\n{'; '.join(flags)}")
 
 
 def audit_results_ui(result: runs.AuditResult) -> None:
