@@ -440,6 +440,8 @@ def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Seq
         ClusterError: the scheduler was lost.
         ExplainError: a task failed on a bad method, target or layer.
     """
+    from concurrent.futures import CancelledError
+
     from distributed import as_completed
 
     total = sum(len(c) for c in chunks)
@@ -454,8 +456,12 @@ def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Seq
             if future.status == "cancelled":
                 raise ClusterError("The connection to the Dask scheduler was lost; run again with --resume "
                                    "to finish the remaining inputs.")
-            outcomes = (failed(task_failure(future.exception()), chunk) if future.status == "error"
-                        else future.result())
+            try:
+                outcomes = (failed(task_failure(future.exception()), chunk) if future.status == "error"
+                            else future.result())
+            except (OSError, CancelledError):  # the scheduler died between the status and the result
+                raise ClusterError("The connection to the Dask scheduler was lost; run again with --resume "
+                                   "to finish the remaining inputs.") from None
             for outcome in outcomes:
                 results.setdefault(outcome.index, outcome)  # a task run twice still gives one row
             if progress is not None:
