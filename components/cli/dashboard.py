@@ -28,7 +28,12 @@ def run(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
     # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in) applies
     # wherever the command is typed; elsewhere the app would listen on every interface and refuse.
-    return subprocess.call(command, env=env, cwd=ROOT)
+    os.chdir(ROOT)
+    if os.name == "posix":
+        # This process becomes the server: a signal to its PID (Ctrl-C, a service manager) reaches
+        # Streamlit itself, and no server is left behind when the command is stopped.
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
 
 
 COMMAND = Command("dashboard", "start the Streamlit dashboard", add_arguments, run)
