@@ -67,7 +67,10 @@ def main() -> int:
         varied.append((v.image, v.masks["pupil"] > 0))
         for name in v.applied:
             counts[name] = counts.get(name, 0) + 1
-    finders: dict[str, Finder] = {"circle search (lens.find_lens)": lambda im: lens.find_lens(im, "external")}
+    finders: dict[str, Finder] = {
+        "circle search (finder='circle')": lambda im: lens.find_lens(im, "external", finder=lens.CIRCLE),
+        "learned, two looks (finder='learned')": lambda im: lens.find_lens(im, "external", finder=lens.LEARNED),
+    }
     print(f"Measured {date.today()} on {platform.machine()}, torch {torch.__version__}; render seeds "
           f"{args.seed}-{args.seed + args.n - 1}\n")
     print("| finder | eyes | found | median IoU | median IoU (found) | wrong circles | ms/image |")

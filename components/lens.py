@@ -14,6 +14,9 @@ separates and what was measured.
 
 from __future__ import annotations
 
+import functools
+import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,10 @@ from components.vocabulary import ATTENTION_MODALITIES, attention_modality
 
 __all__ = [
     "ANALYSIS_SIDE",
+    "CIRCLE",
+    "FINDERS",
+    "FINDER_ENV",
+    "LEARNED",
     "MIN_FUNDUS_AREA",
     "MIN_FUNDUS_ROUNDNESS",
     "MIN_LENS_CONFIDENCE",
@@ -33,6 +40,14 @@ __all__ = [
     "detect_modality",
     "find_lens",
 ]
+
+# The two pupil finders for external photographs (find_lens's ``finder``).
+LEARNED = "learned"
+CIRCLE = "circle"
+FINDERS = (LEARNED, CIRCLE)
+# The environment can pick the finder for a whole process (a benchmark comparing the two, a site
+# that prefers one); find_lens's own ``finder`` argument wins over it.
+FINDER_ENV = "CATARACT_CAM_LENS_FINDER"
 
 # The fundus field is found, and a map judged, on a grid at most this long (px).
 ANALYSIS_SIDE = 512
@@ -88,6 +103,13 @@ class LensRegion:
     iris_center: tuple[float, float] | None = None
     iris_radius: float | None = None
     reason: str = ""  # why it was not found, one sentence; empty when found
+    # The learned finder's ellipses (full axis lengths in px, angle in degrees as cv2.ellipse takes
+    # them); None for the circle search and the fundus field, whose regions are circles.
+    axes: tuple[float, float] | None = None
+    angle: float = 0.0
+    iris_axes: tuple[float, float] | None = None
+    iris_angle: float = 0.0
+    finder: str = ""  # "learned" or "circle" (external photographs), "field" (fundus)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready description (no mask)."""
@@ -102,6 +124,11 @@ class LensRegion:
             "radius": None if self.radius is None else round(float(self.radius), 2),
             "iris_center": pt(self.iris_center),
             "iris_radius": None if self.iris_radius is None else round(float(self.iris_radius), 2),
+            "axes": pt(self.axes),
+            "angle": round(float(self.angle), 2),
+            "iris_axes": pt(self.iris_axes),
+            "iris_angle": round(float(self.iris_angle), 2),
+            "finder": self.finder,
             "reason": self.reason,
         }
 
@@ -187,7 +214,7 @@ def _find_fundus(image: np.ndarray) -> LensRegion:
     reason = "" if found else "No round, bright field of view was found on a dark surround."
     return LensRegion(mask=mask if found else np.zeros((h, w), bool), confidence=confidence, found=found,
                       modality="fundus", center=(cx * scale, cy * scale) if found else None,
-                      radius=radius * scale if found else None, reason=reason)
+                      radius=radius * scale if found else None, reason=reason, finder="field")
 
 
 def _circle_means(gray: np.ndarray, cx: np.ndarray, cy: np.ndarray, radii: np.ndarray,
@@ -401,7 +428,47 @@ def _circle_samples(gray: np.ndarray, cx: float, cy: float, radii: np.ndarray,
     return cv2.remap(gray, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).ravel()
 
 
-def _find_pupil(image: np.ndarray) -> LensRegion:
+@functools.lru_cache(maxsize=1)
+def _shipped_lens_net() -> Any:
+    """The shipped learned finder, loaded once per process; None when its weights are not there."""
+    from components import lens_net
+
+    if not lens_net.LENS_FINDER_PATH.is_file():
+        return None
+    return lens_net.load_lens_net()
+
+
+def _find_pupil_learned(image: np.ndarray, net: Any) -> LensRegion:
+    from components import lens_net
+
+    h0, w0 = image.shape[:2]
+    fit = lens_net.locate(net, image)
+    pupil = fit.pupil
+    if not fit.found or pupil.center is None or pupil.axes is None:
+        return LensRegion(mask=np.zeros((h0, w0), bool), confidence=pupil.confidence, found=False,
+                          modality="external", reason=pupil.reason, finder=LEARNED)
+    iris_radius = None if fit.iris_axes is None else math.sqrt(fit.iris_axes[0] * fit.iris_axes[1]) / 2
+    return LensRegion(mask=pupil.mask((h0, w0)), confidence=pupil.confidence, found=True, modality="external",
+                      center=pupil.center, radius=pupil.radius, iris_center=fit.iris_center, iris_radius=iris_radius,
+                      axes=pupil.axes, angle=pupil.angle, iris_axes=fit.iris_axes, iris_angle=fit.iris_angle,
+                      finder=LEARNED)
+
+
+def _find_pupil(image: np.ndarray, finder: str | None = None) -> LensRegion:
+    finder = finder or os.environ.get(FINDER_ENV) or None
+    if finder not in (None, *FINDERS):
+        raise AttentionError(f"{FINDER_ENV} is {finder!r}; expected one of {', '.join(FINDERS)}.")
+    if finder != CIRCLE:
+        net = _shipped_lens_net()
+        if net is not None:
+            return _find_pupil_learned(image, net)
+        if finder == LEARNED:
+            raise AttentionError("The learned lens finder's weights are missing; "
+                                 "train them with python -m models.lens_net_train.")
+    return _find_pupil_circle(image)
+
+
+def _find_pupil_circle(image: np.ndarray) -> LensRegion:
     h0, w0 = image.shape[:2]
     small, scale = _shrink(image, 256)
     h, w = small.shape[:2]
@@ -460,24 +527,35 @@ def _find_pupil(image: np.ndarray) -> LensRegion:
     cv2.circle(mask, (round(centre[0] * 16), round(centre[1] * 16)), round(radius * 16), 1,
                thickness=cv2.FILLED, lineType=cv2.LINE_8, shift=4)
     return LensRegion(mask=mask.astype(bool), confidence=confidence, found=True, modality="external",
-                      center=centre, radius=radius, iris_center=(icx * scale, icy * scale), iris_radius=R * scale)
+                      center=centre, radius=radius, iris_center=(icx * scale, icy * scale), iris_radius=R * scale,
+                      finder=CIRCLE)
 
 
 def _no_pupil(shape: tuple[int, int], confidence: float) -> LensRegion:
     return LensRegion(mask=np.zeros(shape, bool), confidence=float(confidence), found=False, modality="external",
-                      reason="No clear pupil was found: the lens region cannot be located with confidence.")
+                      reason="No clear pupil was found: the lens region cannot be located with confidence.",
+                      finder=CIRCLE)
 
 
-def find_lens(image: np.ndarray, modality: str | None = None) -> LensRegion:
+def find_lens(image: np.ndarray, modality: str | None = None, *, finder: str | None = None) -> LensRegion:
     """Locate the pupil (external and slit-lamp photographs) or the field of view (fundus).
 
     ``modality`` is one of :data:`~components.vocabulary.ATTENTION_MODALITIES` (or an alias such
     as ``slit_lamp``), or None to detect it. When the finder is not sure the result has ``found``
     False, an empty mask and a ``reason``; it never guesses silently.
+
+    ``finder`` picks the pupil finder: ``"learned"`` (:mod:`components.lens_net`, the default
+    when its weights are shipped), or ``"circle"`` (the circle search below, the default without
+    them); None takes the ``CATARACT_CAM_LENS_FINDER`` environment variable, else the default.
+
+    Raises:
+        AttentionError: a malformed image, an unknown modality or finder, or ``"learned"`` without weights.
     """
     image = check_image(image)
+    if finder not in (None, *FINDERS):
+        raise AttentionError(f"Unknown lens finder {finder!r}; expected one of {', '.join(FINDERS)} or None.")
     modality = _check_modality(modality) or detect_modality(image)
-    return _find_fundus(image) if modality == "fundus" else _find_pupil(image)
+    return _find_fundus(image) if modality == "fundus" else _find_pupil(image, finder)
 
 
 # Names for the two kinds of photograph that the vocabulary's parser does not know.

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["INPUT_SIDE", "LENS_FINDER_PATH", "LensNet", "PupilFit", "fit_pupil", "load_lens_net", "predict_masks",
-           "to_input"]
+__all__ = ["CROP_SCALE", "CROP_SIDE", "INPUT_SIDE", "LENS_FINDER_PATH", "EyeFit", "LensNet", "PupilFit", "fit_pupil",
+           "load_lens_net", "locate", "predict_masks", "to_input"]
 
 INPUT_SIDE = 96
 LENS_FINDER_PATH = Path(__file__).resolve().parent.parent / "models" / "weights" / "lens_finder.pt"
@@ -202,3 +202,110 @@ def fit_pupil(probabilities: np.ndarray, shape: tuple[int, int]) -> PupilFit:
     (cx, cy), (b1, b2), beta = cv2.fitEllipse(pts)
     return PupilFit(found=True, center=(float(cx), float(cy)), axes=(float(b1), float(b2)), angle=float(beta),
                     confidence=confidence)
+
+
+# ---- The two looks ---------------------------------------------------------------------------
+CROP_SCALE = 1.6  # the second look's window: this many iris radii either side of the first look's iris centre
+CROP_SIDE = 2 * INPUT_SIDE  # the window is cut at this many pixels, then fed like any photograph
+MIN_IRIS_CELLS = 6  # the first look's eye (iris or pupil cells on its grid): fewer and there is no eye to look at
+PUPIL_TO_IRIS = (0.1, 0.9)  # the pupil's radius over the iris's, on the second look
+
+
+@dataclass(frozen=True)
+class EyeFit:
+    """The pupil and the iris the finder settled on, in the photograph's pixels, or why there is none."""
+
+    pupil: PupilFit
+    iris_center: tuple[float, float] | None = None
+    iris_axes: tuple[float, float] | None = None
+    iris_angle: float = 0.0
+
+    @property
+    def found(self) -> bool:
+        """A pupil was placed."""
+        return self.pupil.found
+
+
+def _largest_blob(mask: np.ndarray) -> np.ndarray | None:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return None
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _window(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[np.ndarray, float]:
+    """The square window of ``side`` px centred on (cx, cy), at CROP_SIDE px (edges smeared outward), and its scale."""
+    # A big photograph is first shrunk so the window is cut from at most twice its output size (no aliasing).
+    pre = min(1.0, 2 * CROP_SIDE / max(side, 1.0))
+    if pre < 1.0:
+        image = cv2.resize(image, (max(1, round(image.shape[1] * pre)), max(1, round(image.shape[0] * pre))),
+                           interpolation=cv2.INTER_AREA)
+        cx, cy, side = cx * pre, cy * pre, side * pre
+    scale = CROP_SIDE / side
+    m = np.array([[scale, 0, CROP_SIDE / 2 - cx * scale], [0, scale, CROP_SIDE / 2 - cy * scale]], np.float32)
+    crop = cv2.warpAffine(image, m, (CROP_SIDE, CROP_SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop, scale * pre
+
+
+def _iris_in_window(probabilities: np.ndarray, pupil: PupilFit) -> tuple[tuple[float, float], tuple[float, float],
+                                                                          float] | None:
+    """The iris ellipse (centre, full axes, angle) on the second look, in window pixels, around the pupil."""
+    g = probabilities.shape[1]
+    eye = _largest_blob((probabilities[0] > PROBABILITY) | (probabilities[1] > PROBABILITY))
+    if eye is None or pupil.center is None:
+        return None
+    contours, _ = cv2.findContours(eye.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=cv2.contourArea)
+    if len(contour) < 5:
+        return None
+    (ex, ey), (a1, a2), angle = cv2.fitEllipse(contour.astype(np.float32))
+    cell = CROP_SIDE / g
+    return ((ex + 0.5) * cell, (ey + 0.5) * cell), ((a1 + 1.0) * cell, (a2 + 1.0) * cell), float(angle)
+
+
+def locate(net: LensNet, image: np.ndarray) -> EyeFit:
+    """Find the pupil and the iris in one RGB uint8 photograph in two looks.
+
+    The first look takes the whole photograph and finds the eye (iris and pupil cells); the
+    second takes a window of ``CROP_SCALE`` iris radii around it, where even a pupil a few pixels
+    across in a half-face photograph is large, and fits the pupil ellipse there. Each look can
+    answer "not found" with its reason; the pupil must also sit inside the first look's eye and
+    be of a pupil's size for its iris.
+
+    Raises:
+        TypeError: ``image`` is not an RGB uint8 array.
+    """
+    h, w = image.shape[:2] if isinstance(image, np.ndarray) and image.ndim == 3 else (0, 0)
+    first = predict_masks(net, [image])[0]
+    g = first.shape[1]
+    eye = _largest_blob((first[0] > PROBABILITY) | (first[1] > PROBABILITY))
+    if eye is None or int(eye.sum()) < MIN_IRIS_CELLS:
+        return EyeFit(_no("No eye was found: nothing in the photograph looks like an iris to the lens finder."))
+    ys, xs = np.nonzero(eye)
+    sx, sy = w / g, h / g
+    cx, cy = (float(xs.mean()) + 0.5) * sx, (float(ys.mean()) + 0.5) * sy
+    radius = math.sqrt(xs.size * sx * sy / math.pi)
+    crop, scale = _window(image, cx, cy, 2 * CROP_SCALE * radius)
+    second = predict_masks(net, [crop])[0]
+    found = fit_pupil(second, (CROP_SIDE, CROP_SIDE))
+    if not found.found or found.center is None or found.axes is None:
+        return EyeFit(found)
+    iris = _iris_in_window(second, found)
+
+    def back(p: tuple[float, float]) -> tuple[float, float]:
+        return cx + (p[0] - CROP_SIDE / 2) / scale, cy + (p[1] - CROP_SIDE / 2) / scale
+
+    centre = back(found.center)
+    pupil = PupilFit(True, centre, (found.axes[0] / scale, found.axes[1] / scale), found.angle, found.confidence)
+    px, py = int(np.clip(centre[0] / sx, 0, g - 1)), int(np.clip(centre[1] / sy, 0, g - 1))
+    if not eye[py, px]:
+        return EyeFit(_no("No pupil was found: the candidate lies outside the eye the lens finder saw.",
+                          found.confidence))
+    if iris is None:
+        return EyeFit(_no("No pupil was found: the lens finder saw no iris round it.", found.confidence))
+    iris_axes = (iris[1][0] / scale, iris[1][1] / scale)
+    ratio = (pupil.radius or 0.0) / max(math.sqrt(iris_axes[0] * iris_axes[1]) / 2, 1e-6)
+    if not PUPIL_TO_IRIS[0] <= ratio <= PUPIL_TO_IRIS[1]:
+        return EyeFit(_no("No pupil was found: the candidate is not of a pupil's size for its iris.",
+                          found.confidence))
+    return EyeFit(pupil, back(iris[0]), iris_axes, iris[2])

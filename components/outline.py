@@ -23,11 +23,15 @@ def _point(value: Any) -> tuple[float, float] | None:
 
 
 def draw_region(pixels: np.ndarray, region: Mapping[str, Any], *, scale: float = 1.0) -> np.ndarray:
-    """A copy of ``pixels`` with the region's pupil (green) and iris (blue) circles drawn on it.
+    """A copy of ``pixels`` with the region's pupil (green) and iris (blue) outlines drawn on it.
+
+    Each is an ellipse where the region gives one (``axes`` and ``angle``, ``iris_axes`` and
+    ``iris_angle``: the learned finder's), else a circle.
 
     ``region`` is :meth:`components.lens.LensRegion.as_dict` (``center``, ``radius``,
-    ``iris_center``, ``iris_radius``, ``found``), measured on a picture ``scale`` times smaller than
-    ``pixels`` (the check may run on a smaller copy). A region not found draws nothing.
+    ``iris_center``, ``iris_radius``, ``found`` and the optional ellipses), measured on a picture
+    ``scale`` times smaller than ``pixels`` (the check may run on a smaller copy). A region not
+    found draws nothing.
 
     Raises:
         TypeError: ``pixels`` is not an RGB uint8 array or ``region`` not a mapping.
@@ -44,11 +48,17 @@ def draw_region(pixels: np.ndarray, region: Mapping[str, Any], *, scale: float =
         return out
     thickness = max(1, round(min(out.shape[:2]) / 300))
     one = 1 << _SHIFT
-    for centre_key, radius_key, colour in (("iris_center", "iris_radius", IRIS_COLOUR),
-                                           ("center", "radius", PUPIL_COLOUR)):
-        centre, radius = _point(region.get(centre_key)), region.get(radius_key)
+    for prefix, colour in (("iris_", IRIS_COLOUR), ("", PUPIL_COLOUR)):
+        centre, radius = _point(region.get(f"{prefix}center")), region.get(f"{prefix}radius")
         if centre is None or radius is None or radius <= 0:
             continue
-        cv2.circle(out, (round(centre[0] * scale * one), round(centre[1] * scale * one)),
-                   round(float(radius) * scale * one), colour, thickness, cv2.LINE_8, _SHIFT)
+        axes = _point(region.get(f"{prefix}axes"))
+        c = (round(centre[0] * scale * one), round(centre[1] * scale * one))
+        if axes is not None and min(axes) > 0:
+            # The learned finder's ellipse (full axis lengths; cv2.ellipse takes half lengths).
+            half = (round(axes[0] / 2 * scale * one), round(axes[1] / 2 * scale * one))
+            angle = float(region.get(f"{prefix}angle") or 0.0)
+            cv2.ellipse(out, c, half, angle, 0, 360, colour, thickness, cv2.LINE_8, _SHIFT)
+        else:
+            cv2.circle(out, c, round(float(radius) * scale * one), colour, thickness, cv2.LINE_8, _SHIFT)
     return out

@@ -89,3 +89,110 @@ def test_training_samples_match_their_masks():
     # The same seed gives the same samples.
     again, _ = make_samples(2, seed=3)
     np.testing.assert_array_equal(images, again)
+
+
+# ---- The shipped net, through components.lens ---------------------------------------------
+# Render seeds 940000 on: never used for training (5_000_000 on) or for the benchmark (930000 on).
+
+def _varied(seed: int, only=None, size=(320, 240)):
+    from models.synthetic import render_eye
+    from models.variation import vary
+
+    eye = render_eye(seed, size=size)
+    v = vary(eye.image, eye.masks, seed, only=only)
+    return v.image, v.masks["pupil"] > 0
+
+
+def _learned(image):
+    from components import lens
+
+    return lens.find_lens(image, "external", finder=lens.LEARNED)
+
+
+def test_shipped_finder_outlines_varied_eyes_and_draws_no_wrong_circle():
+    ious, wrong = [], 0
+    for seed in range(940_000, 940_030):
+        image, pupil = _varied(seed)
+        region = _learned(image)
+        assert region.finder == "learned"
+        value = iou(region.mask, pupil) if region.found else 0.0
+        wrong += region.found and value < 0.3
+        ious.append(value)
+    assert sum(v > 0 for v in ious) >= 27, ious  # found on at least 90% of them
+    assert float(np.median(ious)) >= 0.8, ious
+    assert wrong == 0, ious
+
+
+@pytest.mark.parametrize("only", [("half_face", "small"), ("oblique",), ("macro",), ("dark_iris", "glare"),
+                                  ("white_pupil", "ring_flash"), ("rotate_shear", "lids")])
+def test_shipped_finder_on_each_kind_of_real_photograph_variation(only):
+    ious = []
+    for seed in range(941_000, 941_006):
+        image, pupil = _varied(seed, only)
+        region = _learned(image)
+        ious.append(iou(region.mask, pupil) if region.found else 0.0)
+        assert not (region.found and ious[-1] < 0.3), (only, seed, ious)
+    assert sum(v >= 0.5 for v in ious) >= 5, (only, ious)
+
+
+def test_an_oblique_pupil_is_an_ellipse():
+    image, pupil = _varied(942_001, ("oblique",))
+    region = _learned(image)
+    assert region.found
+    assert region.axes is not None
+    assert max(region.axes) / min(region.axes) > 1.1  # squeezed by 0.55-0.9 across
+    # The ellipse fits the squeezed pupil better than the circle of the same area would.
+    circle = np.zeros(pupil.shape, np.uint8)
+    import cv2
+
+    cv2.circle(circle, (round(region.center[0]), round(region.center[1])), round(region.radius), 1, -1)
+    assert iou(region.mask, pupil) > iou(circle.astype(bool), pupil)
+
+
+def test_where_the_finder_puts_the_pupil_moves_with_the_photograph():
+    import cv2
+
+    image, _ = _varied(943_000, ())
+    base = _learned(image)
+    assert base.found
+    # Padded by 40 px on the left and 24 on top: the same pupil, shifted.
+    padded = cv2.copyMakeBorder(image, 24, 0, 40, 0, cv2.BORDER_REPLICATE)
+    moved = _learned(padded)
+    assert moved.found
+    assert moved.center == pytest.approx((base.center[0] + 40, base.center[1] + 24), abs=0.06 * base.radius + 1)
+    # Twice the size: twice the radius, at twice the place.
+    double = cv2.resize(image, (image.shape[1] * 2, image.shape[0] * 2), interpolation=cv2.INTER_LINEAR)
+    big = _learned(double)
+    assert big.found
+    assert big.radius == pytest.approx(2 * base.radius, rel=0.08)
+    assert big.center == pytest.approx((2 * base.center[0], 2 * base.center[1]), abs=0.12 * big.radius + 1)
+
+
+def test_shipped_finder_finds_no_pupil_where_there_is_no_eye(csdi_jpeg):
+    from components.imaging import decode_image
+    from tests.support import non_eye_pictures
+
+    rng = np.random.default_rng(5)
+    pictures = [np.full((240, 320, 3), 128, np.uint8), rng.integers(0, 256, (240, 320, 3), dtype=np.uint8),
+                decode_image(csdi_jpeg, min_side=512).pixels]
+    # The packaging photograph and its crops (the portrait beside it has real eyes in it).
+    pictures += non_eye_pictures()[4:]
+    for picture in pictures:
+        region = _learned(picture)
+        assert not region.found, picture.shape
+        assert region.reason
+        assert not region.mask.any()
+
+
+def test_the_finder_is_chosen_by_argument_or_environment(monkeypatch):
+    from components import lens
+
+    image, _ = _varied(943_000, ())
+    monkeypatch.setenv(lens.FINDER_ENV, "circle")
+    assert lens.find_lens(image, "external").finder == "circle"
+    assert lens.find_lens(image, "external", finder="learned").finder == "learned"
+    monkeypatch.setenv(lens.FINDER_ENV, "hough")
+    with pytest.raises(lens.AttentionError, match="CATARACT_CAM_LENS_FINDER"):
+        lens.find_lens(image, "external")
+    with pytest.raises(lens.AttentionError, match="Unknown lens finder"):
+        lens.find_lens(image, "external", finder="hough")

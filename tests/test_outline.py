@@ -28,3 +28,18 @@ def test_a_region_not_found_draws_nothing():
         draw_region(pixels.astype(np.float32), {"found": False})
     with pytest.raises(ValueError, match="scale"):
         draw_region(pixels, {"found": False}, scale=0)
+
+
+def test_ellipses_lie_where_the_region_says():
+    pixels = np.zeros((200, 300, 3), np.uint8)
+    # A pupil 40 px wide and 20 px tall (angle 0: the first axis is horizontal), an iris ellipse
+    # 100 x 60 turned by 90 degrees (so 60 wide and 100 tall), both centred at (100, 80), drawn at scale 1.
+    region = {"found": True, "center": [100.0, 80.0], "radius": 14.1, "axes": [40.0, 20.0], "angle": 0.0,
+              "iris_center": [100.0, 80.0], "iris_radius": 38.7, "iris_axes": [100.0, 60.0], "iris_angle": 90.0}
+    out = draw_region(pixels, region)
+    assert tuple(out[79:82, 119:122].reshape(-1, 3).max(0)) == PUPIL_COLOUR  # (100 + 20, 80)
+    assert tuple(out[69:72, 99:102].reshape(-1, 3).max(0)) == PUPIL_COLOUR  # (100, 80 - 10)
+    assert tuple(out[29:32, 99:102].reshape(-1, 3).max(0)) == IRIS_COLOUR  # (100, 80 - 50)
+    assert tuple(out[79:82, 129:132].reshape(-1, 3).max(0)) == IRIS_COLOUR  # (100 + 30, 80)
+    # Where a circle of the same mean radius would pass, the ellipse does not.
+    assert not out[79:82, 113:116].any()
