@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -196,3 +198,19 @@ def test_the_finder_is_chosen_by_argument_or_environment(monkeypatch):
         lens.find_lens(image, "external")
     with pytest.raises(lens.AttentionError, match="Unknown lens finder"):
         lens.find_lens(image, "external", finder="hough")
+
+
+def test_a_real_eye_in_a_real_photograph():
+    """Grace Hopper's portrait (public domain, shipped with matplotlib): her right eye, 70 x 55 px."""
+    import matplotlib
+
+    from components.imaging import load_rgb
+
+    portrait = load_rgb(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    crop = np.ascontiguousarray(portrait[155:210, 260:330])
+    region = _learned(crop)
+    assert region.found, region.reason
+    # The pupil's centre marked by eye on a tenfold enlargement of the crop, at (45, 30.5); the dark iris
+    # is about 14 px across.
+    assert region.center == pytest.approx((45.0, 30.5), abs=4.0)
+    assert 2.0 <= region.radius <= 7.0
