@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from components.gradcam import explain
 from components.typicality import (
     NOT_AVAILABLE,
     TypicalityError,
     TypicalityStats,
     assess,
     conformal_threshold,
+    explain_options,
     fit_gaussian,
     stats_from_payload,
     stats_to_payload,
@@ -96,6 +98,12 @@ def test_checkpoint_without_statistics_says_not_available(classifier, images):
     assert all(r.ood_score is None and r.unlike_training is None for r in result)
     assert NOT_AVAILABLE in result[0].text
     assert typicality_stats(classifier) is None
+    # Given explanations it says the same, and explain is asked to keep nothing for it.
+    assert explain_options(classifier) == {}
+    explanations = explain(classifier, images[:2], **explain_options(classifier))
+    assert explanations[0].pooled is None
+    reused = assess(classifier, images[:2], explanations=explanations)
+    assert reused == result
 
 
 def test_statistics_travel_in_the_checkpoint_and_the_sidecar_wins(tmp_path, images):
