@@ -18,7 +18,7 @@ from components.gradcam import ClassifierLike, Explanation, explain, resolve_tar
 from components.imaging import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.overlay import three_panel
 from components.tables import csv_bytes
-from components.typicality import Typicality, assess
+from components.typicality import Typicality, assess, explain_options
 from components.vocabulary import TYPICALITY_NOT_AVAILABLE
 
 __all__ = ["MAX_FILES_PER_RUN", "BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg",
@@ -111,12 +111,13 @@ def _explain_chunk(classifier: ClassifierLike, items: Sequence[BatchItem], targe
     images = [image for image in (items[i].image for i in ok) if image is not None]
     if not images:
         return
+    # Typicality's features come from the same forward pass as the maps (explain_options).
     explanations = explain(classifier, images, method=method, layer=layer, target=[targets[i] for i in ok],
-                           batch_size=batch_size)
+                           batch_size=batch_size, **(explain_options(classifier) if typicality else {}))
     for i, ex in zip(ok, explanations, strict=True):
         items[i].explanation = ex
     if typicality:
-        for i, result in zip(ok, assess(classifier, images), strict=True):
+        for i, result in zip(ok, assess(classifier, images, explanations=explanations), strict=True):
             items[i].typicality = result
 
 

@@ -5,6 +5,10 @@ what follows it (for the default ``features.8`` of an EfficientNet: pooling and 
 differentiated. Gradients are taken with ``torch.autograd.grad`` on a detached copy of the
 activations, so no ``.grad`` is written, no hook touches the shared model, and several threads
 can explain with one model at once.
+
+On request an explanation also keeps what the same forward pass saw on the way: the spatial
+mean of named layers' outputs (``pooled``) and a summary of the model's input (``input_summary``),
+so that a caller needing them (``components.typicality``) does not run the model a second time.
 """
 
 from __future__ import annotations
@@ -91,6 +95,10 @@ class Explanation:
     logits: tuple[float, ...]
     raw_max: float  # largest value of the map after ReLU, before normalisation: its true magnitude
     is_zero: bool  # the map is flat (all zero after ReLU): nothing to show, zeros rather than NaN
+    # With explain(..., pooled=names): each named layer's output averaged over space, float64 (C,).
+    pooled: dict[str, np.ndarray] | None = None
+    # With explain(..., input_summary=f): f of this image's preprocessed input (C, S, S).
+    input_summary: np.ndarray | None = None
 
     @property
     def target_probability(self) -> float:
@@ -161,34 +169,63 @@ def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torc
     return head
 
 
-def _split(model: nn.Module, layer: str) -> tuple[Callable[[torch.Tensor], torch.Tensor],
-                                                  Callable[[torch.Tensor], torch.Tensor]] | None:
-    """Prefix (up to and including ``layer``) and suffix functions, when the model is a chain there."""
+def _pool(output: Any, name: str) -> np.ndarray:
+    """A layer's output averaged over its spatial dimensions, (N, C) float64, off the autograd graph."""
+    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+        raise ExplainError(f"Layer {name!r} does not give an (N, C, ...) tensor to pool.")
+    with torch.no_grad():
+        kept = output.detach().float()
+        if kept.ndim > 2:
+            kept = kept.mean(tuple(range(2, kept.ndim)))
+        return kept.numpy().astype(np.float64)
+
+
+def _split(model: nn.Module, layer: str, taps: Sequence[str] = (), pooled: dict[str, np.ndarray] | None = None
+           ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None:
+    """Prefix (up to and including ``layer``) and suffix functions, when the model is a chain there.
+
+    Each name in ``taps`` must be one of the steps the two functions run (an element of a chain
+    on the way to ``layer``, or ``layer`` itself), else there is no split; its output, averaged
+    over space, goes into ``pooled`` as it passes.
+    """
     head = _torchvision_head_forward(model)
     parts = layer.split(".")
     if head is None or parts[0] != "features" or len(parts) < 2:
         return None
     # Walk down: every container on the way must be a plain chain so that order is execution order.
-    path: list[tuple[nn.Sequential, int]] = []
+    path: list[tuple[nn.Sequential, int, str]] = []
     container: nn.Module = model.get_submodule("features")
+    name = "features"
     for part in parts[1:]:
         if not isinstance(container, nn.Sequential) or not _is_chain(container):
             return None
         if not part.isdigit() or int(part) >= len(container):
             return None
-        path.append((container, int(part)))
+        path.append((container, int(part), name))
         container = container[int(part)]
+        name = f"{name}.{part}"
+    steps = {f"{seq_name}.{j}" for seq, idx, seq_name in path for j in range(len(seq)) if j != idx}
+    wanted = set(taps)
+    if not wanted <= steps | {layer}:
+        return None
+    kept = pooled if pooled is not None else {}
+
+    def run(module: nn.Module, step: str, x: torch.Tensor) -> torch.Tensor:
+        x = module(x)
+        if step in wanted:
+            kept[step] = _pool(x, step)
+        return x
 
     def prefix(x: torch.Tensor) -> torch.Tensor:
-        for seq, idx in path:
-            for module in list(seq)[:idx]:
-                x = module(x)
-        return container(x)
+        for seq, idx, seq_name in path:
+            for j, module in enumerate(list(seq)[:idx]):
+                x = run(module, f"{seq_name}.{j}", x)
+        return run(container, layer, x)
 
     def suffix(x: torch.Tensor) -> torch.Tensor:
-        for seq, idx in reversed(path):
-            for module in list(seq)[idx + 1:]:
-                x = module(x)
+        for seq, idx, seq_name in reversed(path):
+            for j, module in enumerate(list(seq)[idx + 1:], start=idx + 1):
+                x = run(module, f"{seq_name}.{j}", x)
         return head(x)
 
     return prefix, suffix
@@ -207,9 +244,21 @@ def _private_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
-def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Activations (as an autograd leaf) and logits for layers the chain split cannot reach."""
+def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor, taps: Sequence[str] = (),
+                       pooled: dict[str, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations (as an autograd leaf) and logits for layers the chain split cannot reach.
+
+    The outputs of the layers named in ``taps``, averaged over space, go into ``pooled``.
+    """
     captured: list[torch.Tensor] = []
+    kept = pooled if pooled is not None else {}
+
+    def tap(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if name in kept:
+                raise ExplainError(f"Layer {name!r} runs more than once per forward pass; it cannot be pooled.")
+            kept[name] = _pool(output, name)
+        return hook
 
     def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if captured:
@@ -220,12 +269,17 @@ def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor) -> tuple[t
         # A non-leaf view goes on, so in-place ops after the layer (residual adds) are allowed.
         return leaf.clone()
 
-    handle = _resolve_module(model, layer).register_forward_hook(hook)
+    handles = [_resolve_module(model, layer).register_forward_hook(hook)]
+    handles.extend(_resolve_module(model, name).register_forward_hook(tap(name)) for name in taps)
     try:
         with torch.no_grad():
             logits = model(x)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in taps if name not in kept]
+    if missing:
+        raise ExplainError(f"Layer {missing[0]!r} did not run in the forward pass.")
     if not captured:
         raise ExplainError(f"Layer {layer!r} did not run in the forward pass.")
     if not isinstance(captured[0], torch.Tensor) or captured[0].ndim != 4:
@@ -246,11 +300,21 @@ def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def explain(classifier: ClassifierLike, images: Sequence[Any], *, method: str = "gradcam",
-            target: Any = None, layer: str | None = None, batch_size: int = 16) -> list[Explanation]:
+            target: Any = None, layer: str | None = None, batch_size: int = 16, pooled: Sequence[str] = (),
+            input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
     """Predict and explain each image; the result for a batch equals the results one at a time.
 
     ``images``: RGB uint8 arrays or PIL images. ``target``: None (the predicted class), a class
     name or index for all images, or a list with one per image.
+
+    ``pooled``: names of layers whose outputs, averaged over space, each explanation keeps in
+    ``.pooled`` (float64, one value per channel), taken from the same forward pass.
+    ``input_summary``: a function of one image's preprocessed input (C, S, S), whose result
+    each explanation keeps in ``.input_summary``. Neither changes the maps or the probabilities.
+
+    Raises:
+        ExplainError: an unknown method, layer or target, or a layer in ``pooled`` that the
+            model has not, that does not run or runs more than once in a forward pass.
     """
     if isinstance(images, np.ndarray) and images.ndim == 3:
         images = [images]
@@ -260,17 +324,32 @@ def explain(classifier: ClassifierLike, images: Sequence[Any], *, method: str = 
     targets = resolve_targets(classifier.class_names, target, len(images))
     model = classifier.model
     _resolve_module(model, layer)
+    taps = tuple(dict.fromkeys(pooled))
+    for name in taps:
+        _resolve_module(model, name)
     results: list[Explanation] = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         x = classifier.preprocess(chunk)
-        results.extend(_explain_batch(classifier, model, x, targets[start:start + batch_size], method, layer))
+        results.extend(_explain_batch(classifier, model, x, targets[start:start + batch_size], method, layer,
+                                      taps, input_summary))
     return results
 
 
+def _summaries(x: torch.Tensor, input_summary: Callable[[torch.Tensor], np.ndarray] | None
+               ) -> list[np.ndarray | None]:
+    if input_summary is None:
+        return [None] * x.shape[0]
+    with torch.inference_mode():
+        return [np.asarray(input_summary(x[i])) for i in range(x.shape[0])]
+
+
 def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor,
-                   targets: list[int | None], method: str, layer: str) -> list[Explanation]:
-    split = None if model.training else _split(model, layer)
+                   targets: list[int | None], method: str, layer: str, taps: tuple[str, ...] = (),
+                   input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
+    summaries = _summaries(x, input_summary)
+    pooled: dict[str, np.ndarray] = {}
+    split = None if model.training else _split(model, layer, taps, pooled)
     grad_was = torch.is_grad_enabled()
     # inference_mode(False): explaining still works when a caller is inside inference mode.
     with torch.inference_mode(False):
@@ -285,7 +364,7 @@ def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor
                     logits = suffix(acts)
             else:
                 # Hooks go on a private copy that shares the weights, never on the shared model.
-                acts, logits = _forward_with_hook(_private_copy(model), layer, x)
+                acts, logits = _forward_with_hook(_private_copy(model), layer, x, taps, pooled)
             if logits.ndim != 2 or logits.shape[1] != len(classifier.class_names):
                 raise ExplainError(
                     f"The model gives {tuple(logits.shape)} outputs; expected "
@@ -327,5 +406,7 @@ def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor
             logits=tuple(float(v) for v in logits[i].detach().tolist()),
             raw_max=float(raw_max[i]),
             is_zero=zero,
+            pooled={name: pooled[name][i].copy() for name in taps} if taps else None,
+            input_summary=summaries[i],
         ))
     return out

@@ -31,7 +31,7 @@ from components.records import (
 )
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
 from components.screening import ScreeningDecision, decide
-from components.typicality import Typicality, assess
+from components.typicality import Typicality, assess, explain_options
 from components.vocabulary import attention_modality
 
 __all__ = [
@@ -303,13 +303,15 @@ def explain_cached(cache: BoundedCache[MapKey, Explanation], classifier: Classif
     """The explanation of ``image`` from the cache, or computed on the full-resolution pixels and cached.
 
     Returns the explanation and whether the model ran. The model sees the whole photograph, as
-    in training; the screen only ever gets the small copy.
+    in training; the screen only ever gets the small copy. The explanation also keeps what
+    typicality scores (a hundred numbers), so :func:`typicality_for` given it runs no model.
     """
     key = map_key(image.sha256, classifier, method=method, target=target, layer=layer)
     found = cache.get(key)
     if found is not None:
         return found, False
-    (result,) = explain(classifier, [image.full()], method=method, target=target, layer=layer)
+    (result,) = explain(classifier, [image.full()], method=method, target=target, layer=layer,
+                        **explain_options(classifier))
     cache.put(key, result)
     return result, True
 
@@ -387,12 +389,17 @@ def heatmap_panel(cam: np.ndarray, size: tuple[int, int], colormap: str = "jet")
 
 
 def typicality_for(cache: BoundedCache[tuple[str, str], Typicality], classifier: ClassifierLike,
-                   image: ReviewImage) -> Typicality:
-    """How unlike the model's training photographs ``image`` is (full-resolution pixels, as the model sees), cached."""
+                   image: ReviewImage, explanation: Explanation | None = None) -> Typicality:
+    """How unlike the model's training photographs ``image`` is (full-resolution pixels, as the model sees), cached.
+
+    ``explanation``: this image's explanation from :func:`explain_cached`, whose forward pass
+    typicality then reuses instead of running the model again (the same result).
+    """
     key = (image.sha256, str(getattr(classifier, "weights_sha256", "") or id(classifier)))
     found = cache.get(key)
     if found is None:
-        (found,) = assess(classifier, [image.full()])
+        (found,) = assess(classifier, [image.full()],
+                          explanations=None if explanation is None else [explanation])
         cache.put(key, found)
     return found
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from components.vocabulary import TYPICALITY_NOT_AVAILABLE, UNLIKE_TRAINING_WARN
 
 __all__ = [
     "DEEP_LAYERS",
+    "LAYERS",
     "MIN_PHOTOGRAPHS",
     "NOT_AVAILABLE",
     "TYPICALITY_FORMAT",
@@ -46,6 +47,8 @@ __all__ = [
     "TypicalityStats",
     "assess",
     "conformal_threshold",
+    "explain_options",
+    "explained_features",
     "extract_features",
     "fit_gaussian",
     "fit_typicality",
@@ -63,6 +66,7 @@ NOT_AVAILABLE = TYPICALITY_NOT_AVAILABLE
 # it, so they would flag ordinary in-distribution eyes, and they separated fundus photographs
 # worse (AUROC 0.97-0.98 against 0.99-1.00 for features.1-3).
 DEEP_LAYERS: tuple[int, ...] = (1, 2, 3)
+LAYERS: tuple[str, ...] = tuple(f"features.{i}" for i in DEEP_LAYERS)  # the modules' names
 CUES = "input"
 # Principal directions kept for a wide layer (the rest share one variance).
 SUBSPACE = 16
@@ -184,21 +188,47 @@ def input_cues(pixels: np.ndarray, original_size: tuple[int, int]) -> np.ndarray
         raise TypeError(f"pixels must be a numpy array, got {type(pixels).__name__}.")
     if pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ValueError(f"Expected pixels of shape (S, S, 3), got {pixels.shape}.")
+    return np.concatenate([_size_cues(original_size, pixels.shape[0]), _pixel_cues(pixels)])
+
+
+def _size_cues(original_size: tuple[int, int], input_size: int) -> np.ndarray:
+    """The cues from the photograph's own size: ``log_aspect`` and ``log_small_side``."""
     h, w = original_size
     if h < 1 or w < 1:
         raise ValueError(f"The original size must be positive, got {original_size}.")
-    x = pixels.astype(np.float32)
-    grey = x.mean(2)
-    flat = x.reshape(-1, 3)
-    brightest, darkest = x.max(2), x.min(2)
+    return np.array([
+        math.log(w / h),
+        # Only a photograph smaller than the input is upsampled (and blurred) by the resize.
+        min(0.0, math.log(min(h, w) / input_size)),
+    ], dtype=np.float64)
+
+
+def _running_sum(values: np.ndarray) -> np.float32:
+    """The float32 sum of a flat array added one value after another (numpy's order down the rows of a column)."""
+    return np.cumsum(values, dtype=np.float32)[-1]
+
+
+def _pixel_cues(pixels: np.ndarray) -> np.ndarray:
+    """The cues from the model's input pixels (S, S, 3) in [0, 1]: the rest of ``CUE_NAMES``.
+
+    The values are those of the plain formulas (``x.mean(2)``, ``x.max(2)``, ``x.reshape(-1, 3)``'s
+    column means and standard deviations) on pixels laid out as ``Classifier.preprocess`` gives
+    them, bit for bit, whatever the layout given, but taken per colour plane: numpy's reductions
+    over an axis of three are slow, and this runs in every ``explain`` that keeps the cues.
+    """
+    planes = np.moveaxis(pixels.astype(np.float32), 2, 0).copy()  # (3, S, S), each plane contiguous
+    red, green, blue = planes
+    grey = (red + green + blue) / np.float32(3)
+    brightest = np.maximum(np.maximum(red, green), blue)
+    darkest = np.minimum(np.minimum(red, green), blue)
+    count = np.float32(red.size)
+    means = [_running_sum(plane.ravel()) / count for plane in planes]
+    stds = [np.sqrt(_running_sum(np.square(plane.ravel() - m)) / count) for plane, m in zip(planes, means, strict=True)]
     saturation = (brightest - darkest) / (brightest + 1e-3)
     detail = [float(np.log((grey - cv2.GaussianBlur(grey, (0, 0), s)).std() + 1e-4)) for s in (1.0, 2.0)]
     noise = float(np.log(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F))) + 1e-4))
     return np.array([
-        math.log(w / h),
-        # Only a photograph smaller than the input is upsampled (and blurred) by the resize.
-        min(0.0, math.log(min(h, w) / x.shape[0])),
-        *flat.mean(0), *flat.std(0),
+        *means, *stds,
         float((brightest > 0.97).mean()), float((darkest < 0.03).mean()),
         *detail, noise, float(saturation.mean()), float(saturation.std()),
     ], dtype=np.float64)
@@ -223,8 +253,7 @@ def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_siz
     images = list(images)
     if not all(isinstance(im, np.ndarray) for im in images):
         raise TypeError("Every image must be an RGB uint8 numpy array.")
-    names = [f"features.{i}" for i in DEEP_LAYERS]
-    rows: dict[str, list[np.ndarray]] = {n: [] for n in [*names, CUES]}
+    rows: dict[str, list[np.ndarray]] = {n: [] for n in [*LAYERS, CUES]}
     mean = torch.tensor(classifier.mean).view(1, 3, 1, 1)
     std = torch.tensor(classifier.std).view(1, 3, 1, 1)
     last = max(DEEP_LAYERS)
@@ -242,6 +271,76 @@ def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_siz
                 if index == last:
                     break
     return {n: (np.concatenate(v) if n != CUES else np.stack(v)) if v else np.empty((0, 0)) for n, v in rows.items()}
+
+
+def _cue_summary(classifier: Any) -> Callable[[torch.Tensor], np.ndarray]:
+    """The pixel cues of one preprocessed input (3, S, S), as :func:`extract_features` computes them."""
+    mean = torch.tensor(classifier.mean).view(3, 1, 1)
+    std = torch.tensor(classifier.std).view(3, 1, 1)
+
+    def summary(x: torch.Tensor) -> np.ndarray:
+        return _pixel_cues((x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy())
+
+    return summary
+
+
+def explain_options(classifier: Any) -> dict[str, Any]:
+    """Keywords for ``components.gradcam.explain`` so that its explanations carry what typicality scores.
+
+    With them, ``explain`` keeps the pooled activations at ``LAYERS`` and the input's pixel cues
+    from its own forward pass, and :func:`assess` given those explanations runs no model. Empty
+    (nothing kept) when the classifier has no statistics, is not one typicality can use, or its
+    statistics cannot be read: :func:`assess` says "not available" or raises on its own then.
+    """
+    try:
+        stats = typicality_stats(classifier)
+    except (TypeError, ValueError):  # TypicalityError is a ValueError
+        return {}
+    if stats is None:
+        return {}
+    return {"pooled": LAYERS, "input_summary": _cue_summary(classifier)}
+
+
+def _reused(classifier: Any, image: np.ndarray, explanation: Any) -> dict[str, np.ndarray] | None:
+    """One image's features from its explanation (made with :func:`explain_options`), or None when it lacks them."""
+    pooled = getattr(explanation, "pooled", None)
+    summary = getattr(explanation, "input_summary", None)
+    if not isinstance(pooled, Mapping) or not all(isinstance(pooled.get(n), np.ndarray) for n in LAYERS):
+        return None
+    if not isinstance(summary, np.ndarray) or summary.shape != (len(CUE_NAMES) - 2,):
+        return None
+    cues = np.concatenate([_size_cues(image.shape[:2], classifier.input_size), summary.astype(np.float64)])
+    return {**{n: np.asarray(pooled[n], np.float64) for n in LAYERS}, CUES: cues}
+
+
+def explained_features(classifier: Any, images: Sequence[np.ndarray], explanations: Sequence[Any], *,
+                       batch_size: int = 16) -> dict[str, np.ndarray]:
+    """What :func:`extract_features` gives, taken from the explanations where they carry it.
+
+    ``explanations[i]`` is ``components.gradcam.explain``'s result for ``images[i]`` with this
+    classifier and :func:`explain_options`; for an image whose explanation lacks the features
+    (explained without the options), the model runs as in :func:`extract_features`.
+
+    Raises:
+        TypeError: not a classifier, or an image is not a numpy array.
+        ValueError: the model has no ``features``, or not one explanation per image.
+    """
+    _check_classifier(classifier)
+    images, explanations = list(images), list(explanations)
+    if not all(isinstance(im, np.ndarray) for im in images):
+        raise TypeError("Every image must be an RGB uint8 numpy array.")
+    if len(explanations) != len(images):
+        raise ValueError(f"Expected one explanation per image, got {len(explanations)} for {len(images)}.")
+    found = [_reused(classifier, im, ex) for im, ex in zip(images, explanations, strict=True)]
+    missing = [i for i, f in enumerate(found) if f is None]
+    if missing:
+        extracted = extract_features(classifier, [images[i] for i in missing], batch_size=batch_size)
+        for row, i in enumerate(missing):
+            found[i] = {n: v[row] for n, v in extracted.items()}
+    rows = [f for f in found if f is not None]
+    if not rows:
+        return {n: np.empty((0, 0)) for n in [*LAYERS, CUES]}
+    return {n: np.stack([f[n] for f in rows]) for n in [*LAYERS, CUES]}
 
 
 # ------------------------------------------------------------------------------------------
@@ -476,12 +575,17 @@ def typicality_stats(classifier: Any) -> TypicalityStats | None:
     return stats
 
 
-def assess(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16) -> list[Typicality]:
+def assess(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16,
+           explanations: Sequence[Any] | None = None) -> list[Typicality]:
     """Typicality of each photograph under the classifier's statistics; "not available" without them.
+
+    ``explanations``: ``components.gradcam.explain``'s results for the same images, made with
+    :func:`explain_options`, so the features come from that forward pass and the model does
+    not run again (an explanation without them falls back to running it). The result is the same.
 
     Raises:
         TypeError: not a classifier, or an image that is not an array.
-        ValueError: an image that is not RGB uint8.
+        ValueError: an image that is not RGB uint8, or not one explanation per image.
         TypicalityError: stored statistics that are malformed.
     """
     stats = typicality_stats(classifier)
@@ -491,7 +595,10 @@ def assess(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 1
         return [Typicality(available=False) for _ in images]
     if not images:
         return []
-    features = extract_features(classifier, images, batch_size=batch_size)
+    if explanations is None:
+        features = extract_features(classifier, images, batch_size=batch_size)
+    else:
+        features = explained_features(classifier, images, explanations, batch_size=batch_size)
     parts = stats.component_scores(features)
     names = list(parts)
     stacked = np.stack([parts[n] for n in names])

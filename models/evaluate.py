@@ -201,7 +201,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
 
     from components.gradcam import explain
     from components.imaging import decode_image
-    from components.typicality import assess
+    from components.typicality import assess, explain_options
     from models.train import read_folder
 
     folder = read_folder(data)
@@ -224,8 +224,10 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
         for s in chunk:
             path = mask_dir / f"{Path(s.file).stem}_pupil.png"
             masks.append(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None)
+        explanations = None
         if any(m is not None for m in masks):
-            explanations = explain(classifier, images)
+            # Typicality's features come from the maps' own forward pass.
+            explanations = explain(classifier, images, **explain_options(classifier))
             probs = [e.probabilities[positive_name] for e in explanations]
             for e, m in zip(explanations, masks, strict=True):
                 if m is not None:
@@ -234,7 +236,7 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
                     energy.append(share)
         else:
             probs = list(classifier.predict_proba(images)[:, positive])
-        typical.extend(assess(classifier, images))
+        typical.extend(assess(classifier, images, explanations=explanations))
         for s, p in zip(chunk, probs, strict=True):
             files.append(s.file)
             positives.append(s.label == folder_positive)

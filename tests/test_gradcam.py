@@ -266,3 +266,72 @@ def test_threads_get_their_own_maps(classifier, images, layer):
 
 def test_every_method_is_registered():
     assert set(METHODS) == {"gradcam", "gradcam++", "hirescam", "layercam"}
+
+
+POOLED = ("features.1", "features.2", "features.3")
+
+
+def _pooled_by_hand(clf: Classifier, images) -> dict[str, np.ndarray]:
+    """features.1-3 averaged over space, by running the chain by hand."""
+    x = clf.preprocess(images)
+    out: dict[str, np.ndarray] = {}
+    with torch.no_grad():
+        for index, block in enumerate(clf.model.features[:4]):
+            x = block(x)
+            if index >= 1:
+                out[f"features.{index}"] = x.mean((2, 3)).double().numpy()
+    return out
+
+
+def _channel_means(x: torch.Tensor) -> np.ndarray:
+    return x.mean((1, 2)).double().numpy()
+
+
+# features.8: the chain split runs the layers; features.6.2.block.3 and training mode: the hooked copy.
+@pytest.mark.parametrize(("layer", "training"), [("features.8", False), ("features.2", False),
+                                                  ("features.6.2.block.3", False), ("features.8", True)])
+def test_pooled_layers_and_input_summary_come_from_the_same_forward_pass(images, layer, training):
+    model = seeded_model(5)
+    clf = Classifier(model=model, class_names=("Cataract", "Normal"))
+    expected = _pooled_by_hand(clf, images[:3])
+    plain = explain(clf, images[:3], layer=layer, target=0)
+    model.train(training)
+    before = _state(model)
+    try:
+        got = explain(clf, images[:3], layer=layer, target=0, pooled=POOLED, input_summary=_channel_means)
+    finally:
+        model.eval()
+    assert _state(model)[0] == before[0] == 0  # no hook left on the shared model
+    inputs = clf.preprocess(images[:3])
+    for i, (p, g) in enumerate(zip(plain, got, strict=True)):
+        assert p.pooled is None
+        assert p.input_summary is None
+        # What is kept changes nothing of the map or the prediction.
+        if not training:
+            assert np.array_equal(p.cam, g.cam)
+            assert p.logits == g.logits
+        assert g.pooled is not None
+        assert set(g.pooled) == set(POOLED)
+        for name in POOLED:
+            assert g.pooled[name].dtype == np.float64
+            np.testing.assert_allclose(g.pooled[name], expected[name][i], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(g.input_summary, _channel_means(inputs[i]))
+
+
+@pytest.mark.parametrize("layer", ["features.8", "features.6.2.block.3"])
+def test_pooled_for_a_batch_equals_pooled_one_at_a_time(classifier, images, layer):
+    batch = explain(classifier, images[:4], layer=layer, pooled=POOLED, input_summary=_channel_means)
+    for img, got in zip(images[:4], batch, strict=True):
+        single = explain(classifier, [img], layer=layer, pooled=POOLED, input_summary=_channel_means)[0]
+        assert got.pooled is not None
+        assert single.pooled is not None
+        for name in POOLED:
+            np.testing.assert_allclose(got.pooled[name], single.pooled[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(got.input_summary, single.input_summary)
+    assert not np.allclose(batch[0].pooled["features.3"], batch[1].pooled["features.3"])
+
+
+def test_pooled_layers_are_checked(classifier, images):
+    with pytest.raises(ExplainError, match=r"no layer named 'features\.42'"):
+        explain(classifier, images[:1], pooled=["features.42"])
+    assert _state(classifier.model)[0] == 0

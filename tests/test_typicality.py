@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
+from components.gradcam import explain
 from components.typicality import (
     NOT_AVAILABLE,
     TypicalityError,
     TypicalityStats,
     assess,
     conformal_threshold,
+    explain_options,
     fit_gaussian,
     stats_from_payload,
     stats_to_payload,
@@ -96,6 +98,12 @@ def test_checkpoint_without_statistics_says_not_available(classifier, images):
     assert all(r.ood_score is None and r.unlike_training is None for r in result)
     assert NOT_AVAILABLE in result[0].text
     assert typicality_stats(classifier) is None
+    # Given explanations it says the same, and explain is asked to keep nothing for it.
+    assert explain_options(classifier) == {}
+    explanations = explain(classifier, images[:2], **explain_options(classifier))
+    assert explanations[0].pooled is None
+    reused = assess(classifier, images[:2], explanations=explanations)
+    assert reused == result
 
 
 def test_statistics_travel_in_the_checkpoint_and_the_sidecar_wins(tmp_path, images):
@@ -180,3 +188,40 @@ def _png(image: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".png", image[..., ::-1])
     assert ok
     return buf.tobytes()
+
+
+def _plain_input_cues(pixels: np.ndarray, original_size: tuple[int, int]) -> np.ndarray:
+    """The input cues as first written (reductions over the colour axis): the shipped statistics used them."""
+    import math
+
+    import cv2
+
+    h, w = original_size
+    x = pixels.astype(np.float32)
+    grey = x.mean(2)
+    flat = x.reshape(-1, 3)
+    brightest, darkest = x.max(2), x.min(2)
+    saturation = (brightest - darkest) / (brightest + 1e-3)
+    detail = [float(np.log((grey - cv2.GaussianBlur(grey, (0, 0), s)).std() + 1e-4)) for s in (1.0, 2.0)]
+    noise = float(np.log(np.median(np.abs(cv2.Laplacian(grey, cv2.CV_32F))) + 1e-4))
+    return np.array([
+        math.log(w / h), min(0.0, math.log(min(h, w) / x.shape[0])),
+        *flat.mean(0), *flat.std(0),
+        float((brightest > 0.97).mean()), float((darkest < 0.03).mean()),
+        *detail, noise, float(saturation.mean()), float(saturation.std()),
+    ], dtype=np.float64)
+
+
+def test_input_cues_equal_the_plain_formulas_bit_for_bit(images):
+    from components.typicality import input_cues
+
+    rng = np.random.default_rng(4)
+    probes = [im.astype(np.float32) / 255 for im in images[:3]]
+    probes += [rng.random((64, 64, 3)), rng.random((300, 300, 3)).astype(np.float32)]
+    # Planes in memory: numpy's plain column means would sum these pairwise, not one after another,
+    # and differ by 1e-5; the cues do not depend on the layout, and equal the plain formulas on
+    # pixels laid out as Classifier.preprocess gives them (height, width, colour), as when fitted.
+    probes.append(np.moveaxis(np.ascontiguousarray(np.moveaxis(probes[0], 2, 0)), 0, 2))
+    for pixels, size in zip(probes, [(224, 224), (480, 640), (100, 90), (64, 64), (2000, 3000), (10, 10)],
+                            strict=True):
+        np.testing.assert_array_equal(input_cues(pixels, size), _plain_input_cues(np.ascontiguousarray(pixels), size))

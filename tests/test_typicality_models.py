@@ -53,6 +53,31 @@ def test_demo_model_flags_fundus_and_non_eye_pictures(demo):
     assert float(np.mean(in_dist > typicality_stats(demo).threshold)) <= 0.05
 
 
+def test_scores_from_the_explanations_forward_pass_equal_assess_own(demo):
+    from components.gradcam import explain
+    from components.typicality import explain_options
+    from models.synthetic import render_eye
+
+    images = [render_eye(seed).image for seed in range(910_100, 910_104)] + [load_rgb(CSDI / "DLY-OD.jpg")]
+    own = assess(demo, images)
+    explanations = explain(demo, images, **explain_options(demo))
+    reused = assess(demo, images, explanations=explanations)
+    np.testing.assert_allclose([t.ood_score for t in reused], [t.ood_score for t in own], rtol=1e-9, atol=0)
+    assert [(t.unlike_training, t.threshold, t.unusual_in) for t in reused] == \
+        [(t.unlike_training, t.threshold, t.unusual_in) for t in own]
+    assert own[-1].unlike_training
+    assert not any(t.unlike_training for t in own[:-1])
+    # One at a time (each explained alone) gives the same scores to float32 rounding.
+    alone = [assess(demo, [im], explanations=explain(demo, [im], **explain_options(demo)))[0] for im in images]
+    np.testing.assert_allclose([t.ood_score for t in alone], [t.ood_score for t in own], rtol=1e-5)
+    # An explanation made without the options: the model runs for that image alone, same result.
+    plain = explain(demo, images[:1])[0]
+    mixed = assess(demo, images[:2], explanations=[plain, explanations[1]])
+    np.testing.assert_allclose([t.ood_score for t in mixed], [t.ood_score for t in own[:2]], rtol=1e-5)
+    with pytest.raises(ValueError, match="one explanation per image"):
+        assess(demo, images[:2], explanations=explanations[:1])
+
+
 def test_model_trained_on_one_seed_flags_few_of_another(tmp_path):
     from models.synthetic import generate_dataset
     from models.train import TrainConfig, train

@@ -61,7 +61,7 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
     from components.imaging import ImageError, decode_image
     from components.report import EyeFindings, ReviewInfo
     from components.review_session import attention_fields, attention_for, guess_modality
-    from components.typicality import assess
+    from components.typicality import assess, explain_options
 
     review = None
     if args.reviewer or args.notes:
@@ -78,9 +78,10 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
     else:
         # A fundus photograph checked as an external one would find no lens: tell them apart first.
         modality = args.modality or guess_modality(image) or "external"
-        explanation = explain(classifier, [image], method=args.method)[0]
+        # Typicality's features come from the map's own forward pass.
+        explanation = explain(classifier, [image], method=args.method, **explain_options(classifier))[0]
         attention = attention_fields(attention_for(image, explanation, modality))
-        typicality = assess(classifier, [image])[0].report_fields()
+        typicality = assess(classifier, [image], explanations=[explanation])[0].report_fields()
         return EyeFindings(image=image, explanation=explanation, attention=attention, modality=modality,
                            typicality=typicality, **common)
     return EyeFindings(image=None, explanation=None, gradable=False, ungradable_reason=reason,

@@ -52,7 +52,8 @@ def _report_input(clf: Classifier, image: rs.ReviewImage, explanation: Explanati
                              modality=modality, exam_date=exam_date, review=review,
                              colormap=st.session_state["colormap"], alpha=float(st.session_state["alpha"]),
                              attention=attention,
-                             typicality=rs.typicality_for(state.typicality_cache(), clf, image).report_fields())
+                             typicality=rs.typicality_for(state.typicality_cache(), clf, image,
+                                                          explanation).report_fields())
 
 
 def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeReport]:

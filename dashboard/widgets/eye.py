@@ -60,9 +60,9 @@ def explain_ui(store: RecordStore, clf: Classifier, image: rs.ReviewImage, exam:
     return explanation, key, attention
 
 
-def typicality_ui(clf: Classifier, image: rs.ReviewImage) -> None:
+def typicality_ui(clf: Classifier, image: rs.ReviewImage, explanation: Explanation | None = None) -> None:
     """A warning when the photograph is unlike the model's training photographs; a note when that is unknown."""
-    result = rs.typicality_for(state.typicality_cache(), clf, image)
+    result = rs.typicality_for(state.typicality_cache(), clf, image, explanation)
     if result.unlike_training:
         st.warning(result.text, icon=":material/warning:")
     else:
@@ -142,7 +142,7 @@ def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, ex
         return None, None
     explanation, key, attention = explained
     result_ui(clf, explanation, attention, modality, eye)
-    typicality_ui(clf, image)
+    typicality_ui(clf, image, explanation)
     panels_ui(image, explanation, key, attention)
     if attention is not None:
         attention_ui(attention)

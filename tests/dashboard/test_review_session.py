@@ -111,3 +111,27 @@ def test_an_upload_is_not_kept_alive_by_its_cached_image() -> None:
         image.source()
     again = rs.HeldUpload(buffer.getvalue())
     assert np.array_equal(rs.reattached(image, again).source(), np.full((50, 60, 3), 7, np.uint8))
+
+
+def test_typicality_reuses_the_maps_forward_pass() -> None:
+    from models import load_classifier
+    from models.synthetic import render_eye
+
+    demo = load_classifier(None)  # it carries typicality statistics
+    pixels = render_eye(910_200).image
+    image = rs.image_from_pixels("d" * 64, pixels, lambda: pixels)
+    runs: list[int] = []
+    handle = demo.model.features[0].register_forward_pre_hook(lambda _m, _x: runs.append(1))
+    try:
+        explanation, ran = rs.explain_cached(rs.BoundedCache(2**24), demo, image)
+        assert ran
+        assert len(runs) == 1
+        reused = rs.typicality_for(rs.BoundedCache(2**20), demo, image, explanation)
+        assert len(runs) == 1  # scored from the map's forward pass: the model did not run again
+        own = rs.typicality_for(rs.BoundedCache(2**20), demo, image)
+        assert len(runs) == 2
+    finally:
+        handle.remove()
+    assert reused.available
+    assert reused.ood_score == pytest.approx(own.ood_score, rel=1e-9)
+    assert reused.unlike_training == own.unlike_training
