@@ -214,3 +214,20 @@ def test_a_real_eye_in_a_real_photograph():
     # is about 14 px across.
     assert region.center == pytest.approx((45.0, 30.5), abs=4.0)
     assert 2.0 <= region.radius <= 7.0
+
+
+def test_the_loaded_net_computes_what_the_trained_one_does():
+    """Loading folds each BatchNorm into its convolution and goes channels-last; the outputs stay the same."""
+    import torch
+
+    from components.lens_net import LENS_FINDER_PATH, LensNet
+
+    trained = LensNet()
+    trained.load_state_dict(torch.load(LENS_FINDER_PATH, map_location="cpu", weights_only=True)["state_dict"])
+    trained.eval()
+    loaded = load_lens_net()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in loaded.modules())
+    x = torch.randn(3, 3, INPUT_SIDE, INPUT_SIDE, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x.contiguous(memory_format=torch.channels_last)), trained(x),
+                                   atol=1e-4, rtol=1e-4)
