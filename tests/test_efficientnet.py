@@ -1,19 +1,34 @@
-"""models.efficientnet against the installed torchvision: same layout, same weights, same outputs and maps."""
+"""models.efficientnet against the installed torchvision: same layout, same weights, same outputs and maps.
+
+The runtime builds its own EfficientNet-B0 so that no process imports torchvision (about 165 MB of
+resident memory, docs/MEMORY.md). These tests hold it to torchvision's ``efficientnet_b0`` module
+for module, and check that the command line and the dashboard never import torchvision.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.models import efficientnet_b0 as tv_efficientnet_b0
 from torchvision.ops import StochasticDepth as TvStochasticDepth
 
-from components.gradcam import explain
-from models import Classifier, build_model
+from components.gradcam import _split, explain
+from models import Classifier, build_model, load_classifier
 from models.classifier import _head_from_spec
-from models.efficientnet import StochasticDepth, efficientnet_b0
-from tests.support import make_images
+from models.efficientnet import EfficientNet, StochasticDepth, efficientnet_b0
+from tests.support import ROOT, make_images
+
+CHILD_TIMEOUT = 600  # seconds: a first model load on two shared cores
 
 
 def calibrated(model: nn.Module, seed: int) -> nn.Module:
@@ -144,3 +159,99 @@ def test_gradcam_equals_torchvisions(pair, method: str, layer: str) -> None:
         assert not b.is_zero
         np.testing.assert_allclose(a.cam_lowres, b.cam_lowres, atol=1e-5)
         np.testing.assert_allclose(a.cam, b.cam, atol=1e-5)
+
+
+def test_gradcam_splits_ours_and_torchvisions_at_the_layer(pair) -> None:
+    from torchvision.models import mobilenet_v2, mobilenet_v3_small
+
+    ours, theirs = pair
+    assert _split(ours, "features.8") is not None
+    assert _split(theirs, "features.8") is not None
+    assert _split(mobilenet_v3_small(), "features.3") is not None
+    assert _split(mobilenet_v2(), "features.3") is not None
+
+    class Subclass(EfficientNet):  # may change forward: not trusted to be a chain
+        pass
+
+    assert _split(Subclass(), "features.8") is None
+
+
+def test_the_demo_checkpoint_predicts_exactly_as_in_torchvision() -> None:
+    # The shipped weights, loaded into ours and into torchvision's module: the same logits to the bit.
+    clf = load_classifier(None)
+    theirs = tv_efficientnet_b0()
+    theirs.classifier = _head_from_spec(clf.head)
+    theirs.load_state_dict(clf.model.state_dict(), strict=True)
+    theirs.eval()
+    assert type(clf.model) is EfficientNet
+    x = clf.preprocess(make_images(3))
+    with torch.no_grad():
+        assert torch.equal(clf.model(x), theirs(x))
+    reference = dataclasses.replace(clf, model=theirs)  # same input size and normalisation
+    for a, b in zip(explain(clf, make_images(3)[:2]), explain(reference, make_images(3)[:2]), strict=True):
+        assert a.probabilities == b.probabilities
+        np.testing.assert_array_equal(a.cam, b.cam)
+
+
+def _imports(stderr: str) -> set[str]:
+    """Module names from ``python -X importtime`` output."""
+    return {m.group(1) for m in re.finditer(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)", stderr, re.M)}
+
+
+def _child_env(data: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CATARACT_CAM_DATA": str(data)}
+    env.pop("CATARACT_CAM_MODEL", None)  # the shipped demo model
+    env.pop("CATARACT_CAM_DB_URL", None)
+    return env
+
+
+def test_the_batch_command_never_imports_torchvision(tmp_path: Path) -> None:
+    photo = tmp_path / "eye_OD.png"
+    Image.fromarray(make_images(4)[0]).save(photo)
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "components", "batch", str(photo),
+                           "--out", str(tmp_path / "out")], cwd=ROOT, env=_child_env(tmp_path / "data"),
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "gradcam_eye_OD.jpg").is_file()
+    imported = _imports(done.stderr)
+    assert {"models.efficientnet", "components.gradcam"} <= imported
+    assert not {m for m in imported if m.split(".")[0] == "torchvision"}
+    # Nor what it used to drag in (through torchvision.ops): torch's compiler stack and sympy.
+    assert not {m for m in imported if m.split(".")[0] in ("sympy", "triton") or m.startswith("torch._dynamo")}
+
+
+_DASHBOARD = r"""
+import gc, sys
+from pathlib import Path
+from streamlit.testing.v1 import AppTest
+
+at = AppTest.from_file("dashboard/app.py", default_timeout=600)
+at.run()
+assert not at.exception, at.exception
+photo = Path(sys.argv[1])
+at.file_uploader(key="quick_upload").upload(photo.name, photo.read_bytes(), "image/png").run()
+assert not at.exception, at.exception
+assert any(m.label.startswith("P(") for m in at.metric), [m.label for m in at.metric]
+from models.efficientnet import EfficientNet
+assert any(isinstance(o, EfficientNet) for o in gc.get_objects()), "no model was loaded"
+print(sorted(m for m in sys.modules if m.split(".")[0] == "torchvision"))
+"""
+
+
+def test_the_dashboard_loads_and_explains_without_torchvision(tmp_path: Path) -> None:
+    photo = tmp_path / "eye_OD.png"
+    Image.fromarray(make_images(4)[1]).save(photo)
+    done = subprocess.run([sys.executable, "-c", _DASHBOARD, str(photo)], cwd=ROOT, env=_child_env(tmp_path / "data"),
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_importing_the_engine_and_the_classifier_does_not_import_torchvision() -> None:
+    code = ("import sys, models.classifier, components.gradcam, components.batch, components.cli, "
+            "gradcam_visualization\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'sympy')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=CHILD_TIMEOUT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[]"
