@@ -4,13 +4,19 @@
 encoded data through :func:`open_with_pillow` and :func:`load_completely`, check the declared
 size with :func:`check_size` before any pixel is decoded, and turn whatever pixel type they get
 (16-bit, float, grey, RGBA) into read-only (H, W, 3) uint8 RGB with the arithmetic below.
+:func:`decoding_room`, taken by :mod:`components.imaging` around each photograph's decode,
+keeps what all threads decode at full size at once within :data:`DECODING_BUDGET_BYTES` (DICOM
+pixel data, decoded by pydicom, is not counted).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +25,14 @@ from PIL import Image, UnidentifiedImageError
 __all__ = [
     "CORRUPT",
     "DECODER_ERRORS",
+    "DECODING_BUDGET_BYTES",
     "TRUNCATED",
     "DecodedImage",
     "EndWatchingReader",
     "ImageError",
     "channels_to_rgb",
     "check_size",
+    "decoding_room",
     "load_completely",
     "open_with_pillow",
     "oriented",
@@ -131,6 +139,49 @@ def load_completely(image: Image.Image, stream: EndWatchingReader) -> None:
         stream.watching = False
     if stream.read_past_end:
         raise ImageError(TRUNCATED)
+
+
+DECODING_BUDGET_BYTES = 128 * 2**20
+"""The most bytes of pixels decoded at full size that this process holds at once, across threads.
+
+Pillow holds 4 bytes a pixel while it decodes (RGB is stored as RGBX) and keeps the full-size
+image until it has been shrunk: a 25-megapixel PNG is 100 MB for a moment. Two threads doing that
+at once, while the model runs, made the peak of ``cataract-cam batch``; with this budget the
+second waits (any decode that fits beside the others goes ahead; one larger than the whole budget
+runs alone, so the largest allowed, 30 megapixels, still decodes).
+"""
+
+
+class _Budget:
+    """Bytes handed out to threads, at most ``limit`` at once (or one holder of more)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, nbytes: int) -> Iterator[None]:
+        with self._changed:
+            self._changed.wait_for(lambda: self.used == 0 or self.used + nbytes <= self.limit)
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.used -= nbytes
+                self._changed.notify_all()
+
+
+_decoding_budget = _Budget(DECODING_BUDGET_BYTES)
+
+
+def decoding_room(width: int, height: int) -> contextlib.AbstractContextManager[None]:
+    """Wait until a width x height image fits in :data:`DECODING_BUDGET_BYTES`, and hold it meanwhile.
+
+    Wrap the decode and the shrinking, the whole time the full-size pixels exist.
+    """
+    return _decoding_budget.hold(4 * width * height)
 
 
 def check_size(width: int, height: int, max_pixels: int) -> None:

@@ -14,6 +14,7 @@ so that a caller needing them (``components.typicality``) does not run the model
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -147,18 +148,36 @@ def _is_chain(module: nn.Module) -> bool:
     return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
 
 
+# Models whose forward is exactly features -> pool -> flatten -> classifier, by defining module and
+# class name: torchvision's, and models.efficientnet's copy of torchvision's EfficientNet-B0. The
+# engine imports neither (importing torchvision costs 165 MB, and the engine imports nothing from
+# models): an instance's class is loaded, so its module is in sys.modules when one is passed.
+_CHAIN_MODELS: tuple[tuple[str, str], ...] = (
+    ("torchvision.models.efficientnet", "EfficientNet"),
+    ("torchvision.models.mobilenetv2", "MobileNetV2"),
+    ("torchvision.models.mobilenetv3", "MobileNetV3"),
+    ("models.efficientnet", "EfficientNet"),
+)
+
+
+def _is_known_chain_model(model: nn.Module) -> bool:
+    """True when ``model``'s class is exactly one of :data:`_CHAIN_MODELS` (a subclass may change forward)."""
+    cls = type(model)
+    for module_name, class_name in _CHAIN_MODELS:
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, class_name, None) is cls:
+            return True
+    return False
+
+
 def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The part after ``features`` for torchvision's features/avgpool/classifier models."""
-    try:
-        from torchvision.models import EfficientNet, MobileNetV2, MobileNetV3
-    except ImportError:  # pragma: no cover - torchvision is a dependency
-        return None
-    if type(model) not in (EfficientNet, MobileNetV2, MobileNetV3):
+    """The part after ``features`` for torchvision's features/avgpool/classifier models (and our EfficientNet)."""
+    if not _is_known_chain_model(model):
         return None
     features, classifier = model.get_submodule("features"), model.get_submodule("classifier")
     if not _is_chain(features):
         return None
-    if isinstance(model, MobileNetV2):
+    if type(model).__name__ == "MobileNetV2":  # no avgpool module: its forward pools functionally
         def head(x: torch.Tensor) -> torch.Tensor:
             return classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
     else:

@@ -20,6 +20,7 @@ from components.decoding import (
     ImageError,
     channels_to_rgb,
     check_size,
+    decoding_room,
     load_completely,
     open_with_pillow,
     oriented,
@@ -276,10 +277,13 @@ def _decode_encoded(
             # Pillow picks the largest 1/2, 1/4 or 1/8 scale keeping both sides >= the request;
             # a square request makes that independent of a later 90-degree EXIF rotation.
             image.draft("RGB", (min_side, min_side))
-        load_completely(image, stream)
-        orientation = _orientation(image)
-        rgb = _reduced_rgb(image, min_side)
-        source_format = image.format or "IMAGE"
+        # The full-size pixels exist from the decode until the reduced copy is made.
+        with decoding_room(*image.size):
+            load_completely(image, stream)
+            orientation = _orientation(image)
+            rgb = _reduced_rgb(image, min_side)
+            source_format = image.format or "IMAGE"
+            image.close()
     original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     return DecodedImage(oriented(rgb, orientation), None, source_format, original)
 

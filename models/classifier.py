@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from torchvision.models import efficientnet_b0
 
 from components.files import atomic_write_bytes
+from models.efficientnet import efficientnet_b0
 from models.metadata import CheckpointError, check_class_names, check_dropout, check_metadata
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -89,9 +89,13 @@ def default_head(num_classes: int, hidden: int | None = None, activation: str = 
 
 
 def build_model(head: HeadSpec | int = 2) -> nn.Module:
-    """torchvision's EfficientNet-B0 (random weights) with the given head (a spec or a class count)."""
+    """EfficientNet-B0 in torchvision's layout (random weights) with the given head (a spec or a class count).
+
+    The 1000-class head is built and then replaced, as it was with torchvision's constructor, so
+    that a seeded build draws the same weights as before.
+    """
     spec = default_head(head) if isinstance(head, int) else head
-    model = efficientnet_b0(weights=None)
+    model = efficientnet_b0()
     model.classifier = _head_from_spec(spec)
     return model
 

@@ -496,7 +496,7 @@ def _training_record(cfg: TrainConfig, split: _Split, run: _RunState, seconds: f
 def _model_card(cfg: TrainConfig, clf: Classifier, temperature: float, threshold: float,
                 training: dict[str, Any]) -> dict[str, Any]:
     return {
-        "architecture": "torchvision EfficientNet-B0, head Dropout(0.2) + Linear(1280, classes)",
+        "architecture": "EfficientNet-B0 (torchvision's layout), head Dropout(0.2) + Linear(1280, classes)",
         "input_size": cfg.input_size,
         "normalization": {"mean": list(clf.mean), "std": list(clf.std),
                           "resize": "whole image to a square, area averaging when shrinking, no crop"},

@@ -7,12 +7,15 @@ The peak figures come from a child process that drives the dashboard under Strea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import subprocess
 import sys
+import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +28,10 @@ from tests.support import ROOT
 
 # What the looks may add to a settled server's high-water mark. The 1.2 GB target for the whole
 # process is measured in benchmarks/bench_memory.py and docs/MEMORY.md: the settled process alone
-# is 0.9-1.15 GB depending on the machine (the pinned torch is its CUDA build), too close to the
-# target for a test to judge reliably. Before this work three bomb looks added about 1.5 GB and a
-# Compare of six files about 620 MiB; now they add nothing and about 150 MiB.
+# was 0.9-1.15 GB depending on the machine (the pinned torch is its CUDA build) and about 0.7 GB
+# once torchvision was no longer imported, still too variable for a test to judge reliably. Before
+# this work three bomb looks added about 1.5 GB and a Compare of six files about 620 MiB; now they
+# add nothing and about 150 MiB.
 ADDED_PEAK_LIMIT = 300 * 2**20
 CHILD_TIMEOUT = 600  # seconds: a first model load and three looks on two shared cores
 
@@ -59,6 +63,79 @@ def test_bomb_png_is_small_and_refused_from_its_header() -> None:
     assert allowed.pixels.shape == (2735, 2735, 3)
     assert allowed.original_size == (5470, 5470)
     assert int(allowed.pixels.max()) == 9
+
+
+def test_the_decoding_budget_lets_in_what_fits_and_a_larger_one_alone() -> None:
+    from components.decoding import _Budget
+
+    budget = _Budget(100)
+    entered: list[str] = []
+    inside = threading.Event()
+    go_on = threading.Event()
+
+    def take(name: str, nbytes: int) -> None:
+        with budget.hold(nbytes):
+            entered.append(name)
+            if name == "first":
+                inside.set()
+                go_on.wait(10)
+
+    first = threading.Thread(target=take, args=("first", 60))
+    first.start()
+    assert inside.wait(10)
+    too_much = threading.Thread(target=take, args=("too much", 60))  # 120 > 100: waits for the first
+    too_much.start()
+    fits = threading.Thread(target=take, args=("fits", 30))  # 90 <= 100: goes ahead at once
+    fits.start()
+    fits.join(10)
+    too_much.join(0.3)
+    assert entered == ["first", "fits"]
+    assert too_much.is_alive()
+    go_on.set()
+    first.join(10)
+    too_much.join(10)
+    assert entered == ["first", "fits", "too much"]
+    assert budget.used == 0
+    with budget.hold(150):  # larger than the whole budget: runs when nothing else holds any
+        assert budget.used == 150
+    assert budget.used == 0
+
+
+def test_two_threads_never_decode_two_large_pngs_at_full_size_at_once(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import components.imaging as imaging
+    from components.decoding import DECODING_BUDGET_BYTES
+
+    real_room = imaging.decoding_room
+    lock = threading.Lock()
+    state = {"now": 0, "most": 0, "sizes": []}
+
+    @contextlib.contextmanager
+    def counted_room(width: int, height: int):
+        with real_room(width, height):
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+                state["sizes"].append((width, height))
+            try:
+                yield
+            finally:
+                with lock:
+                    state["now"] -= 1
+
+    monkeypatch.setattr(imaging, "decoding_room", counted_room)
+    # 4 bytes a pixel: two 5000 x 5000 PNGs (100 MB each, as in the benchmark) do not fit together.
+    assert 2 * 4 * 5000 * 5000 > DECODING_BUDGET_BYTES >= 4 * 5000 * 5000
+    files = []
+    for i in range(4):
+        path = tmp_path / f"large{i}.png"
+        path.write_bytes(bomb_png(5000, 5000, shade=50 + i))
+        files.append(path)
+    with ThreadPoolExecutor(2) as pool:
+        shapes = [d.pixels.shape for d in pool.map(lambda f: decode_image(f, min_side=768), files)]
+    assert shapes == [(834, 834, 3)] * 4  # reduced by 5000 // 768 = 6, the last box partial
+    assert state["sizes"] == [(5000, 5000)] * 4
+    assert state["most"] == 1
 
 
 def test_batch_decodes_at_most_one_batch_ahead(classifier, tmp_path: Path,
