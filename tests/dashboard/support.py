@@ -140,20 +140,25 @@ def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str,
         cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, (folder / "server.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
-            time.sleep(0.3)
+        wait_healthy(url, process, folder / "server.log")
         yield url, process
     finally:
         stop(process)
         log.close()
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, seconds: float = 90) -> None:
+    """Wait until the Streamlit server at ``url`` answers its health check; fail with its log if it dies or stalls."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            pass
+        assert process.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, f"the dashboard did not start within {seconds:.0f} s"
+        time.sleep(0.3)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard.support import chromium, dashboard_server, free_port, stop
+from tests.dashboard.support import chromium, dashboard_server, free_port, stop, wait_healthy
 from tests.support import ROOT
 
 pytestmark = pytest.mark.browser
@@ -95,16 +95,7 @@ def test_the_dashboard_command_applies_the_checkout_settings_from_any_folder(tmp
                                cwd=tmp_path, env=environ, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert process.poll() is None, (tmp_path / "cli.log").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the dashboard did not start within 90 s"
-            time.sleep(0.3)
+        wait_healthy(url, process, tmp_path / "cli.log")
         # config.toml of the checkout is in force: the Host allow-list refuses a foreign name.
         assert _websocket_status(url, f"attacker.example:{port}") == "HTTP/1.1 403 Forbidden"
         assert _websocket_status(url, f"127.0.0.1:{port}") == "HTTP/1.1 101 Switching Protocols"
