@@ -130,6 +130,7 @@ class LensRegion:
             "iris_angle": round(float(self.iris_angle), 2),
             "finder": self.finder,
             "reason": self.reason,
+            "size": [int(self.mask.shape[1]), int(self.mask.shape[0])],  # (w, h) of the picture it was found on
         }
 
 

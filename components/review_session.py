@@ -488,6 +488,7 @@ def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | Non
         attention=attention_fields(attention),
         review=review_info(review),
         typicality=typicality,
+        region=(attention or {}).get("region"),
     )
 
 

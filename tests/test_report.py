@@ -745,3 +745,35 @@ def test_words_and_decisions_are_the_shared_ones():
     assert report.FINAL_DECISION is screening.FINAL_DECISION
     assert report.DEMO_WARNING is vocabulary.DEMO_WARNING
     assert not hasattr(report, "EYES")  # the labels live in the vocabulary only
+
+
+def test_the_region_the_check_used_is_outlined_in_the_attention_section(classifier, plain_model):
+    from components import lens
+    from components.outline import PUPIL_COLOUR
+    from components.report.panels import RegionOutline
+    from models.synthetic import render_eye
+
+    eye = render_eye(1002)  # 512 x 384, with the true pupil in its metadata
+    image = eye.image
+    expl = explain(classifier, [image])[0]
+    # Found on a half-size display copy, as the dashboard's check runs: the report scales it back.
+    region = lens.find_lens(cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA), "external").as_dict()
+    assert region["found"]
+    assert region["size"] == [256, 192]
+    pdf = one_eye_pdf(image, expl, plain_model, attention={"verdict": ON_LENS}, region=region)
+    assert "Where the check looked: the pupil (green) and iris (blue)" in flat(" ".join(pages_text(pdf)))
+    # A lens not found has nothing to outline.
+    missed = one_eye_pdf(image, expl, plain_model, attention={"verdict": ON_LENS}, region={**region, "found": False})
+    assert "Where the check looked" not in flat(" ".join(pages_text(missed)))
+
+    outline = RegionOutline(image, region)
+    outline.wrap(480.0, 800.0)
+    assert outline.picture is not None
+    printed = np.asarray(outline.picture)
+    scale = printed.shape[1] / 512
+    ys, xs = np.nonzero((printed == PUPIL_COLOUR).all(axis=2))
+    assert xs.size > 20
+    # The green outline runs along the true pupil's edge on the printed copy.
+    cx, cy = eye.meta["pupil_center"]
+    distances = np.hypot(xs - cx * scale, ys - cy * scale)
+    assert float(np.median(distances)) == pytest.approx(eye.meta["pupil_radius"] * scale, rel=0.15)

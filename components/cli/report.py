@@ -80,10 +80,10 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
         modality = args.modality or guess_modality(image) or "external"
         # Typicality's features come from the map's own forward pass.
         explanation = explain(classifier, [image], method=args.method, **explain_options(classifier))[0]
-        attention = attention_fields(attention_for(image, explanation, modality))
+        checked = attention_for(image, explanation, modality)
         typicality = assess(classifier, [image], explanations=[explanation])[0].report_fields()
-        return EyeFindings(image=image, explanation=explanation, attention=attention, modality=modality,
-                           typicality=typicality, **common)
+        return EyeFindings(image=image, explanation=explanation, attention=attention_fields(checked),
+                           modality=modality, typicality=typicality, region=checked.get("region"), **common)
     return EyeFindings(image=None, explanation=None, gradable=False, ungradable_reason=reason,
                        modality=args.modality, **common)
 

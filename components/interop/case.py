@@ -130,10 +130,10 @@ def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tu
         exam = own[-1]
         image = store.get_image(exam.image_sha256)
         explanation = explain(classifier, [image])[0]
+        checked = attention_for(image, explanation, exam.modality)
         eyes.append(EyeFindings(eye=eye, image=image, explanation=explanation, exam_date=exam.exam_date,
-                                modality=exam.modality,
-                                attention=attention_fields(attention_for(image, explanation, exam.modality)),
-                                review=review_info(store.latest_review(exam.id))))
+                                modality=exam.modality, attention=attention_fields(checked),
+                                review=review_info(store.latest_review(exam.id)), region=checked.get("region")))
     if not eyes:
         raise ValueError("The patient has no photograph to export.")
     return patient_info(patient), eyes

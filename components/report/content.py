@@ -78,6 +78,9 @@ class EyeFindings:
     review: ReviewInfo | None = None
     # components.typicality.Typicality.report_fields(): {"text", "unlike_training"}, printed as given.
     typicality: Mapping[str, Any] | None = None
+    # The region the attention check used (components.lens.LensRegion.as_dict()): outlined on the
+    # photograph in the attention section, as the dashboard's outline toggle draws it.
+    region: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from components.gradcam import METHOD_LABELS
 from components.notes import note_paragraphs
 from components.report.content import NOT_REVIEWED, NOT_SIGNED, EyeFindings, ReviewInfo
 from components.report.layout import Builder, box
-from components.report.panels import Panels
+from components.report.panels import Panels, RegionOutline
 from components.report.results import EyeResult
 from components.report.style import ALERT, ALERT_BG, WARN, WARN_BG, coloured
 from components.report.text import DOT, clean, fmt_datetime, fmt_value, label, markup
@@ -34,6 +34,7 @@ def eye_section(b: Builder, result: EyeResult, positive_class: str) -> None:
     b.add(KeepTogether(block))
     if eye.attention:
         b.add(*mapping_block(b, "Attention check", eye.attention))
+        b.add(*_region_block(b, eye))
     if eye.faithfulness:
         b.add(*mapping_block(b, "Faithfulness", eye.faithfulness))
     b.add(*review_block(b, eye.review))
@@ -102,6 +103,18 @@ def _panel_captions(b: Builder, eye: EyeFindings) -> list[Flowable]:
     if expl.is_zero:
         note += " The map is flat: no region drove this class at this layer."
     return [Paragraph(caption, b.s["caption"]), Paragraph(note, b.s["caption"])]
+
+
+def _region_block(b: Builder, eye: EyeFindings) -> list[Flowable]:
+    """The pupil and iris the check used, outlined on the photograph, so a wrong finder shows at a glance."""
+    region = eye.region
+    if eye.image is None or not region or not region.get("found") or region.get("center") is None:
+        return []
+    what = "fundus field (green)" if region.get("modality") == "fundus" else "pupil (green) and iris (blue)"
+    caption = (f"Where the check looked: the {what} as the lens finder found them. If the outline misses "
+               "the eye, the attention verdict above does not hold.")
+    return [Spacer(1, 4), KeepTogether([RegionOutline(eye.image, region), Spacer(1, 3),
+                                        Paragraph(escape(caption), b.s["small"])])]
 
 
 def mapping_block(b: Builder, title: str, data: Mapping[str, Any]) -> list[Flowable]:

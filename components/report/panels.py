@@ -1,8 +1,9 @@
-"""The three panels of one eye's evidence (original, heatmap with colour bar, overlay) as a flowable."""
+"""One eye's evidence as flowables: the three panels (original, heatmap, overlay) and the region outline."""
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 import numpy as np
 from PIL import Image
@@ -10,6 +11,7 @@ from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Flowable
 
 from components.gradcam import METHOD_LABELS, Explanation
+from components.outline import draw_region
 from components.overlay import blend, colorbar, colorize, resize_map
 from components.report.fonts import BOLD, REGULAR
 from components.report.style import INK, MUTED, RULE, SHADE
@@ -132,3 +134,41 @@ class Panels(Flowable):
             ty = y + frac * self.draw_h
             c.line(x + self._BAR_W, ty, x + self._BAR_W + 2, ty)
             c.drawString(x + self._BAR_W + 3, min(max(ty - 2.2, y), y + self.draw_h - 5), text)
+
+
+class RegionOutline(Flowable):
+    """The photograph with the pupil and iris the attention check used drawn on it, one panel wide.
+
+    ``region`` is :meth:`components.lens.LensRegion.as_dict`; its ``size`` is the picture it was
+    found on (the dashboard's display copy, or the photograph itself), so it is scaled to the
+    printed copy. Without ``size`` it is taken to be measured on ``image`` itself.
+    """
+
+    def __init__(self, image: np.ndarray, region: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._image = image
+        self._region = region
+        self._layout_width: float | None = None
+        self.picture: Image.Image | None = None
+
+    def wrap(self, availWidth: float, availHeight: float) -> tuple[float, float]:  # reportlab's names
+        if self._layout_width != availWidth:
+            src_h, src_w = self._image.shape[:2]
+            panel_w = (availWidth - 2 * Panels._GAP - Panels._BAR_GAP - Panels._BAR_W - Panels._TICKS_W) / 3
+            self.draw_w, self.draw_h = fit(src_w, src_h, panel_w, panel_w * min(max(src_h / src_w, 0.5), 1.0))
+            pw, ph = print_pixels(self.draw_w, self.draw_h, src_w, src_h)
+            small = Image.fromarray(self._image)
+            if (pw, ph) != (src_w, src_h):
+                small = small.resize((pw, ph), Image.Resampling.LANCZOS, reducing_gap=3.0)
+            size = self._region.get("size") or [src_w, src_h]
+            self.picture = Image.fromarray(draw_region(np.asarray(small), self._region, scale=pw / float(size[0])))
+            self._layout_width = availWidth
+        self.width, self.height = self.draw_w, self.draw_h
+        return self.width, self.height
+
+    def draw(self) -> None:
+        c = self.canv
+        c.drawImage(ImageReader(self.picture), 0, 0, self.draw_w, self.draw_h)
+        c.setStrokeColor(RULE)
+        c.setLineWidth(0.4)
+        c.rect(0, 0, self.draw_w, self.draw_h, stroke=1, fill=0)
