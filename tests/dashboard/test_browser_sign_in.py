@@ -106,9 +106,8 @@ def test_sign_in_sign_and_sign_out_in_a_real_browser(app, provider) -> None:
         _sign_in(page, url, CLINICIAN["sub"])
         sidebar = page.locator('[data-testid="stSidebar"]')
         sidebar.get_by_text("Dr Ada Example").wait_for(timeout=WAIT_MS)
-        # Retried until the rerun after sign-in settles: while Streamlit redraws, the page can hold the
-        # old sidebar's elements beside the new ones for a moment.
-        expect(sidebar.get_by_text("Clinician")).to_have_count(1, timeout=WAIT_MS)
+        # The role, exactly (the sidebar's disclaimer also mentions "the reviewing clinician"), once.
+        expect(sidebar.get_by_text("Clinician", exact=True)).to_have_count(1, timeout=WAIT_MS)
         assert page.get_by_label("Your name").count() == 0
         _open_patient(page)
         _radio(page, "Do you agree", "Agree")
