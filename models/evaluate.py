@@ -225,9 +225,11 @@ def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size:
             path = mask_dir / f"{Path(s.file).stem}_pupil.png"
             masks.append(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) if path.is_file() else None)
         explanations = None
-        if any(m is not None for m in masks):
-            # Typicality's features come from the maps' own forward pass.
-            explanations = explain(classifier, images, **explain_options(classifier))
+        options = explain_options(classifier)
+        if options or any(m is not None for m in masks):
+            # One forward pass gives the maps (for the masks) and typicality's features: cheaper than a
+            # plain prediction followed by typicality's own partial pass.
+            explanations = explain(classifier, images, **options)
             probs = [e.probabilities[positive_name] for e in explanations]
             for e, m in zip(explanations, masks, strict=True):
                 if m is not None:

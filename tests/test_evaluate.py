@@ -160,3 +160,33 @@ def test_evaluate_rejects_a_missing_folder(tiny_checkpoint: Path, capsys: pytest
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "DATA must be a folder" in captured.err
+
+
+def test_without_masks_one_pass_gives_the_plain_predictions_and_typicality(tiny_folder: Path, tmp_path: Path) -> None:
+    """The demo model carries typicality statistics: evaluation explains once instead of predicting, then
+    running typicality's own pass; the scores and the typicality are the same as those two give."""
+    import shutil
+
+    from components.imaging import decode_image
+    from components.typicality import assess
+    from models import load_classifier
+    from models.evaluate import predict_folder
+
+    folder = tmp_path / "no_masks"
+    shutil.copytree(tiny_folder, folder, ignore=shutil.ignore_patterns("masks"))
+    assert not (folder / "masks").exists()
+    classifier = load_classifier(None)
+    passes = []
+    hook = classifier.model.features[0].register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        predictions = predict_folder(classifier, folder)
+    finally:
+        hook.remove()
+    assert len(passes) == 1  # six photographs, one batch, one pass through the network's stem
+    images = [decode_image(folder / f, min_side=classifier.input_size).pixels for f in predictions.files]
+    positive = classifier.positive_index
+    np.testing.assert_allclose(predictions.scores, classifier.predict_proba(images)[:, positive], atol=1e-5)
+    plain = assess(classifier, images)
+    assert [t.unlike_training for t in predictions.typicality] == [t.unlike_training for t in plain]
+    np.testing.assert_allclose([t.ood_score for t in predictions.typicality], [t.ood_score for t in plain],
+                               rtol=1e-6)
