@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -19,6 +19,7 @@ from components.decoding import (
     ImageError,
     channels_to_rgb,
     check_size,
+    decoding_room,
     load_completely,
     open_with_pillow,
     oriented,
@@ -91,7 +92,12 @@ class _DicomHeader:
     syntax_name: str | None
 
 
-def decode_dicom(data: bytes, max_pixels: int, *, force: bool) -> DecodedImage:
+def decode_dicom(data: bytes, max_pixels: int, *, force: bool, min_side: int | None = None) -> DecodedImage:
+    """The first frame as RGB uint8, box-reduced by the largest factor keeping both sides >= ``min_side``.
+
+    Like a photograph's, the full-size frame exists only inside the process-wide decoding budget
+    (:func:`components.decoding.decoding_room`), from its decode to its reduced copy.
+    """
     # Imported here so that decoding ordinary photographs never pays for loading pydicom.
     from pydicom import dcmread
 
@@ -116,28 +122,43 @@ def decode_dicom(data: bytes, max_pixels: int, *, force: bool) -> DecodedImage:
     if not 1 <= header.bits_stored <= 32:
         raise ImageError("The DICOM Bits Stored value is invalid; expected 1 to 32.")
 
-    if header.syntax == _JPEG_BASELINE:
-        grey_or_rgb = _dicom_jpeg_frame(dataset, header, max_pixels)
-    elif header.syntax in _DICOM_NATIVE:
-        grey_or_rgb = _dicom_native_frame(dataset, header)
-    elif header.syntax_name is not None:
+    if header.syntax != _JPEG_BASELINE and header.syntax not in _DICOM_NATIVE:
+        _refuse_syntax(header)
+    with decoding_room(header.columns, header.rows):
+        if header.syntax == _JPEG_BASELINE:
+            grey_or_rgb = _dicom_jpeg_frame(dataset, header, max_pixels)
+        else:
+            grey_or_rgb = _dicom_native_frame(dataset, header)
+        if header.photometric == "MONOCHROME1":
+            # MONOCHROME1 stores dark as high values; invert so the picture reads like any other.
+            grey_or_rgb = 255 - grey_or_rgb
+        rgb = _reduced(channels_to_rgb(grey_or_rgb), min_side)
+        del grey_or_rgb
+    return DecodedImage(
+        oriented(rgb, 1), header.laterality, "DICOM", (header.columns, header.rows)
+    )
+
+
+def _reduced(rgb: np.ndarray, min_side: int | None) -> np.ndarray:
+    """Box-reduced by the largest whole factor keeping both sides >= min_side (as photographs are)."""
+    factor = 1 if min_side is None else min(rgb.shape[:2]) // min_side
+    if factor < 2:
+        return rgb
+    with Image.fromarray(rgb) as full, full.reduce(factor) as small:
+        return np.asarray(small)
+
+
+def _refuse_syntax(header: _DicomHeader) -> NoReturn:
+    if header.syntax_name is not None:
         # pydicom's compressed-data plugins log every failure with a traceback; only the syntaxes
         # decoded here without them are accepted, so nothing is ever logged.
         raise ImageError(
             f"The DICOM pixel data uses {header.syntax_name}, which cannot be decoded here; "
             "expected uncompressed or JPEG Baseline pixel data."
         )
-    else:
-        raise ImageError(
-            "The DICOM file uses an unrecognised transfer syntax; expected uncompressed or "
-            "JPEG Baseline pixel data."
-        )
-    if header.photometric == "MONOCHROME1":
-        # MONOCHROME1 stores dark as high values; invert so the picture reads like any other.
-        grey_or_rgb = 255 - grey_or_rgb
-    rgb = channels_to_rgb(grey_or_rgb)
-    return DecodedImage(
-        oriented(rgb, 1), header.laterality, "DICOM", (header.columns, header.rows)
+    raise ImageError(
+        "The DICOM file uses an unrecognised transfer syntax; expected uncompressed or "
+        "JPEG Baseline pixel data."
     )
 
 

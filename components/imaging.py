@@ -120,7 +120,7 @@ def decode_image(
     if not data:
         raise ImageError("The image is empty: it contains no bytes.")
     if data[128:132] == b"DICM":
-        return decode_dicom(data, max_pixels, force=False)
+        return decode_dicom(data, max_pixels, force=False, min_side=min_side)
     return _decode_encoded(data, min_side, max_pixels, dicom_fallback=suffix == ".dcm")
 
 
@@ -264,7 +264,7 @@ def _decode_encoded(
     except UnidentifiedImageError:
         if dicom_fallback:
             # A .dcm file may lack the 128-byte preamble and "DICM" magic.
-            return decode_dicom(data, max_pixels, force=True)
+            return decode_dicom(data, max_pixels, force=True, min_side=min_side)
         damaged = data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
         raise ImageError(CORRUPT if damaged else _NOT_AN_IMAGE) from None
     with image:

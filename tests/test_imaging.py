@@ -969,3 +969,34 @@ def test_image_extensions() -> None:
     assert issubclass(ImageError, ValueError)
     assert imaging.__doc__
     assert "\n" not in imaging.__doc__.strip()
+
+
+def test_dicom_is_reduced_to_the_size_used_inside_the_decoding_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like a photograph: box-reduced by the largest factor keeping both sides >= min_side, and the
+    full-size frame held only inside the process-wide decoding budget."""
+    import contextlib
+
+    from components import dicom
+
+    pixels = np.random.default_rng(9).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    data = _dicom(pixels.tobytes(), 300, 400, samples=3, photometric="RGB")
+    held = []
+
+    @contextlib.contextmanager
+    def room(width: int, height: int):
+        held.append((width, height))
+        yield
+
+    monkeypatch.setattr(dicom, "decoding_room", room)
+    decoded = decode_image(data, min_side=96)
+    assert held == [(400, 300)]
+    # 300 // 96 = 3: each output pixel is the mean of a 3 x 3 block, as worked out here with numpy.
+    blocks = pixels[:, :399].reshape(100, 3, 133, 3, 3)
+    expected = np.rint(blocks.astype(np.float64).mean(axis=(1, 3))).astype(np.uint8)
+    # 400 = 3 x 133 + 1: Pillow keeps the last, partial block as a 134th column.
+    assert decoded.pixels.shape == (100, 134, 3)
+    assert np.abs(decoded.pixels[:, :133].astype(int) - expected.astype(int)).max() <= 1
+    np.testing.assert_allclose(decoded.pixels[:, 133], pixels[:, 399].reshape(100, 3, 3).mean(axis=1), atol=1)
+    assert decoded.original_size == (400, 300)
+    # Without min_side the frame comes back whole.
+    np.testing.assert_array_equal(decode_image(data).pixels, pixels)
