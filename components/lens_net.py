@@ -1,16 +1,16 @@
 """A small learned lens finder: a U-Net that outlines the pupil and the iris, and the ellipse fitted to its pupil.
 
-It takes the whole photograph resized to a square (like the classifier), standardised per image
-so exposure and white balance matter less, and gives pupil and iris probabilities on a grid half
-the input's side. The pupil is the largest confident blob; an ellipse fitted to its outline,
-mapped back to the photograph's own pixels, is the answer. When the blob is missing, too small,
-not round enough or not inside an iris, the answer is "lens not found" with the reason, so an
-unsure finder misses rather than draws a wrong circle.
+The net takes a picture resized to a square, standardised per image so exposure and white
+balance matter less, and gives pupil and iris probabilities on a grid half the input's side.
+:func:`locate` uses it twice: on the whole photograph to find the eye, then on a window around
+that eye, where the pupil is large; the pupil is the largest confident blob there, and an ellipse
+fitted to its outline, mapped back to the photograph's own pixels, is the answer. When the blob is
+missing, too small, not round enough or not inside an iris, the answer is "lens not found" with
+the reason, so an unsure finder misses rather than draws a wrong circle.
 
 Weights: ``models/weights/lens_finder.pt`` (state dict, loaded with ``weights_only=True``), trained by
-``python -m models.lens_net_train`` on rendered eyes with ``models.variation``. They are not shipped
-yet and ``components.lens`` does not call this net yet: a training run needs about 15 minutes of
-two otherwise idle cores.
+``python -m models.lens_net_train`` on rendered eyes with ``models.variation`` (models/README.md).
+:func:`components.lens.find_lens` uses this finder by default for external photographs.
 """
 
 from __future__ import annotations
@@ -295,8 +295,8 @@ def locate(net: LensNet, image: np.ndarray) -> EyeFit:
     Raises:
         TypeError: ``image`` is not an RGB uint8 array.
     """
-    h, w = image.shape[:2] if isinstance(image, np.ndarray) and image.ndim == 3 else (0, 0)
-    first = predict_masks(net, [image])[0]
+    first = predict_masks(net, [image])[0]  # refuses anything but an RGB uint8 array
+    h, w = image.shape[:2]
     g = first.shape[1]
     eye = _largest_blob((first[0] > PROBABILITY) | (first[1] > PROBABILITY))
     if eye is None or int(eye.sum()) < MIN_IRIS_CELLS:
