@@ -12,6 +12,7 @@ from components.audit import AuditError, read_labelled_folder
 from components.records import data_dir
 from components.records.errors import storage_error
 from dashboard import folders, runs, state
+from dashboard.keys import widget_key
 from dashboard.widgets.inputs import modality_ui, progress_ui
 from dashboard.widgets.results import audit_results_ui
 
@@ -27,7 +28,7 @@ folder: Path | None = None
 if source == "upload" and clf is not None:
     for i, (box, name) in enumerate(zip(st.columns(len(clf.class_names)), clf.class_names, strict=True)):
         files = box.file_uploader(f"Labelled {name}", type=folders.UPLOAD_TYPES, accept_multiple_files=True,
-                                  key=f"audit_upload_{i}")
+                                  key=widget_key("audit_upload", label=i))
         uploads.append((name, list(files or [])))
 elif source == "folder":
     folder_name = st.text_input("Folder inside the data folder", key="audit_folder",
@@ -46,7 +47,8 @@ too_many = folders.too_many_uploads(sum(len(files) for _, files in uploads))
 if too_many:
     st.error(too_many)
 ready = any(files for _, files in uploads) and not too_many if source == "upload" else folder is not None
-if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
+if st.button("Run audit", key="audit_run", type="primary", icon=":material/play_arrow:",
+             disabled=clf is None or not ready):
     assert clf is not None
     bar, progress = progress_ui("Auditing the photographs…")
     try:

@@ -40,7 +40,8 @@ too_many = folders.too_many_uploads(len(uploads))
 if too_many:
     st.error(too_many)
 ready = bool(uploads) and not too_many if source == "upload" else folder is not None
-if st.button("Run batch", type="primary", icon=":material/play_arrow:", disabled=clf is None or not ready):
+if st.button("Run batch", key="batch_run", type="primary", icon=":material/play_arrow:",
+             disabled=clf is None or not ready):
     assert clf is not None
     try:
         with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:

@@ -38,7 +38,7 @@ too_many = folders.too_many_uploads(len(uploads or []))
 if too_many:
     st.error(too_many)
 
-if st.button("Compare", type="primary", icon=":material/compare:",
+if st.button("Compare", key="compare_run", type="primary", icon=":material/compare:",
              disabled=clf is None or not uploads or model_b is None or too_many is not None):
     assert clf is not None
     assert model_b is not None

@@ -47,7 +47,8 @@ study = study_col.selectbox("Study", studies, format_func=lambda s: f"{s.study_d
 patients = [p.pseudo_id for p in store.list_patients()]
 target = patient_col.selectbox("Into the record of", patients, index=None, key="pacs_patient",
                                placeholder="Choose a patient")
-if st.button("Pull into the patient's record", icon=":material/cloud_download:", disabled=target is None):
+if st.button("Pull into the patient's record", key="pacs_pull", icon=":material/cloud_download:",
+             disabled=target is None):
     try:
         outcome = pull_into_record(store, ledger(), client, study.study_uid, str(target), actor=state.actor())
     except (PacsError, RecordsError) as error:

@@ -43,5 +43,6 @@ st.dataframe(worklist_table(rows), hide_index=True, width="stretch",
              column_config={"Last exam": st.column_config.DateColumn("Last exam", format="YYYY-MM-DD")})
 pick_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
 pick_col.selectbox("Open a patient", [r.pseudo_id for r in rows], key="worklist_open")
-if button_col.button("Open in Review", type="primary", icon=":material/visibility:", on_click=_open):
+if button_col.button("Open in Review", key="worklist_open_button", type="primary", icon=":material/visibility:",
+                     on_click=_open):
     st.switch_page(state.PAGE_REVIEW)

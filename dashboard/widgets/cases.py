@@ -17,6 +17,7 @@ from components.report import PatientInfo, safe_filename
 from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
 from dashboard import state
 from dashboard.folders import UPLOAD_TYPES
+from dashboard.keys import EyeScope, widget_key
 from dashboard.present import exam_label, md_id, patient_details, sentence
 from dashboard.widgets.eye import eye_ui, settings_ui
 from dashboard.widgets.patients import save_quick_case_ui
@@ -74,17 +75,18 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
         case["eye"] = image.laterality
     if case["modality"] is None:
         case["modality"] = rs.guess_modality(image.display) or "external"
+    scope = EyeScope(case["sha256"])
     with st.container(border=True):
         title, eye_col, modality_col = st.columns([2, 1.2, 1.2], vertical_alignment="bottom")
         title.subheader("Unsaved case")
         case["eye"] = eye_col.radio("Eye", EYES, format_func=EYE_LABELS.get, horizontal=True,
                                     index=None if case["eye"] is None else EYES.index(case["eye"]),
-                                    key=f"quick_eye_{case['sha256'][:16]}",
+                                    key=scope.key("quick_eye"),
                                     help="Read from the file when it says; needed for the report.")
         case["modality"] = modality_col.selectbox("Modality", MODALITIES, format_func=lambda m: MODALITY_LABELS[m],
                                                   index=MODALITIES.index(case["modality"]),
-                                                  key=f"quick_modality_{case['sha256'][:16]}")
-        explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"])
+                                                  key=scope.key("quick_modality"))
+        explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"], scope)
         if state.person().may("review"):
             save_quick_case_ui(store)
     if clf is None or explanation is None or case["eye"] is None:
@@ -102,7 +104,7 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
     exam = own[-1]
     if len(own) > 1:
         exam = pick.selectbox("Exam", own, index=len(own) - 1, format_func=exam_label,
-                              key=f"exam_{pseudo_id}_{eye}")
+                              key=widget_key("exam", patient=pseudo_id, eye=eye))
     else:
         pick.caption(exam_label(exam))
     try:
@@ -112,8 +114,9 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
     except RecordsError as error:
         st.error(sentence(error))
         return None
-    explanation, attention = eye_ui(store, clf, image, exam, exam.modality, eye)
-    latest = review_panel_ui(store, exam)
+    scope = EyeScope(exam.image_sha256, exam_id=exam.id, eye=eye)
+    explanation, attention = eye_ui(store, clf, image, exam, exam.modality, eye, scope)
+    latest = review_panel_ui(store, exam, scope)
     if clf is None or explanation is None:
         return None
     return _report_input(clf, image, explanation, attention, eye=eye, exam=exam, review=latest)

@@ -12,6 +12,7 @@ from components.outline import draw_region
 from components.overlay import COLORMAPS, blend
 from components.records import ExamRecord, RecordStore
 from dashboard import state
+from dashboard.keys import EyeScope
 from dashboard.present import attention_badge, decision_view, map_caption, plain
 from models import Classifier
 
@@ -85,7 +86,7 @@ def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, An
         st.caption(view.detail)
 
 
-def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey,
+def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey, scope: EyeScope,
               attention: dict[str, Any] | None = None) -> None:
     """Original, heatmap with its colour bar, overlay; a slider move redraws only the overlay.
 
@@ -106,7 +107,7 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey,
     heat_jpeg, heat_ratio = heat
     blended = blend(display, explanation.cam, alpha=alpha, colormap=colormap)
     region = (attention or {}).get("region")
-    if st.session_state.get("show_region") and isinstance(region, dict):
+    if st.session_state.get(scope.key("show_region")) and isinstance(region, dict):
         blended = draw_region(blended, region)  # the check ran on this same display copy
     overlay = rs.jpeg_bytes(blended)
     method = METHOD_LABELS.get(explanation.method, explanation.method)
@@ -116,7 +117,7 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey,
     heat_col.image(heat_jpeg, caption=f"{method} Heatmap", width="stretch")
     overlay_col.image(overlay, caption="Overlay", width="stretch")
     st.caption(map_caption(explanation, image.original_size, colormap, alpha))
-    st.toggle("Show the region the check used", key="show_region", value=False,
+    st.toggle("Show the region the check used", key=scope.key("show_region"), value=False,
               help="Outline the pupil (green) and the iris (blue) that the attention check measured against.")
 
 
@@ -132,8 +133,11 @@ def attention_ui(attention: dict[str, Any]) -> None:
 
 
 def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, exam: ExamRecord | None,
-           modality: str | None, eye: str | None) -> tuple[Explanation | None, dict[str, Any] | None]:
-    """One photograph: without a model the photograph alone, else the result, the panels and the check."""
+           modality: str | None, eye: str | None, scope: EyeScope) -> tuple[Explanation | None, dict[str, Any] | None]:
+    """One photograph: without a model the photograph alone, else the result, the panels and the check.
+
+    Drawn once per eye on a patient's page: every widget here is keyed by ``scope``.
+    """
     if clf is None:
         st.image(image.display_jpeg, caption="Original", width=480)
         return None, None
@@ -143,7 +147,7 @@ def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, ex
     explanation, key, attention = explained
     result_ui(clf, explanation, attention, modality, eye)
     typicality_ui(clf, image, explanation)
-    panels_ui(image, explanation, key, attention)
+    panels_ui(image, explanation, key, scope, attention)
     if attention is not None:
         attention_ui(attention)
     return explanation, attention

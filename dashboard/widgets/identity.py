@@ -39,7 +39,7 @@ def sign_in_ui() -> None:
     """The page a visitor sees before signing in: no patient data, one button to the identity provider."""
     st.title("Cataract CAM")
     st.markdown("Sign in with your clinic account to review patients.")
-    st.button("Sign in", type="primary", icon=":material/login:", on_click=st.login)
+    st.button("Sign in", key="sign_in", type="primary", icon=":material/login:", on_click=st.login)
     st.stop()
 
 
@@ -49,7 +49,7 @@ def no_role_ui(person: Person) -> None:
     st.text(f"Signed in as {person.name}.")
     st.error("Your account has no role in this dashboard (clinician, viewer or administrator). "
              "Ask an administrator to grant you one.", icon=":material/no_accounts:")
-    st.button("Sign out", icon=":material/logout:", on_click=st.logout)
+    st.button("Sign out", key="sign_out_no_role", icon=":material/logout:", on_click=st.logout)
     st.stop()
 
 

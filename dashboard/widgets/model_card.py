@@ -51,7 +51,7 @@ def _server_ui() -> None:
         return
     path = st.selectbox("Checkpoint on the server (models/weights/)", files, format_func=lambda p: p.name,
                         key="model_file")
-    if st.button("Load this checkpoint", icon=":material/upload_file:"):
+    if st.button("Load this checkpoint", key="model_load_file", icon=":material/upload_file:"):
         try:
             clf = state.load_checkpoint_file(path)
         except CheckpointError as error:
@@ -62,7 +62,8 @@ def _server_ui() -> None:
 
 def _upload_ui() -> None:
     upload = st.file_uploader("Upload a checkpoint (.pt or .pth)", type=["pt", "pth"], key="model_upload")
-    if upload is None or not st.button("Load the uploaded checkpoint", icon=":material/upload:"):
+    if upload is None or not st.button("Load the uploaded checkpoint", key="model_load_upload",
+                                       icon=":material/upload:"):
         return
     data = upload.getvalue()
     try:
@@ -85,7 +86,7 @@ def load_checkpoint_ui() -> None:
     with upload_col:
         _upload_ui()
     chosen = isinstance(st.session_state.get("model_choice"), state.ModelChoice)
-    if chosen and st.button("Back to the default model", icon=":material/undo:"):
+    if chosen and st.button("Back to the default model", key="model_default", icon=":material/undo:"):
         st.session_state.pop("model_choice", None)
         st.session_state.pop("_model_upload", None)
         st.rerun()

@@ -12,6 +12,7 @@ from components.records import RecordsError, RecordStore
 from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
 from dashboard import state
 from dashboard.folders import UPLOAD_TYPES
+from dashboard.keys import widget_key
 from dashboard.present import md_id, sentence
 
 
@@ -54,7 +55,7 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
     """Upload a photograph, say which eye, when and what kind, and add it to the patient's record."""
     round_ = st.session_state.setdefault("add_upload_round", 0)
     upload = st.file_uploader(f"Add a photograph to patient {md_id(pseudo_id)}", type=UPLOAD_TYPES,
-                              key=f"add_upload_{round_}",
+                              key=widget_key("add_upload", round=round_),
                               help="JPEG, PNG, TIFF, BMP, WebP, GIF or DICOM, up to 50 MB.")
     if upload is None:
         return
@@ -68,13 +69,13 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
     eye_col, date_col, modality_col, button_col = st.columns([1.3, 1, 1.2, 1], vertical_alignment="bottom")
     eye = eye_col.radio("Eye", EYES, format_func=EYE_LABELS.get, horizontal=True,
                         index=None if image.laterality is None else EYES.index(image.laterality),
-                        key=f"add_eye_{sha[:16]}")
+                        key=widget_key("add_eye", photo=sha[:16]))
     exam_date = date_col.date_input("Exam date", value=date.today(), max_value=date.today(),
-                                    key=f"add_date_{sha[:16]}")
+                                    key=widget_key("add_date", photo=sha[:16]))
     guessed = rs.guess_modality(image.display) or "external"
     modality = modality_col.selectbox("Modality", MODALITIES, format_func=lambda m: MODALITY_LABELS[m],
-                                      index=MODALITIES.index(guessed), key=f"add_modality_{sha[:16]}")
-    if not button_col.button("Add to record", type="primary", icon=":material/add_photo_alternate:"):
+                                      index=MODALITIES.index(guessed), key=widget_key("add_modality", photo=sha[:16]))
+    if not button_col.button("Add to record", key="add_photo", type="primary", icon=":material/add_photo_alternate:"):
         return
     if eye is None:
         st.error("Choose which eye the photograph shows.")
@@ -125,7 +126,8 @@ def save_quick_case_ui(store: RecordStore) -> None:
         to_col, date_col, button_col = st.columns([2, 1.2, 1], vertical_alignment="bottom")
         to_col.selectbox("Patient", patients, key="save_quick_to")
         date_col.date_input("Exam date", value=date.today(), max_value=date.today(), key="save_quick_date")
-        button_col.button("Save to record", icon=":material/save:", on_click=_on_save_quick_case, args=(store,))
+        button_col.button("Save to record", key="save_quick", icon=":material/save:", on_click=_on_save_quick_case,
+                          args=(store,))
         problem = st.session_state.get("save_quick_error")
         if problem:
             st.error(problem)

@@ -29,7 +29,7 @@ def batch_results_ui(result: runs.BatchResult) -> None:
         if key.startswith("P("):
             columns[key] = st.column_config.NumberColumn(key, format="percent")
     st.dataframe(table, hide_index=True, width="stretch", column_config=columns)
-    st.download_button("Download CSV", data=result.csv, file_name="summary.csv", mime="text/csv",
+    st.download_button("Download CSV", key="batch_csv", data=result.csv, file_name="summary.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
     gallery = runs.batch_gallery(rows)
     if not gallery:
@@ -73,10 +73,11 @@ def audit_results_ui(result: runs.AuditResult) -> None:
                                                   help="The model's probability for the photograph's label"),
     })
     csv_col, html_col = st.columns(2)
-    csv_col.download_button("Download audit.csv", data=result.csv, file_name="audit.csv", mime="text/csv",
-                            icon=":material/download:", on_click="ignore")
-    html_col.download_button("Download the gallery (HTML)", data=result.html, file_name="audit_gallery.html",
-                             mime="text/html", icon=":material/download:", on_click="ignore",
+    csv_col.download_button("Download audit.csv", key="audit_csv", data=result.csv, file_name="audit.csv",
+                            mime="text/csv", icon=":material/download:", on_click="ignore")
+    html_col.download_button("Download the gallery (HTML)", key="audit_gallery", data=result.html,
+                             file_name="audit_gallery.html", mime="text/html", icon=":material/download:",
+                             on_click="ignore",
                              help="One file that opens in any browser, without a server.")
     _audit_gallery_ui(result.rows, result.gallery)
 

@@ -9,6 +9,7 @@ from components.notes import NOTES_MAX_CHARS
 from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
 from components.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
 from dashboard import state
+from dashboard.keys import EyeScope
 from dashboard.present import review_rows, sentence
 
 
@@ -40,12 +41,13 @@ def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, a
     st.rerun()
 
 
-def review_form_ui(store: RecordStore, exam: ExamRecord, latest: ReviewRecord | None) -> None:
+def review_form_ui(store: RecordStore, exam: ExamRecord, latest: ReviewRecord | None, scope: EyeScope) -> None:
     """Agreement, finding, grade and notes; saved as a draft or signed."""
     draft = latest if latest is not None and latest.status == "reviewed" else None
     base = draft or latest  # an amendment starts from the signed text
-    form_key = f"review_{exam.id}_{latest.id if latest else 0}_{latest.status if latest else 'new'}"
-    with st.form(form_key, border=False):
+    # A new form for each version, so it starts from that version's text; the widgets inside are the form's own.
+    version = f"{latest.id}-{latest.status}" if latest else "new"
+    with st.form(scope.key(f"review-{version}"), border=False):
         agree_col, finding_col, grade_col = st.columns([1.1, 1.1, 1.6])
         agrees = agree_col.radio("Do you agree with the model's result?", [True, False],
                                  format_func=lambda v: "Agree" if v else "Disagree", horizontal=True,
@@ -64,8 +66,11 @@ def review_form_ui(store: RecordStore, exam: ExamRecord, latest: ReviewRecord | 
         _save(store, exam, draft, agrees=agrees, finding=finding, grade=grade, notes=notes, sign=bool(sign))
 
 
-def review_panel_ui(store: RecordStore, exam: ExamRecord) -> ReviewRecord | None:
-    """The eye's review: signed and locked (with an amendment form), or the form; returns the latest version."""
+def review_panel_ui(store: RecordStore, exam: ExamRecord, scope: EyeScope) -> ReviewRecord | None:
+    """The eye's review: signed and locked (with an amendment form), or the form; returns the latest version.
+
+    Drawn once per eye on a patient's page: its form is keyed by ``scope``.
+    """
     history = store.review_history(exam.id)
     latest = history[-1] if history else None
     st.markdown("**Clinician review**")
@@ -76,14 +81,14 @@ def review_panel_ui(store: RecordStore, exam: ExamRecord) -> ReviewRecord | None
         review_table_ui(latest)
         if may_review:
             with st.expander(f"Amend this review (saves version {latest.version + 1})"):
-                review_form_ui(store, exam, latest)
+                review_form_ui(store, exam, latest, scope)
     else:
         if latest is not None:
             st.info(f"Draft review, version {latest.version}: not signed yet.", icon=":material/edit_note:")
             if not may_review:
                 review_table_ui(latest)
         if may_review:
-            review_form_ui(store, exam, latest)
+            review_form_ui(store, exam, latest, scope)
     if not may_review:
         st.caption("Reading only: reviewing and signing need the clinician role.")
     if len(history) > 1:

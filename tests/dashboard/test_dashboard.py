@@ -24,6 +24,7 @@ from components.imaging import load_rgb, sha256_bytes
 from components.overlay import blend, colorize, resize_map
 from components.records import RecordStore
 from dashboard.folders import MISSING_FOLDER, OUTSIDE_DATA
+from dashboard.keys import EyeScope, widget_key
 from tests.dashboard.support import (
     ModelCalls,
     RecordingMediaFileManager,
@@ -52,7 +53,7 @@ def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
     for name in clf.class_names:
         assert got[f"P({name})"] == f"{ex.probabilities[name]:.1%}"
     # The eye comes from the file name (DLY-OD); the photograph is shown reduced to 1024 px.
-    assert at.radio(key=f"quick_eye_{rs.sha256_bytes(path.read_bytes())[:16]}").value == "OD"
+    assert at.radio(key=EyeScope(rs.sha256_bytes(path.read_bytes())).key("quick_eye")).value == "OD"
     original = served(shown["Original"])
     assert original.shape == (round(1822 * 1024 / 2734), 1024, 3)
     display = rs.downscale(pixels)
@@ -65,7 +66,7 @@ def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
     want = colorize(resize_map(ex.cam, (display.shape[1], display.shape[0])), "jet")
     assert np.abs(heat[:, : display.shape[1]].astype(int) - want).mean() < 2.5
     # The attention check's verdict for this map, on the modality it reads off the photograph.
-    modality = at.selectbox(key=f"quick_modality_{rs.sha256_bytes(path.read_bytes())[:16]}").value
+    modality = at.selectbox(key=EyeScope(rs.sha256_bytes(path.read_bytes())).key("quick_modality")).value
     assert modality == rs.guess_modality(display) == "fundus"
     verdict = check(display, ex.cam, modality="fundus")
     assert verdict.label == check(pixels, ex.cam, modality="fundus").label
@@ -167,7 +168,7 @@ def _create_patient_with_photo(at: AppTest, pseudo_id: str, photo: Path) -> None
     next(b for b in at.button if b.label == "Create patient").click().run()
     assert not at.exception, at.exception
     assert at.selectbox(key="current_patient").value == pseudo_id
-    at.file_uploader(key="add_upload_0").upload(photo.name, photo.read_bytes(), "image/jpeg")
+    at.file_uploader(key=widget_key("add_upload", round=0)).upload(photo.name, photo.read_bytes(), "image/jpeg")
     at.run()
     next(b for b in at.button if b.label == "Add to record").click().run()
     assert not at.exception, at.exception

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from components.audit import audit, compare, ranked, read_labelled_folder, summary
 from components.imaging import decode_image
 from dashboard.folders import OUTSIDE_DATA as OUTSIDE
+from dashboard.keys import widget_key
 from models import load_classifier, save_checkpoint
 from models.synthetic import generate_dataset
 from tests.dashboard.support import click, download, metrics, page
@@ -80,7 +81,7 @@ def test_audit_page_labels_uploads_by_their_box_and_leaves_no_copies(env, clf, t
     rows = audit(clf, items)
     at = page("audit")
     for box, label in ((0, "cataract"), (1, "normal")):
-        uploader = at.file_uploader(key=f"audit_upload_{box}")
+        uploader = at.file_uploader(key=widget_key("audit_upload", label=box))
         for item in items:
             if item.label == label:
                 uploader.upload(item.path.name, item.path.read_bytes(), "image/jpeg")

@@ -11,6 +11,7 @@ from PIL import Image
 from components.interop.dicomweb import DicomWebConfig, PacsClient
 from components.interop.fhir import bundle_values
 from components.records import RecordStore
+from dashboard.keys import widget_key
 from tests.dashboard.support import RecordingMediaFileManager, click, new_app
 from tests.interop_support import start_orthanc
 
@@ -30,7 +31,7 @@ def _patient_signed(at, photo) -> None:
     at.text_input(key="reviewer").set_value("Dr Ada Example")
     at.text_input(key="new_patient_id").set_value("P-0077")
     click(at, "Create patient")
-    at.file_uploader(key="add_upload_0").upload(photo.name, photo.read_bytes(), "image/png")
+    at.file_uploader(key=widget_key("add_upload", round=0)).upload(photo.name, photo.read_bytes(), "image/png")
     at.run()
     click(at, "Add to record")
     radios = [r.label for r in at.radio]
@@ -115,7 +116,7 @@ def test_send_needs_a_signature_and_a_pacs(env, clf, tmp_path, images, monkeypat
     at.text_input(key="reviewer").set_value("Dr Ada Example")
     at.text_input(key="new_patient_id").set_value("P-0078")
     click(at, "Create patient")
-    at.file_uploader(key="add_upload_0").upload(photo.name, photo.read_bytes(), "image/png")
+    at.file_uploader(key=widget_key("add_upload", round=0)).upload(photo.name, photo.read_bytes(), "image/png")
     at.run()
     click(at, "Add to record")
     send = next(b for b in at.button if b.label == "Send to PACS")

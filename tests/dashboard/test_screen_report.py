@@ -16,6 +16,7 @@ from components import review_session as rs
 from components.gradcam import explain
 from components.imaging import decode_image
 from components.screening import REFER, ROUTINE
+from dashboard.keys import EyeScope
 from models import load_classifier, save_checkpoint
 from tests.dashboard.support import new_app, pdf_of, upload_quick
 from tests.support import CSDI, seeded_model
@@ -103,8 +104,8 @@ def test_attention_off_the_fundus_refers_on_screen_and_in_the_report(env, checkp
     monkeypatch.setenv("CATARACT_CAM_MODEL", str(model))
     at = upload_quick(new_app(), photo.name, photo.read_bytes())
     sha = rs.sha256_bytes(photo.read_bytes())
-    at.selectbox(key=f"quick_modality_{sha[:16]}").set_value("fundus").run()
-    assert at.radio(key=f"quick_eye_{sha[:16]}").value == "OS"
+    at.selectbox(key=EyeScope(sha).key("quick_modality")).set_value("fundus").run()
+    assert at.radio(key=EyeScope(sha).key("quick_eye")).value == "OS"
     badges = [m.value for m in at.markdown if "Attention:" in m.value]
     assert badges == [":red-badge[:material/center_focus_strong: Attention: off the fundus: black border or text]"]
     assert [w.value for w in at.warning if "attention lies off" in w.value] == [
