@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.dashboard.support import chromium, dashboard_server
+from tests.dashboard.support import dashboard_server
 from tests.support import CSDI, ROOT, seeded_model
 
 pytestmark = pytest.mark.browser
@@ -93,12 +93,12 @@ def _upload(page, name: str, folder: Path) -> float:
     return time.perf_counter() - start
 
 
-def test_review_in_a_real_browser(server, tmp_path: Path) -> None:
+def test_review_in_a_real_browser(server, browser, tmp_path: Path) -> None:
     url, process = server
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, object] = {"image": MEASURED, "image_size": [2734, 1822]}
-    with chromium() as browser:
-        page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    try:
         page.goto(url)
         page.wait_for_selector('[data-testid="stFileUploaderDropzoneInput"]', state="attached", timeout=60_000)
         page.get_by_text("Drop an eye photograph above").wait_for(timeout=30_000)
@@ -133,24 +133,13 @@ def test_review_in_a_real_browser(server, tmp_path: Path) -> None:
         metrics["colormap_to_panels_s"] = round(time.perf_counter() - start, 3)
         page.screenshot(path=ARTIFACTS / "03_slider_and_colormap.png")
 
-        with page.expect_download(timeout=60_000) as download:
-            page.get_by_role("button", name="Export PDF report").click()
-        pdf = Path(download.value.path()).read_bytes()
-        assert pdf.startswith(b"%PDF-")
-        assert download.value.suggested_filename.startswith("cataract_report_ANON-")
-        (ARTIFACTS / "report.pdf").write_bytes(pdf)
-        metrics["pdf_bytes"] = len(pdf)
-
         for name in MORE:
             _upload(page, name, tmp_path)
         metrics["images_reviewed"] = 2 + len(MORE)
         metrics["server_rss_mb"] = round(_rss_mb(process.pid), 1)
 
-        for path, shot in (("worklist", "04_worklist.png"), ("model", "05_model.png")):
-            page.goto(f"{url}/{path}")
-            page.get_by_role("heading", name=path.capitalize()).wait_for(timeout=30_000)
-            page.wait_for_timeout(800)
-            page.screenshot(path=ARTIFACTS / shot)
+    finally:
+        page.close()
     (ARTIFACTS / "browser_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     print("\nbrowser metrics:", json.dumps(metrics))
     # Timings are printed, not asserted: this machine's two cores are shared. Memory is not noisy.

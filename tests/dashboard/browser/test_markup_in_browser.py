@@ -10,11 +10,10 @@ from typing import ClassVar
 
 import pytest
 
-from tests.dashboard.support import chromium, dashboard_server
+from tests.dashboard.support import dashboard_server
 from tests.support import CSDI, seeded_model
 
 pytestmark = pytest.mark.browser
-
 
 
 class _Beacon(BaseHTTPRequestHandler):
@@ -48,14 +47,14 @@ def beacon() -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def test_markdown_beacon_makes_no_request_and_is_shown_literally(beacon: str, tmp_path: Path) -> None:
+def test_markdown_beacon_makes_no_request_and_is_shown_literally(beacon: str, browser, tmp_path: Path) -> None:
     from models import save_checkpoint
 
     name = f"![b]({beacon}/name.png) <img src={beacon}/tag.png>"
     klass = f"<img src={beacon}/class.png>"
     model = tmp_path / "hostile.pt"
     save_checkpoint(model, seeded_model(0), class_names=("Cataract", klass), card={"name": name})
-    with dashboard_server(tmp_path, env={"CATARACT_CAM_MODEL": str(model)}) as (url, _), chromium() as browser:
+    with dashboard_server(tmp_path, env={"CATARACT_CAM_MODEL": str(model)}) as (url, _):
         page = browser.new_page(viewport={"width": 1440, "height": 2000})
         page.goto(url)
         # The sidebar names the model in full, as written.
