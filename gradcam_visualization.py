@@ -16,10 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from components.batch import explain_files, panel_caption, save_jpeg
-from components.gradcam import explain
-from components.imaging import decode_image
-from components.overlay import blend, colorize, resize_map, three_panel
+from components.explanation.cam import explain
+from components.explanation.overlay import blend, colorize, resize_map, three_panel
+from components.imaging.loading import decode_image
+from components.workflows.batch import explain_files, panel_caption, save_jpeg
 from models import Classifier, load_classifier
 
 __all__ = ["batch_visualize", "load_model", "overlay_heatmap", "visualize_gradcam"]
@@ -51,7 +51,7 @@ def overlay_heatmap(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5,
 
     ``image`` is RGB uint8 (H, W, 3); ``cam`` a float map in [0, 1] of any size (it is resized to
     the image). ``colormap`` is OpenCV's ``cv2.COLORMAP_*`` constant, as in the prototype, or a
-    name in ``components.overlay.COLORMAPS``; ``alpha`` is the heatmap's weight. The constants
+    name in ``components.explanation.overlay.COLORMAPS``; ``alpha`` is the heatmap's weight. The constants
     of the colormaps the dashboard offers (jet, turbo, hot, ...) give exactly its colours.
     """
     return blend(image, cam, alpha=alpha, colormap=colormap)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from components.attention import check
-from components.vocabulary import DEMO_WARNING
+from components.lens.attention import check
+from components.screening.vocabulary import DEMO_WARNING
 from gradcam_visualization import load_model, visualize_gradcam
 from models.demo_patients import DEMO_PATIENTS
 

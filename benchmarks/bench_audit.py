@@ -43,7 +43,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import attention, audit, faithfulness  # noqa: E402
+from components.explanation import faithfulness  # noqa: E402
+from components.lens import attention  # noqa: E402
+from components.workflows import audit  # noqa: E402
 
 REPORT_SEED = 8181  # fresh for generator 1.1 and the edge rule (tuned on 6161)
 SHORTCUT_TRAIN_SEED = 8
@@ -77,7 +79,7 @@ def draw_mark(image: np.ndarray, label: str) -> np.ndarray:
 
 def make_shortcut_set(out: Path, n: int, seed: int) -> Path:
     """``n`` images with masks: half cataract (grade 1 only, faint), half normal, each with its class's stamp."""
-    from components.vocabulary import EYES
+    from components.screening.vocabulary import EYES
     from models.synthetic import MASK_NAMES, render_eye
 
     if (out / "labels.csv").is_file():
@@ -105,7 +107,7 @@ def make_shortcut_set(out: Path, n: int, seed: int) -> Path:
 
 
 def _save_jpeg(pixels: np.ndarray, path: Path) -> None:
-    from components.batch import save_jpeg
+    from components.workflows.batch import save_jpeg
 
     save_jpeg(pixels, path, quality=92)
 
@@ -186,7 +188,7 @@ def shortcut_classifier(model: torch.nn.Module, arch: str = "cnn") -> object:
 
 def train_shortcut(data: Path, weights: Path, *, epochs: int, seed: int = 0, arch: str = "cnn") -> object:
     """A shortcut model trained from scratch on the shortcut set (no augmentation: the stamp stays put); cached."""
-    from components.imaging import decode_image
+    from components.imaging.loading import decode_image
     from models.classifier import build_model
 
     torch.manual_seed(seed)
@@ -272,7 +274,7 @@ def lens_iou(data: Path) -> dict[str, float]:
     """Median IoU of the found lens region with the pupil mask, over every image of a synthetic set."""
     import cv2
 
-    from components.imaging import decode_image
+    from components.imaging.loading import decode_image
 
     ious, found = [], 0
     items = audit.read_labelled_folder(data)
@@ -298,7 +300,7 @@ def run_audit(classifier: object, data: Path) -> tuple[list[audit.AuditRow], dic
 
 def clear_lens_drops(classifier: object, data: Path, limit: int = 60) -> dict[str, float]:
     """The clear-lens test on images the model calls Cataract: how often painting the lens clear removes the call."""
-    from components.imaging import decode_image
+    from components.imaging.loading import decode_image
 
     drops = []
     for item in audit.read_labelled_folder(data)[:limit]:
@@ -350,7 +352,7 @@ def demo_figures(args: argparse.Namespace, fresh: Path, work: Path, results: dic
           f"{others} ({false / others:.1%}, target <= 10%)", flush=True)
 
     images = list(audit.read_labelled_folder(fresh))[:16]
-    from components.imaging import decode_image
+    from components.imaging.loading import decode_image
 
     pixels = [decode_image(i.path).pixels for i in images]
     rand = faithfulness.randomisation_check(demo, pixels)

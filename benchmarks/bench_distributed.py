@@ -29,11 +29,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import distributed as dist  # noqa: E402
-from components.batch import explain_files, panel_caption, save_jpeg, write_summary  # noqa: E402
-from components.gradcam import explain  # noqa: E402
-from components.imaging import decode_image  # noqa: E402
-from components.overlay import three_panel  # noqa: E402
+from components.cluster import batch as dist  # noqa: E402
+from components.explanation.cam import explain  # noqa: E402
+from components.explanation.overlay import three_panel  # noqa: E402
+from components.imaging.loading import decode_image  # noqa: E402
+from components.workflows.batch import explain_files, panel_caption, save_jpeg, write_summary  # noqa: E402
 
 TARGET_RATIO = 0.8
 

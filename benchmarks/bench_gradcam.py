@@ -25,8 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.batch import explain_files  # noqa: E402
-from components.gradcam import explain  # noqa: E402
+from components.explanation.cam import explain  # noqa: E402
+from components.workflows.batch import explain_files  # noqa: E402
 from models import Classifier, build_model  # noqa: E402
 
 CSDI = ROOT / "tests" / "data" / "csdi"  # real fundus photographs, CC BY 4.0: attribution in its README.md

@@ -35,7 +35,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.gradcam import explain  # noqa: E402
+from components.explanation.cam import explain  # noqa: E402
 from components.interop.assemble import eye_result  # noqa: E402
 from components.interop.dicom_objects import build_objects  # noqa: E402
 from components.interop.dicomweb import DicomWebConfig, PacsClient, dataset_bytes  # noqa: E402

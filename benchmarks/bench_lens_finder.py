@@ -2,7 +2,7 @@
 
     python benchmarks/bench_lens_finder.py [--n 200] [--seed 930000]
 
-For each render seed the eye is rendered (512x384) and varied (``models.variation.vary`` with the
+For each render seed the eye is rendered (512x384) and varied (``models.training.variation.vary`` with the
 same seed); the finder runs on both. Reported per set: the share found, the median pupil IoU
 over all eyes (a miss counts 0), the median IoU over found eyes, wrong circles (IoU < 0.3 while
 found) as a share of all eyes, and milliseconds per image. Targets for the varied set (issue 10):
@@ -28,9 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components import attention, lens  # noqa: E402
+from components.lens import attention  # noqa: E402
+from components.lens import finder as lens  # noqa: E402
 from models.synthetic import render_eye  # noqa: E402
-from models.variation import vary  # noqa: E402
+from models.training.variation import vary  # noqa: E402
 
 Finder = Callable[[np.ndarray], lens.LensRegion]
 

@@ -25,7 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.gradcam import explain  # noqa: E402
+from components.explanation.cam import explain  # noqa: E402
 from components.report import (  # noqa: E402
     EyeFindings,
     ModelInfo,

@@ -28,10 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.gradcam import explain  # noqa: E402
-from components.imaging import load_rgb  # noqa: E402
-from components.lens import find_lens  # noqa: E402
-from components.typicality import assess, explain_options, typicality_stats  # noqa: E402
+from components.explanation.cam import explain  # noqa: E402
+from components.imaging.loading import load_rgb  # noqa: E402
+from components.lens.finder import find_lens  # noqa: E402
+from components.typicality.score import assess, explain_options, typicality_stats  # noqa: E402
 from models import load_classifier  # noqa: E402
 from models.synthetic import render_eye  # noqa: E402
 from tests.support import non_eye_pictures  # noqa: E402

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from components.records import Identity
-from components.vocabulary import ROLES, UNAUTHENTICATED
+from components.screening.vocabulary import ROLES, UNAUTHENTICATED
 
 __all__ = [
     "ALLOW_NO_AUTH_ENV",

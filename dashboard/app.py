@@ -13,8 +13,8 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from components.heap import release_large_buffers  # noqa: E402
-from components.screening import FINAL_DECISION  # noqa: E402
+from components.base.heap import release_large_buffers  # noqa: E402
+from components.screening.decision import FINAL_DECISION  # noqa: E402
 from dashboard import state  # noqa: E402
 from dashboard.present import model_title, plain  # noqa: E402
 from dashboard.widgets.identity import identity_sidebar_ui, no_role_ui, refuse_ui, sign_in_ui  # noqa: E402

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from components.audit import LabelledImage, read_labelled_folder
-from components.imaging import IMAGE_EXTENSIONS
+from components.imaging.loading import IMAGE_EXTENSIONS
 from components.records import data_dir
 from components.records.settings import IMAGES_FOLDER
+from components.workflows.audit import LabelledImage, read_labelled_folder
 
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 """The file types the photograph uploaders accept."""
@@ -18,7 +18,7 @@ UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 MAX_UPLOAD_FILES = 24
 """The most photographs one upload box takes (Batch, Audit, Compare). Streamlit keeps every
 uploaded file in the server's memory, up to 50 MB each, for as long as the box holds it; a
-folder inside the data folder takes up to ``components.batch.MAX_FILES_PER_RUN``."""
+folder inside the data folder takes up to ``components.workflows.batch.MAX_FILES_PER_RUN``."""
 
 OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
                 "places outside it cannot be used.")

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from components.gradcam import METHOD_LABELS, Explanation
+from components.explanation.cam import METHOD_LABELS, Explanation
 from components.records import ExamRecord, PatientRecord, ReviewRecord, WorklistRow
-from components.screening import FINAL_DECISION, ScreeningDecision, format_threshold
-from components.vocabulary import (
+from components.screening.decision import FINAL_DECISION, ScreeningDecision, format_threshold
+from components.screening.vocabulary import (
     EYE_LABELS,
     FINDING_LABELS,
     MODALITY_LABELS,

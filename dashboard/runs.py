@@ -9,13 +9,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import review_session as rs
-from components.audit import AuditRow, LabelledImage, audit, compare, ranked, summary, write_csv, write_gallery
-from components.batch import BatchItem, explain_files, summary_bytes, summary_row, write_summary
-from components.gradcam import METHOD_LABELS
-from components.imaging import ImageError, decode_image
-from components.overlay import blend
+from components.explanation.cam import METHOD_LABELS
+from components.explanation.overlay import blend
+from components.imaging.loading import ImageError, decode_image
 from components.records import data_dir
+from components.workflows import review_session as rs
+from components.workflows.audit import (
+    AuditRow,
+    LabelledImage,
+    audit,
+    compare,
+    ranked,
+    summary,
+    write_csv,
+    write_gallery,
+)
+from components.workflows.batch import BatchItem, explain_files, summary_bytes, summary_row, write_summary
 from dashboard.folders import Upload
 from dashboard.present import model_title, plain
 from models import Classifier
@@ -97,7 +106,7 @@ def batch_run_on_cluster(client: Any, model: str | bytes, clf: Classifier, files
     ``model`` is the checkpoint the workers load: a path on the server, or an upload's bytes
     (written to a temporary file in the data folder, which a worker on another machine cannot read).
     """
-    from components.distributed import run_batch
+    from components.cluster.batch import run_batch
 
     class_names = tuple(clf.class_names)
     with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:

@@ -11,9 +11,10 @@ from typing import Any
 
 import streamlit as st
 
-from components.gradcam import Explanation
+from components.explanation.cam import Explanation
 from components.records import DB_URL_ENV, Identity, PatientRecord, RecordStore, data_dir
-from components.review_session import (
+from components.screening.vocabulary import DEMO_WARNING
+from components.workflows.review_session import (
     PREDICTED,
     BoundedCache,
     HeldUpload,
@@ -22,7 +23,6 @@ from components.review_session import (
     image_from_upload,
     reattached,
 )
-from components.vocabulary import DEMO_WARNING
 from dashboard import access
 from dashboard.present import plain
 from dashboard.runs import Look
@@ -194,7 +194,7 @@ class Cluster:
 
 @st.cache_resource(show_spinner="Connecting to the Dask cluster…", on_release=lambda c: c.client and c.client.close())
 def _cluster(address: str) -> Cluster:
-    from components.distributed import ClusterError, open_client
+    from components.cluster.batch import ClusterError, open_client
 
     try:
         return Cluster(address, open_client(address))
@@ -204,7 +204,7 @@ def _cluster(address: str) -> Cluster:
 
 def cluster() -> Cluster | None:
     """The cluster the Batch page runs on, shared by every session; None when ``CATARACT_CAM_DASK`` is unset."""
-    from components.distributed import DASK_ENV
+    from components.cluster.batch import DASK_ENV
 
     address = os.environ.get(DASK_ENV, "").strip()
     return _cluster(address) if address else None
@@ -346,7 +346,7 @@ def panel_cache() -> BoundedCache[tuple[MapKey, str, tuple[int, int]], tuple[byt
 
 @st.cache_resource(show_spinner=False)
 def typicality_cache() -> BoundedCache[tuple[str, str], Any]:
-    """Typicality (components.typicality.Typicality) per (image, model), shared by every session."""
+    """Typicality (components.typicality.score.Typicality) per (image, model), shared by every session."""
     return BoundedCache(TYPICALITY_CACHE_BYTES)
 
 

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from components.files import atomic_write_bytes
+from components.base.files import atomic_write_bytes
 from models.efficientnet import efficientnet_b0
 from models.metadata import CheckpointError, check_class_names, check_dropout, check_metadata
 
@@ -316,7 +316,7 @@ class Classifier:
     threshold: float = 0.5
     path: Path | None = None
     head: HeadSpec = field(default_factory=list)
-    # Statistics of the training photographs (components.typicality), as stored; None: none known.
+    # Statistics of the training photographs (components.typicality.score), as stored; None: none known.
     typicality: dict[str, Any] | None = None
 
     @property
@@ -460,7 +460,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: nn.Module, *, class_nam
     """Write the checkpoint format :func:`load_classifier` reads, atomically; returns its SHA-256.
 
     Only tensors and plain data go in, so it loads with ``weights_only=True``; ``typicality`` is
-    ``components.typicality.stats_to_payload(stats, tensors=True)``.
+    ``components.typicality.score.stats_to_payload(stats, tensors=True)``.
     """
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = _strip_prefixes(state)

@@ -90,7 +90,7 @@ def trained_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dask_client(s3_endpoint):
     """A real local Dask cluster of two worker processes on 127.0.0.1, started after the S3 credentials are set."""
-    from components.distributed import connect
+    from components.cluster.batch import connect
 
     with connect("local:2") as client:
         yield client

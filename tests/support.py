@@ -148,7 +148,7 @@ def non_eye_pictures() -> list[np.ndarray]:
     """Ordinary photographs that are not eyes (shipped inside matplotlib), whole and three crops of each."""
     import matplotlib
 
-    from components.imaging import load_rgb
+    from components.imaging.loading import load_rgb
 
     folder = Path(matplotlib.get_data_path()) / "sample_data"
     out = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components.imaging import decode_image
+from components.imaging.loading import decode_image
 from gradcam_visualization import batch_visualize, visualize_gradcam
 
 

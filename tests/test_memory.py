@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from components import batch
-from components.imaging import MAX_WHOLE_DECODE_PIXELS, ImageError, decode_image
+from components.imaging.loading import MAX_WHOLE_DECODE_PIXELS, ImageError, decode_image
+from components.workflows import batch
 from tests.support import ROOT
 
 # What the looks may add to a settled server's high-water mark. The 1.2 GB target for the whole
@@ -66,7 +66,7 @@ def test_bomb_png_is_small_and_refused_from_its_header() -> None:
 
 
 def test_the_decoding_budget_lets_in_what_fits_and_a_larger_one_alone() -> None:
-    from components.decoding import _Budget
+    from components.imaging.decoding import _Budget
 
     budget = _Budget(100)
     entered: list[str] = []
@@ -103,8 +103,8 @@ def test_the_decoding_budget_lets_in_what_fits_and_a_larger_one_alone() -> None:
 
 def test_two_threads_never_decode_two_large_pngs_at_full_size_at_once(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    import components.imaging as imaging
-    from components.decoding import DECODING_BUDGET_BYTES
+    import components.imaging.loading as imaging
+    from components.imaging.decoding import DECODING_BUDGET_BYTES
 
     real_room = imaging.decoding_room
     lock = threading.Lock()

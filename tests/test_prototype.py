@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from components.attention import check
-from components.overlay import COLORMAPS, OPENCV_COLORMAPS, blend, resize_map
-from components.vocabulary import VERDICTS
+from components.explanation.overlay import COLORMAPS, OPENCV_COLORMAPS, blend, resize_map
+from components.lens.attention import check
+from components.screening.vocabulary import VERDICTS
 from gradcam_visualization import overlay_heatmap, visualize_gradcam
 from models.demo_patients import DEMO_PATIENTS
 from tests.support import ROOT

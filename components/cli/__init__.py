@@ -12,7 +12,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from components.cli import (
+from components.base.heap import release_large_buffers
+from components.cli.commands import (
     audit,
     batch,
     compare,
@@ -28,7 +29,6 @@ from components.cli import (
     typicality,
 )
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
-from components.heap import release_large_buffers
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
 

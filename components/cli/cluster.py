@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from components import storage
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_alpha, print_json
+from components.cluster import storage
 
 __all__ = ["add_cluster_options", "run_audit", "run_batch", "wants_cluster"]
 
@@ -47,7 +47,7 @@ def wants_cluster(args: argparse.Namespace, locations: Sequence[str]) -> bool:
         if getattr(args, "resume", False):
             raise UsageError("--resume continues a cluster run; add --dask local:2 (or tcp://HOST:PORT).")
         return False
-    from components.distributed import check_address
+    from components.cluster.batch import check_address
 
     try:
         check_address(args.dask)
@@ -66,8 +66,8 @@ def _settings(args: argparse.Namespace) -> storage.S3Settings:
 @contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     """The client for ``--dask``; what the cluster, the model or the storage refuses is a usage error."""
-    from components.distributed import ClusterError, connect
-    from components.gradcam import ExplainError
+    from components.cluster.batch import ClusterError, connect
+    from components.explanation.cam import ExplainError
     from models import CheckpointError
 
     # Dask logs its own reconnection attempts as tracebacks; the one line below says what matters.
@@ -106,8 +106,8 @@ def run_batch(args: argparse.Namespace) -> int:
     Raises:
         UsageError: bad options, no inputs, an unreachable scheduler, unusable storage or model.
     """
-    from components import distributed
-    from components.cli.explain import item_json
+    from components.cli.outputs import item_json
+    from components.cluster import batch as distributed
 
     check_alpha(args.alpha)
     settings = _settings(args)
@@ -143,10 +143,12 @@ def run_audit(args: argparse.Namespace) -> int:
     Raises:
         UsageError: bad options, no labelled images, an unreachable scheduler, unusable storage or model.
     """
-    from components import audit, distributed
-    from components.cli.audit import modality_option, report_summary
-    from components.distributed_audit import labelled_sources, write_outputs
-    from components.distributed_audit import run_audit as audit_on_cluster
+    from components.cli.common import modality_option
+    from components.cli.outputs import report_summary
+    from components.cluster import batch as distributed
+    from components.cluster.audit import labelled_sources, write_outputs
+    from components.cluster.audit import run_audit as audit_on_cluster
+    from components.workflows import audit
 
     settings = _settings(args)
     _check_out(args.out)

@@ -11,11 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.screening.vocabulary import ATTENTION_MODALITIES
+
 if TYPE_CHECKING:
     from models import Classifier
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 """All went well; bad input (one line on stderr); some of the inputs failed, the rest were done."""
+
+
+AUTO = "auto"
+MODALITY_CHOICES = (AUTO, *ATTENTION_MODALITIES)
+"""What --modality of audit and compare accepts: detected per image, or one for all."""
+
+
+def modality_option(value: str) -> str | None:
+    """The attention check's modality for a --modality value; None lets the check tell per image."""
+    return None if value == AUTO else value
 
 
 class UsageError(Exception):
@@ -59,8 +71,8 @@ def add_json_option(p: argparse.ArgumentParser, help_text: str = "print one JSON
 
 def add_cam_options(p: argparse.ArgumentParser) -> None:
     """--alpha, --colormap, --method, --target and --layer, as explain and batch take them."""
-    from components.gradcam import METHODS
-    from components.overlay import COLORMAPS
+    from components.explanation.cam import METHODS
+    from components.explanation.overlay import COLORMAPS
 
     p.add_argument("--alpha", type=float, default=0.5, help="heatmap weight in the overlay, 0 to 1 (default 0.5)")
     p.add_argument("--colormap", default="jet", choices=COLORMAPS)

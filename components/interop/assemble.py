@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from pydicom.dataset import Dataset
 
-from components.attention import AttentionResult
-from components.gradcam import Explanation
+from components.explanation.cam import Explanation
+from components.explanation.overlay import three_panel
 from components.interop.exam import EyeResult
-from components.overlay import three_panel
-from components.screening import DEFAULT_BAND
+from components.lens.attention import AttentionResult
+from components.screening.decision import DEFAULT_BAND
 
 __all__ = ["eye_result"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from components.imaging import ImageError
+from components.imaging.loading import ImageError
 from components.interop.dicomweb import PacsClient, photograph
 from components.interop.exam import SignedExam
 from components.interop.fhir import build_bundle
@@ -23,7 +23,8 @@ from components.interop.from_report import exam_key_for, signed_exam_from_report
 from components.interop.ledger import SendAttempt, SendLedger, send_exam
 from components.records import ExamRecord, Identity, RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
-from components.review_session import (
+from components.screening.vocabulary import EYES
+from components.workflows.review_session import (
     attention_fields,
     attention_for,
     case_report,
@@ -31,7 +32,6 @@ from components.review_session import (
     patient_info,
     review_info,
 )
-from components.vocabulary import EYES
 
 __all__ = ["PullOutcome", "case_from_records", "case_key", "case_status", "fhir_case", "pixels_sha256",
            "pull_into_record", "send_case", "signed_case"]
@@ -118,7 +118,7 @@ def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tu
         components.records.RecordsError: no such patient.
         ValueError: the patient has no photograph.
     """
-    from components.gradcam import explain
+    from components.explanation.cam import explain
 
     patient = store.get_patient(pseudo_id)
     exams = store.exams(pseudo_id)

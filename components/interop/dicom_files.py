@@ -15,7 +15,7 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from components.files import atomic_write_bytes
+from components.base.files import atomic_write_bytes
 from components.interop.dicomweb import dataset_bytes
 
 __all__ = ["DicomBatch", "dicom_source", "is_dicom_file", "read_dicom_files", "write_objects"]

@@ -19,8 +19,8 @@ from pydicom.sr.coding import Code
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from components.interop.exam import EyeResult, SignedExam, derived_uid
-from components.screening import CATARACT, NO_CATARACT, NO_RESULT, UNGRADABLE
-from components.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
+from components.screening.decision import CATARACT, NO_CATARACT, NO_RESULT, UNGRADABLE
+from components.screening.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
 
 __all__ = [
     "ENCAPSULATED_PDF",

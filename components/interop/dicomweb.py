@@ -20,7 +20,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 
-from components.imaging import DecodedImage, decode_image
+from components.imaging.loading import DecodedImage, decode_image
 
 __all__ = [
     "ENV_PASSWORD",
@@ -143,7 +143,7 @@ def photograph(ds: Dataset) -> DecodedImage:
 
     Raises:
         TypeError: ds is not a pydicom Dataset.
-        components.imaging.ImageError: no pixel data, an unsupported transfer syntax or encoding.
+        components.imaging.loading.ImageError: no pixel data, an unsupported transfer syntax or encoding.
     """
     return decode_image(dataset_bytes(ds))
 

@@ -1,7 +1,7 @@
 """The content of one signed exam as the DICOM and FHIR exports read it, and its identity rules.
 
 A :class:`SignedExam` is built from files (the command line) or from the records (the dashboard);
-every export takes its finding from :func:`components.screening.decide` through
+every export takes its finding from :func:`components.screening.decision.decide` through
 :meth:`EyeResult.decision`, so no export applies the threshold itself.
 """
 
@@ -18,8 +18,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from components.screening import DEFAULT_BAND, ScreeningDecision, decide
-from components.vocabulary import EYES, FINDINGS, SEXES, VERDICTS
+from components.screening.decision import DEFAULT_BAND, ScreeningDecision, decide
+from components.screening.vocabulary import EYES, FINDINGS, SEXES, VERDICTS
 
 __all__ = [
     "ExamError",
@@ -81,7 +81,7 @@ def derived_uid(*parts: str) -> str:
 class Patient:
     """Who the exam is about. Only the pseudonymous ID is required; nothing else is ever invented.
 
-    ``sex`` is one of :data:`components.vocabulary.SEXES` (F, M, X).
+    ``sex`` is one of :data:`components.screening.vocabulary.SEXES` (F, M, X).
     """
 
     pseudo_id: str

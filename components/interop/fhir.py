@@ -32,8 +32,8 @@ from components.interop.dicom_objects import (
     VERDICT_CODES,
 )
 from components.interop.exam import EyeResult, SignedExam
-from components.screening import FINAL_DECISION, next_step
-from components.vocabulary import DEMO_WARNING, EYE_LABELS
+from components.screening.decision import FINAL_DECISION, next_step
+from components.screening.vocabulary import DEMO_WARNING, EYE_LABELS
 
 __all__ = [
     "BODY_SITES",

@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from components.files import atomic_write_bytes
+from components.base.files import atomic_write_bytes
+from components.explanation.overlay import three_panel
 from components.interop.dicom_files import write_objects
 from components.interop.dicom_objects import build_objects
 from components.interop.exam import EyeResult, ModelIdentity, Patient, SignedExam, derived_uid
 from components.interop.fhir import build_bundle
-from components.overlay import three_panel
 from components.report import EyeFindings, ModelInfo, PatientInfo
-from components.screening import DEFAULT_BAND
-from components.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
+from components.screening.decision import DEFAULT_BAND
+from components.screening.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
 
 __all__ = ["exam_key_for", "files_study_uid", "signed_exam_from_report", "verdict_of", "write_exports"]
 

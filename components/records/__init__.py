@@ -18,7 +18,7 @@
 - ``migrations``: creating the schema and upgrading an older one (Alembic operations)
 
 The eye, modality, sex, finding and grade codes are the product's vocabulary
-(``components.vocabulary``); they are re-exported here for callers that import them from records.
+(``components.screening.vocabulary``); they are re-exported here for callers that import them from records.
 """
 
 from __future__ import annotations

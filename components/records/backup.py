@@ -12,7 +12,7 @@ from typing import Any, Final
 from sqlalchemy import Date, LargeBinary, Table, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from components.files import atomic_write_bytes
+from components.base.files import atomic_write_bytes
 from components.records.errors import RecordsError
 from components.records.objects import ImageStore
 from components.records.schema import SCHEMA_VERSION, AuditHeadRow, AuditRow, Base, PatientRow, UTCDateTime

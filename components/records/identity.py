@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from components.records.errors import ValidationError
-from components.vocabulary import ROLES, UNAUTHENTICATED
+from components.screening.vocabulary import ROLES, UNAUTHENTICATED
 
 __all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.files import atomic_write_bytes
-from components.imaging import ImageError, encode_png, load_rgb, sha256_bytes
+from components.base.files import atomic_write_bytes
+from components.imaging.loading import ImageError, encode_png, load_rgb, sha256_bytes
 from components.records.errors import NotFound, RecordsError, ValidationError, storage_error
 from components.records.settings import ensure_folder
 from components.records.validation import sha256_hex

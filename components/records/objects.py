@@ -9,7 +9,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
-from components.imaging import load_rgb, sha256_bytes
+from components.imaging.loading import load_rgb, sha256_bytes
 from components.records.errors import NotFound, RecordsError, StorageError, ValidationError
 from components.records.images import ImageFolder
 from components.records.validation import sha256_hex

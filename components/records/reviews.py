@@ -8,13 +8,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from components.notes import NOTES_MAX_CHARS, tidy_notes
 from components.records.chain import review_hash
 from components.records.errors import NotFound, ReviewLocked, ValidationError
 from components.records.identity import Identity
 from components.records.schema import ExamRow, ReviewRow, exam_row, utc_now
 from components.records.validation import choice, row_id
-from components.vocabulary import FINDINGS, GRADES
+from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
+from components.screening.vocabulary import FINDINGS, GRADES
 
 __all__ = ["history", "review_content", "save", "sign"]
 

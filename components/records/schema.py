@@ -28,7 +28,7 @@ from components.records.errors import NotFound, ValidationError
 from components.records.identity import ROLES
 from components.records.model import REVIEW_STATUSES
 from components.records.validation import row_id
-from components.vocabulary import EYES, FINDINGS, GRADES, MODALITIES, SEXES
+from components.screening.vocabulary import EYES, FINDINGS, GRADES, MODALITIES, SEXES
 
 __all__ = [
     "GENESIS_HASH",

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from components.files import atomic_write_bytes
+from components.base.files import atomic_write_bytes
 from components.records import reviews
 from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
@@ -65,7 +65,7 @@ from components.records.validation import (
     pseudo_id as checked_pseudo_id,
 )
 from components.records.worklist import worklist_rows
-from components.vocabulary import EYES, MODALITIES, WORKLIST_STATUSES
+from components.screening.vocabulary import EYES, MODALITIES, WORKLIST_STATUSES
 
 __all__ = ["RecordStore"]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from components.records.errors import ValidationError
 from components.records.model import PATIENT_FIELDS
-from components.vocabulary import SEXES
+from components.screening.vocabulary import SEXES
 
 __all__ = [
     "birth_date",

@@ -2,7 +2,7 @@
 
 ``build_report`` turns a :class:`PatientInfo`, one :class:`EyeFindings` per eye and a
 :class:`ModelInfo` into PDF bytes. Inside the package: ``content`` (the inputs), ``results``
-(each eye's decision, from :mod:`components.screening`), ``eye`` and ``sections`` (what each part of
+(each eye's decision, from :mod:`components.screening.decision`), ``eye`` and ``sections`` (what each part of
 the report says), ``panels``, ``layout``, ``style``, ``fonts`` and ``text`` (how it is drawn), and
 ``build`` (the entry points).
 """
@@ -21,8 +21,8 @@ from components.report.content import (
     ReviewInfo,
 )
 from components.report.panels import PANEL_DPI, PANEL_MAX_SIDE
-from components.screening import FINAL_DECISION, REFER, ROUTINE
-from components.vocabulary import DEMO_WARNING
+from components.screening.decision import FINAL_DECISION, REFER, ROUTINE
+from components.screening.vocabulary import DEMO_WARNING
 
 __all__ = [
     "DEMO_WARNING",

@@ -51,7 +51,7 @@ def build_report(
     """The patient's report as PDF bytes (A4), built in memory.
 
     Eyes are printed right (OD) before left (OS). Each eye's finding and the next step are
-    :func:`components.screening.decide`'s, at the model's threshold. With ``report_id`` and
+    :func:`components.screening.decision.decide`'s, at the model's threshold. With ``report_id`` and
     ``generated_at`` fixed, two builds give identical bytes. A naive ``generated_at`` is taken as
     local time.
 

@@ -9,10 +9,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from components.gradcam import Explanation
-from components.notes import NOTES_MAX_CHARS, tidy_notes
-from components.overlay import COLORMAPS
-from components.vocabulary import EYE_LABELS
+from components.explanation.cam import Explanation
+from components.explanation.overlay import COLORMAPS
+from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
+from components.screening.vocabulary import EYE_LABELS
 
 __all__ = [
     "NOT_REVIEWED",
@@ -72,13 +72,13 @@ class EyeFindings:
     colormap: str = "jet"
     alpha: float = 0.5
     # Filled once the attention check exists: printed as given when present, never invented.
-    # An off-lens "verdict" in it also refers the eye (see components.screening.decide).
+    # An off-lens "verdict" in it also refers the eye (see components.screening.decision.decide).
     attention: Mapping[str, Any] | None = None
     faithfulness: Mapping[str, Any] | None = None
     review: ReviewInfo | None = None
-    # components.typicality.Typicality.report_fields(): {"text", "unlike_training"}, printed as given.
+    # components.typicality.score.Typicality.report_fields(): {"text", "unlike_training"}, printed as given.
     typicality: Mapping[str, Any] | None = None
-    # The region the attention check used (components.lens.LensRegion.as_dict()): outlined on the
+    # The region the attention check used (components.lens.finder.LensRegion.as_dict()): outlined on the
     # photograph in the attention section, as the dashboard's outline toggle draws it.
     region: Mapping[str, Any] | None = None
 

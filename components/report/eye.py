@@ -9,16 +9,16 @@ from xml.sax.saxutils import escape
 from reportlab.lib.units import mm
 from reportlab.platypus import Flowable, KeepTogether, Paragraph, Spacer
 
-from components.gradcam import METHOD_LABELS
-from components.notes import note_paragraphs
+from components.explanation.cam import METHOD_LABELS
 from components.report.content import NOT_REVIEWED, NOT_SIGNED, EyeFindings, ReviewInfo
 from components.report.layout import Builder, box
 from components.report.panels import Panels, RegionOutline
 from components.report.results import EyeResult
 from components.report.style import ALERT, ALERT_BG, WARN, WARN_BG, coloured
 from components.report.text import DOT, clean, fmt_datetime, fmt_value, label, markup
-from components.screening import ScreeningDecision, format_probability, format_threshold
-from components.vocabulary import EYE_LABELS, MODALITY_LABELS
+from components.screening.decision import ScreeningDecision, format_probability, format_threshold
+from components.screening.notes import note_paragraphs
+from components.screening.vocabulary import EYE_LABELS, MODALITY_LABELS
 
 
 def eye_section(b: Builder, result: EyeResult, positive_class: str) -> None:

@@ -29,7 +29,7 @@ from components.report.style import (
     coloured,
     styles,
 )
-from components.vocabulary import DEMO_WARNING
+from components.screening.vocabulary import DEMO_WARNING
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from PIL import Image
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Flowable
 
-from components.gradcam import METHOD_LABELS, Explanation
-from components.outline import draw_region
-from components.overlay import blend, colorbar, colorize, resize_map
+from components.explanation.cam import METHOD_LABELS, Explanation
+from components.explanation.outline import draw_region
+from components.explanation.overlay import blend, colorbar, colorize, resize_map
 from components.report.fonts import BOLD, REGULAR
 from components.report.style import INK, MUTED, RULE, SHADE
 
@@ -139,7 +139,7 @@ class Panels(Flowable):
 class RegionOutline(Flowable):
     """The photograph with the pupil and iris the attention check used drawn on it, one panel wide.
 
-    ``region`` is :meth:`components.lens.LensRegion.as_dict`; its ``size`` is the picture it was
+    ``region`` is :meth:`components.lens.finder.LensRegion.as_dict`; its ``size`` is the picture it was
     found on (the dashboard's display copy, or the photograph itself), so it is scaled to the
     printed copy. Without ``size`` it is taken to be measured on ``image`` itself.
     """

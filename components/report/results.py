@@ -1,14 +1,14 @@
-"""Each eye's screening decision, taken by :func:`components.screening.decide` from the report's inputs."""
+"""Each eye's screening decision, taken by :func:`components.screening.decision.decide` from the report's inputs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.gradcam import Explanation
+from components.explanation.cam import Explanation
 from components.report.content import EyeFindings, ReportError
-from components.screening import ScreeningDecision, decide
-from components.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
+from components.screening.decision import ScreeningDecision, decide
+from components.screening.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
 
 
 @dataclass(frozen=True)

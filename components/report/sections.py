@@ -15,8 +15,8 @@ from components.report.layout import Builder, box, demo_box
 from components.report.results import EyeResult
 from components.report.style import ALERT, ALERT_BG, OK, OK_BG, coloured
 from components.report.text import age, fmt_number, fmt_value, label, markup
-from components.screening import FINAL_DECISION, format_probability, format_threshold, next_step
-from components.vocabulary import DEMO_WARNING, EYE_LABELS, SEX_LABELS
+from components.screening.decision import FINAL_DECISION, format_probability, format_threshold, next_step
+from components.screening.vocabulary import DEMO_WARNING, EYE_LABELS, SEX_LABELS
 
 
 def patient_section(b: Builder, patient: PatientInfo, reviewer: str | None, generated: datetime) -> None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import streamlit as st
 
-from components.audit import AuditError, read_labelled_folder
 from components.records import data_dir
 from components.records.errors import storage_error
+from components.workflows.audit import AuditError, read_labelled_folder
 from dashboard import folders, runs, state
 from dashboard.keys import widget_key
 from dashboard.widgets.inputs import modality_ui, progress_ui

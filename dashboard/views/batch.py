@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from components.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
-from components.gradcam import METHOD_LABELS
+from components.explanation.cam import METHOD_LABELS
 from components.records import data_dir
 from components.records.errors import storage_error
+from components.workflows.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
 from dashboard import folders, runs, state
 from dashboard.widgets.inputs import cluster_ui, progress_ui
 from dashboard.widgets.results import batch_results_ui

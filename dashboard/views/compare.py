@@ -6,8 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from components.gradcam import ExplainError
-from components.vocabulary import DEMO_WARNING
+from components.explanation.cam import ExplainError
+from components.screening.vocabulary import DEMO_WARNING
 from dashboard import folders, runs, state
 from dashboard.present import plain
 from dashboard.widgets.inputs import modality_ui

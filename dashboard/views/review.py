@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import review_session as rs
 from components.report import PatientInfo
+from components.workflows import review_session as rs
 from dashboard import state
 from dashboard.widgets.cases import export_ui, patient_case_ui, quick_case_ui, quick_uploader_ui
 from dashboard.widgets.clinic import clinic_ui

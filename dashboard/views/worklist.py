@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.vocabulary import REVIEW_STATUS_LABELS, WORKLIST_STATUSES
+from components.screening.vocabulary import REVIEW_STATUS_LABELS, WORKLIST_STATUSES
 from dashboard import state
 from dashboard.present import worklist_table
 

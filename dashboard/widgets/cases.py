@@ -8,13 +8,13 @@ from typing import Any
 
 import streamlit as st
 
-from components import review_session as rs
-from components.gradcam import Explanation
-from components.imaging import ImageError, sha256_bytes
-from components.patient_export import export_patient_zip
+from components.explanation.cam import Explanation
+from components.imaging.loading import ImageError, sha256_bytes
 from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
 from components.report import PatientInfo, safe_filename
-from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
+from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
+from components.workflows import review_session as rs
+from components.workflows.patient_export import export_patient_zip
 from dashboard import state
 from dashboard.folders import UPLOAD_TYPES
 from dashboard.keys import EyeScope, widget_key

@@ -9,13 +9,13 @@ from typing import Any
 
 import streamlit as st
 
-from components import review_session as rs
 from components.interop import case
 from components.interop.dicomweb import DicomWebConfig, PacsClient
 from components.interop.ledger import SENT, SendLedger
 from components.records import RecordStore
 from components.records.settings import DB_URL_ENV, data_dir
 from components.report import PatientInfo, safe_filename
+from components.workflows import review_session as rs
 from dashboard import state
 from models import Classifier
 

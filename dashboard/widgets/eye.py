@@ -6,11 +6,11 @@ from typing import Any
 
 import streamlit as st
 
-from components import review_session as rs
-from components.gradcam import METHOD_LABELS, METHODS, ExplainError, Explanation
-from components.outline import draw_region
-from components.overlay import COLORMAPS, blend
+from components.explanation.cam import METHOD_LABELS, METHODS, ExplainError, Explanation
+from components.explanation.outline import draw_region
+from components.explanation.overlay import COLORMAPS, blend
 from components.records import ExamRecord, RecordStore
+from components.workflows import review_session as rs
 from dashboard import state
 from dashboard.keys import EyeScope
 from dashboard.present import attention_badge, decision_view, map_caption, plain

@@ -9,7 +9,7 @@ import threading
 import streamlit as st
 from streamlit.runtime import Runtime
 
-from components.vocabulary import NO_SIGN_IN_NOTICE, ROLE_LABELS, ROLES
+from components.screening.vocabulary import NO_SIGN_IN_NOTICE, ROLE_LABELS, ROLES
 from dashboard.access import Person
 
 STOP_DELAY_S = 3.0

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from components.vocabulary import ATTENTION_MODALITIES, MODALITY_LABELS
+from components.screening.vocabulary import ATTENTION_MODALITIES, MODALITY_LABELS
 from dashboard.runs import Progress
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def cluster_ui(cluster: Cluster | None) -> Any:
     if cluster.problem:
         st.error(f"The Dask cluster cannot be used, so the batch runs here: {cluster.problem}")
         return None
-    from components.distributed import describe_workers
+    from components.cluster.batch import describe_workers
 
     workers = describe_workers(cluster.client)
     with st.expander(f"Runs on the Dask cluster at {cluster.address}: {len(workers)} workers"):

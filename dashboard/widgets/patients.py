@@ -6,10 +6,10 @@ from datetime import date
 
 import streamlit as st
 
-from components import review_session as rs
-from components.imaging import ImageError, sha256_bytes
+from components.imaging.loading import ImageError, sha256_bytes
 from components.records import RecordsError, RecordStore
-from components.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
+from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
+from components.workflows import review_session as rs
 from dashboard import state
 from dashboard.folders import UPLOAD_TYPES
 from dashboard.keys import widget_key

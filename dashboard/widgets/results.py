@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from components.audit import AuditRow
+from components.workflows.audit import AuditRow
 from dashboard import runs
 from dashboard.present import plain
 

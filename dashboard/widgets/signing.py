@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import review_session as rs
-from components.notes import NOTES_MAX_CHARS
 from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
-from components.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
+from components.screening.notes import NOTES_MAX_CHARS
+from components.screening.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
+from components.workflows import review_session as rs
 from dashboard import state
 from dashboard.keys import EyeScope
 from dashboard.present import review_rows, sentence

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from components.files import atomic_write_bytes
-from components.tables import write_csv
-from components.vocabulary import EYES
+from components.base.files import atomic_write_bytes
+from components.base.tables import write_csv
+from components.screening.vocabulary import EYES
 from models.synthetic.parameters import CATARACT_TYPES, MASK_NAMES
 from models.synthetic.render import _check_size, render_eye
 

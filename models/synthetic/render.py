@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.vocabulary import EYES
+from components.screening.vocabulary import EYES
 from models.synthetic.compose import _compose, _photometric
 from models.synthetic.opacity import _opacity
 from models.synthetic.parameters import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.gradcam import explain
+from components.explanation.cam import explain
 from components.interop.fhir import bundle_values
 from components.records import RecordStore
 from models import load_classifier

@@ -55,6 +55,6 @@ def test_models_and_the_engine_never_import_the_command_line() -> None:
 
 
 def test_only_the_report_subcommand_loads_the_report_package() -> None:
-    users = sorted(p.name for p in (ROOT / "components" / "cli").glob("*.py")
+    users = sorted(p.name for p in (ROOT / "components" / "cli").rglob("*.py")
                    if any(m == "components.report" or m.startswith("components.report.") for m in _imports(p)))
     assert users == ["report.py"]

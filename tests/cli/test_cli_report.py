@@ -10,7 +10,7 @@ from PIL import Image
 from pypdf import PdfReader
 
 from components.cli import main
-from components.vocabulary import MODALITIES, MODALITY_LABELS, VERDICT_LABELS, VERDICTS
+from components.screening.vocabulary import MODALITIES, MODALITY_LABELS, VERDICT_LABELS, VERDICTS
 from tests.support import CSDI
 
 

@@ -23,8 +23,8 @@ from PIL import Image
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
-from components.gradcam import explain
-from components.imaging import load_rgb
+from components.explanation.cam import explain
+from components.imaging.loading import load_rgb
 from tests.support import ROOT
 
 APP = str(ROOT / "dashboard" / "app.py")

@@ -16,13 +16,13 @@ import streamlit as st
 import torch
 from streamlit.testing.v1 import AppTest
 
-from components import review_session as rs
-from components.attention import check
-from components.batch import explain_files
-from components.gradcam import explain
-from components.imaging import load_rgb, sha256_bytes
-from components.overlay import blend, colorize, resize_map
+from components.explanation.cam import explain
+from components.explanation.overlay import blend, colorize, resize_map
+from components.imaging.loading import load_rgb, sha256_bytes
+from components.lens.attention import check
 from components.records import RecordStore
+from components.workflows import review_session as rs
+from components.workflows.batch import explain_files
 from dashboard.folders import MISSING_FOLDER, OUTSIDE_DATA
 from dashboard.keys import EyeScope, widget_key
 from tests.dashboard.support import (

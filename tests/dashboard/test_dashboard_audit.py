@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.audit import audit, compare, ranked, read_labelled_folder, summary
-from components.imaging import decode_image
+from components.imaging.loading import decode_image
+from components.workflows.audit import audit, compare, ranked, read_labelled_folder, summary
 from dashboard.folders import OUTSIDE_DATA as OUTSIDE
 from dashboard.keys import widget_key
 from models import load_classifier, save_checkpoint

@@ -8,7 +8,7 @@ import io
 import pytest
 from PIL import Image
 
-from components.batch import explain_files
+from components.workflows.batch import explain_files
 from tests.dashboard.support import RecordingMediaFileManager, new_app
 
 pytestmark = pytest.mark.timeout(300)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from components import review_session as rs
-from components.outline import draw_region
-from components.overlay import blend
+from components.explanation.outline import draw_region
+from components.explanation.overlay import blend
+from components.workflows import review_session as rs
 from dashboard.keys import EyeScope
 from tests.dashboard.support import expected, images, new_app, served, upload_quick
 from tests.support import CSDI

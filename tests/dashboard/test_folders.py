@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from components.audit import read_labelled_folder
-from components.batch import collect_inputs
+from components.workflows.audit import read_labelled_folder
+from components.workflows.batch import collect_inputs
 from dashboard import folders
 from tests.dashboard.support import new_app
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from components.screening import decide
-from components.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS
+from components.screening.decision import decide
+from components.screening.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS
 from dashboard.present import attention_badge, decision_view
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components import review_session as rs
-from components.overlay import colorbar, colorize, resize_map
+from components.explanation.overlay import colorbar, colorize, resize_map
+from components.workflows import review_session as rs
 
 
 def test_review_session_helpers() -> None:
@@ -96,7 +96,7 @@ def test_an_upload_is_not_kept_alive_by_its_cached_image() -> None:
 
     from PIL import Image
 
-    from components.imaging import ImageError
+    from components.imaging.loading import ImageError
 
     buffer = io.BytesIO()
     Image.fromarray(np.full((50, 60, 3), 7, np.uint8)).save(buffer, format="PNG")

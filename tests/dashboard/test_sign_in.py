@@ -10,7 +10,7 @@ from streamlit import config
 from streamlit.testing.v1 import AppTest
 
 from components.records import RecordStore
-from components.vocabulary import NO_SIGN_IN_NOTICE
+from components.screening.vocabulary import NO_SIGN_IN_NOTICE
 from dashboard.access import ALLOW_NO_AUTH_ENV
 from tests.dashboard.support import APP, TIMEOUT, pdf_of
 from tests.support import CSDI
@@ -62,7 +62,7 @@ def _pdf_text(pdf: bytes) -> str:
 @pytest.fixture
 def patient(env) -> str:
     """A patient with one photographed eye, in the app's data folder."""
-    from components.imaging import load_rgb
+    from components.imaging.loading import load_rgb
 
     store = RecordStore(data_dir=env)
     try:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import components.records as records
-from components import vocabulary
 from components.records import DATA_DIR_ENV, RecordStore
 from components.records.settings import configured_data_dir, data_dir
 from components.records.worklist import review_summary
+from components.screening import vocabulary
 from tests.support import ROOT
 
 

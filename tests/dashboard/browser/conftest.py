@@ -17,7 +17,7 @@ import pytest
 import requests
 from pydicom.filewriter import dcmwrite
 
-from tests.dashboard.browser.support import Served, Tab
+from tests.dashboard.browser.support import WAIT_MS, Served, Tab
 from tests.dashboard.support import chromium, dashboard_server, free_port, stop
 from tests.interop_support import OrthancServer, eye_photograph, start_orthanc
 
@@ -112,6 +112,7 @@ def new_tab(browser, tmp_path: Path) -> Iterator[Callable[..., Tab]]:
 
     def open_tab(served: Served, who: str = "visitor") -> Tab:
         context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+        context.set_default_timeout(WAIT_MS)  # a click waits for a button a slow run has not enabled yet
         contexts.append(context)
         return Tab(context.new_page(), served, tmp_path / "screenshots", who.replace(" ", "-"))
 

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from pypdf import PdfReader
 
 from components.records import RecordStore
-from components.vocabulary import ROLE_LABELS
+from components.screening.vocabulary import ROLE_LABELS
 from models import save_checkpoint
 from models.demo_patients import DEMO_PATIENTS
 from tests.dashboard.browser.conftest import PACS_PATIENT, PEOPLE

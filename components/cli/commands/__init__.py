@@ -1,0 +1,1 @@
+"""The subcommands of `cataract-cam`, one module each; none imports another."""

@@ -1,0 +1,39 @@
+"""``cataract-cam dashboard``: start the Streamlit app, on the given model if any."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from components.cli.common import Command, add_model_option
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = ROOT / "dashboard" / "app.py"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=8501)
+    add_model_option(p, "checkpoint the app starts on")
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.model:
+        env["CATARACT_CAM_MODEL"] = str(Path(args.model).resolve())  # the app's start-up model
+    if env.get("CATARACT_CAM_DATA"):
+        env["CATARACT_CAM_DATA"] = str(Path(env["CATARACT_CAM_DATA"]).expanduser().resolve())
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
+    # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in) applies
+    # wherever the command is typed; elsewhere the app would listen on every interface and refuse.
+    os.chdir(ROOT)
+    if os.name == "posix":
+        # This process becomes the server: a signal to its PID (Ctrl-C, a service manager) reaches
+        # Streamlit itself, and no server is left behind when the command is stopped.
+        os.execve(sys.executable, command, env)
+    return subprocess.call(command, env=env)
+
+
+COMMAND = Command("dashboard", "start the Streamlit dashboard", add_arguments, run)

@@ -1,0 +1,1 @@
+"""Explanation: the CAM engine, its pictures (colormaps, blends, the region outline) and faithfulness checks."""

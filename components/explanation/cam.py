@@ -1,0 +1,431 @@
+"""Class activation maps (Grad-CAM and kin) for any classifier-like object, at about the cost of one forward pass.
+
+The model is split at the target layer: everything before it runs without autograd, and only
+what follows it (for the default ``features.8`` of an EfficientNet: pooling and the head) is
+differentiated. Gradients are taken with ``torch.autograd.grad`` on a detached copy of the
+activations, so no ``.grad`` is written, no hook touches the shared model, and several threads
+can explain with one model at once.
+
+On request an explanation also keeps what the same forward pass saw on the way: the spatial
+mean of named layers' outputs (``pooled``) and a summary of the model's input (``input_summary``),
+so that a caller needing them (``components.typicality.score``) does not run the model a second time.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["METHODS", "ExplainError", "Explanation", "explain", "resolve_targets"]
+
+
+class ClassifierLike(Protocol):
+    """What the engine needs of a classifier (``models.Classifier`` is one)."""
+
+    model: nn.Module
+    class_names: tuple[str, ...]
+    input_size: int
+    target_layer: str
+
+    def preprocess(self, images: Sequence[Any]) -> torch.Tensor: ...
+
+
+class ExplainError(ValueError):
+    """A request to explain was malformed (unknown method, layer or target)."""
+
+
+# Each method says only how it weights the layer's activations A by their gradients G, both
+# (N, K, h, w); it returns the raw map (N, h, w) before ReLU and normalisation.
+def _gradcam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    weights = grads.mean(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(dim=1)
+
+
+def _gradcam_plus_plus(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    # Chattopadhay et al. 2018, eq. 19 with the exponential-score identity: the higher
+    # derivatives are powers of the first, and the activation sum is over the whole map.
+    g2 = grads.pow(2)
+    g3 = g2 * grads
+    denom = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = torch.where(denom != 0, g2 / torch.where(denom != 0, denom, torch.ones_like(denom)),
+                        torch.zeros_like(denom))
+    weights = (alpha * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+    return (weights * acts).sum(dim=1)
+
+
+def _hirescam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads * acts).sum(dim=1)
+
+
+def _layercam(acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    return (grads.clamp(min=0) * acts).sum(dim=1)
+
+
+METHODS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "gradcam": _gradcam,
+    "gradcam++": _gradcam_plus_plus,
+    "hirescam": _hirescam,
+    "layercam": _layercam,
+}
+METHOD_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "hirescam": "HiResCAM", "layercam": "LayerCAM"}
+_METHOD_ALIASES = {"grad-cam": "gradcam", "gradcampp": "gradcam++", "grad-cam++": "gradcam++",
+                   "gradcamplusplus": "gradcam++", "hires-cam": "hirescam", "layer-cam": "layercam"}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One image's prediction and the map of the pixels that drove the explained class."""
+
+    prediction: str
+    confidence: float
+    probabilities: dict[str, float]
+    target: str
+    cam: np.ndarray  # float32 (input_size, input_size) in [0, 1]
+    method: str
+    layer: str
+    cam_lowres: np.ndarray  # float32 at the layer's own resolution, same normalisation
+    logits: tuple[float, ...]
+    raw_max: float  # largest value of the map after ReLU, before normalisation: its true magnitude
+    is_zero: bool  # the map is flat (all zero after ReLU): nothing to show, zeros rather than NaN
+    # With explain(..., pooled=names): each named layer's output averaged over space, float64 (C,).
+    pooled: dict[str, np.ndarray] | None = None
+    # With explain(..., input_summary=f): f of this image's preprocessed input (C, S, S).
+    input_summary: np.ndarray | None = None
+
+    @property
+    def target_probability(self) -> float:
+        return self.probabilities[self.target]
+
+
+def _canonical_method(method: str) -> str:
+    key = method.strip().lower()
+    key = _METHOD_ALIASES.get(key, key)
+    if key not in METHODS:
+        raise ExplainError(f"Unknown method {method!r}; expected one of {', '.join(METHODS)}.")
+    return key
+
+
+def resolve_targets(class_names: Sequence[str], target: Any, n: int) -> list[int | None]:
+    """Per image: a class index to explain, or None for the predicted class."""
+    def one(t: Any) -> int | None:
+        if t is None:
+            return None
+        if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+            if not 0 <= int(t) < len(class_names):
+                raise ExplainError(f"Target index {int(t)} is out of range for {len(class_names)} classes.")
+            return int(t)
+        if isinstance(t, str):
+            lowered = [c.lower() for c in class_names]
+            if t.lower() in lowered:
+                return lowered.index(t.lower())
+            raise ExplainError(f"Unknown target class {t!r}; expected one of {', '.join(class_names)}.")
+        raise ExplainError(f"A target must be a class name, an index or None, got {type(t).__name__}.")
+
+    if isinstance(target, (list, tuple)):
+        if len(target) != n:
+            raise ExplainError(f"Expected {n} targets for a batch of {n} images, got {len(target)}.")
+        return [one(t) for t in target]
+    return [one(target)] * n
+
+
+def _resolve_module(model: nn.Module, layer: str) -> nn.Module:
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        raise ExplainError(f"The model has no layer named {layer!r}.") from None
+
+
+def _is_chain(module: nn.Module) -> bool:
+    return isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward
+
+
+# Models whose forward is exactly features -> pool -> flatten -> classifier, by defining module and
+# class name: torchvision's, and models.efficientnet's copy of torchvision's EfficientNet-B0. The
+# engine imports neither (importing torchvision costs 165 MB, and the engine imports nothing from
+# models): an instance's class is loaded, so its module is in sys.modules when one is passed.
+_CHAIN_MODELS: tuple[tuple[str, str], ...] = (
+    ("torchvision.models.efficientnet", "EfficientNet"),
+    ("torchvision.models.mobilenetv2", "MobileNetV2"),
+    ("torchvision.models.mobilenetv3", "MobileNetV3"),
+    ("models.efficientnet", "EfficientNet"),
+)
+
+
+def _is_known_chain_model(model: nn.Module) -> bool:
+    """True when ``model``'s class is exactly one of :data:`_CHAIN_MODELS` (a subclass may change forward)."""
+    cls = type(model)
+    for module_name, class_name in _CHAIN_MODELS:
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, class_name, None) is cls:
+            return True
+    return False
+
+
+def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The part after ``features`` for torchvision's features/avgpool/classifier models (and our EfficientNet)."""
+    if not _is_known_chain_model(model):
+        return None
+    features, classifier = model.get_submodule("features"), model.get_submodule("classifier")
+    if not _is_chain(features):
+        return None
+    if type(model).__name__ == "MobileNetV2":  # no avgpool module: its forward pools functionally
+        def head(x: torch.Tensor) -> torch.Tensor:
+            return classifier(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
+    else:
+        avgpool = model.get_submodule("avgpool")
+
+        def head(x: torch.Tensor) -> torch.Tensor:
+            return classifier(torch.flatten(avgpool(x), 1))
+    return head
+
+
+def _pool(output: Any, name: str) -> np.ndarray:
+    """A layer's output averaged over its spatial dimensions, (N, C) float64, off the autograd graph."""
+    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+        raise ExplainError(f"Layer {name!r} does not give an (N, C, ...) tensor to pool.")
+    with torch.no_grad():
+        kept = output.detach().float()
+        if kept.ndim > 2:
+            kept = kept.mean(tuple(range(2, kept.ndim)))
+        return kept.numpy().astype(np.float64)
+
+
+def _split(model: nn.Module, layer: str, taps: Sequence[str] = (), pooled: dict[str, np.ndarray] | None = None
+           ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]] | None:
+    """Prefix (up to and including ``layer``) and suffix functions, when the model is a chain there.
+
+    Each name in ``taps`` must be one of the steps the two functions run (an element of a chain
+    on the way to ``layer``, or ``layer`` itself), else there is no split; its output, averaged
+    over space, goes into ``pooled`` as it passes.
+    """
+    head = _torchvision_head_forward(model)
+    parts = layer.split(".")
+    if head is None or parts[0] != "features" or len(parts) < 2:
+        return None
+    # Walk down: every container on the way must be a plain chain so that order is execution order.
+    path: list[tuple[nn.Sequential, int, str]] = []
+    container: nn.Module = model.get_submodule("features")
+    name = "features"
+    for part in parts[1:]:
+        if not isinstance(container, nn.Sequential) or not _is_chain(container):
+            return None
+        if not part.isdigit() or int(part) >= len(container):
+            return None
+        path.append((container, int(part), name))
+        container = container[int(part)]
+        name = f"{name}.{part}"
+    steps = {f"{seq_name}.{j}" for seq, idx, seq_name in path for j in range(len(seq)) if j != idx}
+    wanted = set(taps)
+    if not wanted <= steps | {layer}:
+        return None
+    kept = pooled if pooled is not None else {}
+
+    def run(module: nn.Module, step: str, x: torch.Tensor) -> torch.Tensor:
+        x = module(x)
+        if step in wanted:
+            kept[step] = _pool(x, step)
+        return x
+
+    def prefix(x: torch.Tensor) -> torch.Tensor:
+        for seq, idx, seq_name in path:
+            for j, module in enumerate(list(seq)[:idx]):
+                x = run(module, f"{seq_name}.{j}", x)
+        return run(container, layer, x)
+
+    def suffix(x: torch.Tensor) -> torch.Tensor:
+        for seq, idx, seq_name in reversed(path):
+            for j, module in enumerate(list(seq)[idx + 1:], start=idx + 1):
+                x = run(module, f"{seq_name}.{j}", x)
+        return head(x)
+
+    return prefix, suffix
+
+
+_copy_lock = threading.Lock()
+
+
+def _private_copy(model: nn.Module) -> nn.Module:
+    """A structural copy of the model sharing its weights, in eval mode, for hooks the original never sees."""
+    with _copy_lock:
+        memo: dict[int, Any] = {id(t): t for t in model.parameters()}
+        memo.update({id(t): t for t in model.buffers()})
+        clone = copy.deepcopy(model, memo)
+    clone.eval()
+    return clone
+
+
+def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor, taps: Sequence[str] = (),
+                       pooled: dict[str, np.ndarray] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations (as an autograd leaf) and logits for layers the chain split cannot reach.
+
+    The outputs of the layers named in ``taps``, averaged over space, go into ``pooled``.
+    """
+    captured: list[torch.Tensor] = []
+    kept = pooled if pooled is not None else {}
+
+    def tap(name: str) -> Callable[[nn.Module, Any, Any], None]:
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            if name in kept:
+                raise ExplainError(f"Layer {name!r} runs more than once per forward pass; it cannot be pooled.")
+            kept[name] = _pool(output, name)
+        return hook
+
+    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        if captured:
+            raise ExplainError(f"Layer {layer!r} runs more than once per forward pass; pick another layer.")
+        leaf = output.detach().clone().requires_grad_(True)
+        captured.append(leaf)
+        torch.set_grad_enabled(True)  # from here on, record what follows the layer
+        # A non-leaf view goes on, so in-place ops after the layer (residual adds) are allowed.
+        return leaf.clone()
+
+    handles = [_resolve_module(model, layer).register_forward_hook(hook)]
+    handles.extend(_resolve_module(model, name).register_forward_hook(tap(name)) for name in taps)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = [name for name in taps if name not in kept]
+    if missing:
+        raise ExplainError(f"Layer {missing[0]!r} did not run in the forward pass.")
+    if not captured:
+        raise ExplainError(f"Layer {layer!r} did not run in the forward pass.")
+    if not isinstance(captured[0], torch.Tensor) or captured[0].ndim != 4:
+        raise ExplainError(f"Layer {layer!r} does not give a (N, C, H, W) feature map.")
+    return captured[0], logits
+
+
+def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ReLU then per-image min-max to [0, 1], in float64 so maps of 1e-12 still span the range."""
+    cam = raw.double().clamp(min=0)
+    flat = cam.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, 1, 1)
+    hi = flat.max(dim=1).values.view(-1, 1, 1)
+    span = hi - lo
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    norm = torch.where(span > 0, (cam - lo) / safe, torch.zeros_like(cam))
+    return norm.float(), hi.view(-1)
+
+
+def explain(classifier: ClassifierLike, images: Sequence[Any], *, method: str = "gradcam",
+            target: Any = None, layer: str | None = None, batch_size: int = 16, pooled: Sequence[str] = (),
+            input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
+    """Predict and explain each image; the result for a batch equals the results one at a time.
+
+    ``images``: RGB uint8 arrays or PIL images. ``target``: None (the predicted class), a class
+    name or index for all images, or a list with one per image.
+
+    ``pooled``: names of layers whose outputs, averaged over space, each explanation keeps in
+    ``.pooled`` (float64, one value per channel), taken from the same forward pass.
+    ``input_summary``: a function of one image's preprocessed input (C, S, S), whose result
+    each explanation keeps in ``.input_summary``. Neither changes the maps or the probabilities.
+
+    Raises:
+        ExplainError: an unknown method, layer or target, or a layer in ``pooled`` that the
+            model has not, that does not run or runs more than once in a forward pass.
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3:
+        images = [images]
+    images = list(images)
+    method = _canonical_method(method)
+    layer = layer or classifier.target_layer
+    targets = resolve_targets(classifier.class_names, target, len(images))
+    model = classifier.model
+    _resolve_module(model, layer)
+    taps = tuple(dict.fromkeys(pooled))
+    for name in taps:
+        _resolve_module(model, name)
+    results: list[Explanation] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        x = classifier.preprocess(chunk)
+        results.extend(_explain_batch(classifier, model, x, targets[start:start + batch_size], method, layer,
+                                      taps, input_summary))
+    return results
+
+
+def _summaries(x: torch.Tensor, input_summary: Callable[[torch.Tensor], np.ndarray] | None
+               ) -> list[np.ndarray | None]:
+    if input_summary is None:
+        return [None] * x.shape[0]
+    with torch.inference_mode():
+        return [np.asarray(input_summary(x[i])) for i in range(x.shape[0])]
+
+
+def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor,
+                   targets: list[int | None], method: str, layer: str, taps: tuple[str, ...] = (),
+                   input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
+    summaries = _summaries(x, input_summary)
+    pooled: dict[str, np.ndarray] = {}
+    split = None if model.training else _split(model, layer, taps, pooled)
+    grad_was = torch.is_grad_enabled()
+    # inference_mode(False): explaining still works when a caller is inside inference mode.
+    with torch.inference_mode(False):
+        try:
+            if split is not None:
+                prefix, suffix = split
+                with torch.inference_mode():
+                    acts = prefix(x)
+                # Inference tensors cannot enter autograd; a copy of one layer's output is cheap.
+                acts = acts.clone().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = suffix(acts)
+            else:
+                # Hooks go on a private copy that shares the weights, never on the shared model.
+                acts, logits = _forward_with_hook(_private_copy(model), layer, x, taps, pooled)
+            if logits.ndim != 2 or logits.shape[1] != len(classifier.class_names):
+                raise ExplainError(
+                    f"The model gives {tuple(logits.shape)} outputs; expected "
+                    f"(N, {len(classifier.class_names)})."
+                )
+            with torch.no_grad():
+                probs = torch.softmax(logits.detach().double(), dim=1)
+            predicted = probs.argmax(dim=1).tolist()
+            chosen = [p if t is None else t for t, p in zip(targets, predicted, strict=True)]
+            index = torch.tensor(chosen, dtype=torch.long)
+            with torch.enable_grad():
+                score = logits.gather(1, index.view(-1, 1)).sum()
+                (grads,) = torch.autograd.grad(score, acts)
+        finally:
+            torch.set_grad_enabled(grad_was)
+    with torch.no_grad():
+        raw = METHODS[method](acts.detach().double(), grads.double())
+        low, raw_max = _normalise(raw)
+        size = classifier.input_size
+        # Pixel centres of the upsampled map miss the coarse cells' centres, so its range shrinks
+        # a little: normalise again (a linear map, so correlations are unchanged).
+        cam = F.interpolate(low.double().unsqueeze(1), size=(size, size), mode="bilinear",
+                            align_corners=False).squeeze(1)
+        cam, _ = _normalise(cam)
+    names = classifier.class_names
+    out: list[Explanation] = []
+    for i in range(x.shape[0]):
+        p = probs[i].tolist()
+        zero = not bool(low[i].max() > 0)
+        out.append(Explanation(
+            prediction=names[predicted[i]],
+            confidence=float(p[predicted[i]]),
+            probabilities={n: float(v) for n, v in zip(names, p, strict=True)},
+            target=names[chosen[i]],
+            cam=cam[i].numpy().astype(np.float32, copy=False),
+            method=method,
+            layer=layer,
+            cam_lowres=low[i].numpy().astype(np.float32, copy=False),
+            logits=tuple(float(v) for v in logits[i].detach().tolist()),
+            raw_max=float(raw_max[i]),
+            is_zero=zero,
+            pooled={name: pooled[name][i].copy() for name in taps} if taps else None,
+            input_summary=summaries[i],
+        ))
+    return out

@@ -1,0 +1,1 @@
+"""Typicality: is a photograph like the model's training photographs?"""

@@ -1,0 +1,1 @@
+"""Training: data, the training loop, calibration, evaluation, and the learned lens finder's training."""
