@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from components.base.errors import CataractCamError
+
 __all__ = [
     "CLASS_COUNT_RANGE",
     "CLASS_NAME_MAX_CHARS",
@@ -26,7 +28,7 @@ CLASS_COUNT_RANGE = (2, 20)
 CLASS_NAME_MAX_CHARS = 64
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CataractCamError, ValueError):
     """A checkpoint could not be loaded; the message says what did not match."""
 
 

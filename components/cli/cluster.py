@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from components.base.errors import CataractCamError
 from components.cli.common import EXIT_OK, EXIT_PARTIAL, UsageError, check_alpha, print_json
 from components.cluster import storage
 
@@ -66,16 +67,14 @@ def _settings(args: argparse.Namespace) -> storage.S3Settings:
 @contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     """The client for ``--dask``; what the cluster, the model or the storage refuses is a usage error."""
-    from components.cluster.batch import ClusterError, connect
-    from components.explanation.cam import ExplainError
-    from models import CheckpointError
+    from components.cluster.batch import connect
 
     # Dask logs its own reconnection attempts as tracebacks; the one line below says what matters.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
     try:
         with connect(args.dask) as client:
             yield client
-    except (ClusterError, storage.StorageError, CheckpointError, ExplainError, ValueError) as exc:
+    except (CataractCamError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0]) from None
 
 
@@ -148,13 +147,12 @@ def run_audit(args: argparse.Namespace) -> int:
     from components.cluster import batch as distributed
     from components.cluster.audit import labelled_sources, write_outputs
     from components.cluster.audit import run_audit as audit_on_cluster
-    from components.workflows import audit
 
     settings = _settings(args)
     _check_out(args.out)
     try:
         items = labelled_sources(args.data, settings)
-    except (audit.AuditError, storage.StorageError) as exc:
+    except CataractCamError as exc:
         raise UsageError(str(exc)) from None
     modality = modality_option(args.modality)
     threads = distributed.local_torch_threads(args.dask)

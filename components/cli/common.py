@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.base.errors import CataractCamError
 from components.screening.vocabulary import ATTENTION_MODALITIES
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def modality_option(value: str) -> str | None:
     return None if value == AUTO else value
 
 
-class UsageError(Exception):
+class UsageError(CataractCamError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 

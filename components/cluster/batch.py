@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from components.base.errors import CataractCamError
 from components.base.tables import parse_csv
 from components.cluster import storage
 from components.cluster.storage import S3Settings
@@ -65,7 +66,7 @@ SUMMARY_NAME = "summary.csv"
 LOST_WORKER_ERROR = "The worker explaining this file stopped repeatedly; the file was not explained."
 
 
-class ClusterError(Exception):
+class ClusterError(CataractCamError):
     """The Dask cluster cannot be reached, refuses the model, or was lost mid-run (exit code 2 in the CLI)."""
 
 

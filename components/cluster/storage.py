@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from components.base.errors import StorageError
 from components.base.files import atomic_write_bytes
 from components.imaging.loading import IMAGE_EXTENSIONS
 
@@ -39,10 +40,6 @@ SCHEME = "s3://"
 # A photograph, a DICOM series frame or a checkpoint fits easily; anything larger is refused
 # before it fills a worker's memory.
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
-
-
-class StorageError(ValueError):
-    """A location cannot be parsed, listed, read or written; the message says what was expected."""
 
 
 @dataclass(frozen=True)

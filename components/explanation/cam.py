@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components.base.errors import CataractCamError
+
 __all__ = ["METHODS", "ExplainError", "Explanation", "explain", "resolve_targets"]
 
 
@@ -39,7 +41,7 @@ class ClassifierLike(Protocol):
     def preprocess(self, images: Sequence[Any]) -> torch.Tensor: ...
 
 
-class ExplainError(ValueError):
+class ExplainError(CataractCamError, ValueError):
     """A request to explain was malformed (unknown method, layer or target)."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.base.errors import CataractCamError
 from components.explanation.cam import ClassifierLike, explain, resolve_targets
 
 __all__ = [
@@ -58,7 +59,7 @@ DEFAULT_RANDOM_BLOCKS = 2
 CLEAR_PUPIL_LEVEL = 18.0  # grey level (0-255) of a clear pupil, the brightest a cleared lens is painted
 
 
-class FaithfulnessError(ValueError):
+class FaithfulnessError(CataractCamError, ValueError):
     """A request to measure faithfulness was malformed (map shape, steps, baseline, target)."""
 
 

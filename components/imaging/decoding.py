@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from components.base.errors import CataractCamError
+
 __all__ = [
     "CORRUPT",
     "DECODER_ERRORS",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class ImageError(ValueError):
+class ImageError(CataractCamError, ValueError):
     """An image could not be decoded; the message is one sentence with no path or patient data."""
 
 

@@ -20,6 +20,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 
+from components.base.errors import CataractCamError
 from components.imaging.loading import DecodedImage, decode_image
 
 __all__ = [
@@ -49,7 +50,7 @@ _NOTHING_LOST = "nothing local was lost and it can be tried again"
 _WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 
 
-class PacsError(RuntimeError):
+class PacsError(CataractCamError, RuntimeError):
     """The PACS could not be reached or refused a request; the message is one sentence."""
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from components.base.errors import CataractCamError
 from components.screening.decision import DEFAULT_BAND, ScreeningDecision, decide
 from components.screening.vocabulary import EYES, FINDINGS, SEXES, VERDICTS
 
@@ -36,7 +37,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 
 
-class ExamError(ValueError):
+class ExamError(CataractCamError, ValueError):
     """An exam cannot be exported as given; the message names the field and what was expected."""
 
 

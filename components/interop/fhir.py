@@ -19,6 +19,7 @@ import requests
 from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
+from components.base.errors import CataractCamError
 from components.interop.dicom_objects import (
     AGREES,
     ATTENTION,
@@ -65,7 +66,7 @@ _ORDER = ("Patient", "Practitioner", "Device", "ImagingStudy", "Observation", "D
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:cataract-cam:fhir-ids")
 
 
-class FhirError(ValueError):
+class FhirError(CataractCamError, ValueError):
     """A Bundle fails this export's checks, or an endpoint refused it; the message is one sentence."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from components.base.errors import CataractCamError
 from components.screening.vocabulary import ATTENTION_MODALITIES, attention_modality
 
 __all__ = [
@@ -86,7 +87,7 @@ MIN_FUNDUS_AREA = 0.15
 MIN_FUNDUS_ROUNDNESS = 0.80
 
 
-class AttentionError(ValueError):
+class AttentionError(CataractCamError, ValueError):
     """An image, map, mask or modality given to the lens finder or the attention check was malformed."""
 
 

@@ -1,8 +1,15 @@
-"""What the record store raises: one family of errors, each naming what was wrong."""
+"""What the record store raises: one family of errors, each naming what was wrong.
+
+A store that cannot write (full, read-only, not permitted) raises the project's one
+:class:`~components.base.errors.StorageError`, re-exported here; it is not a ``RecordsError``, so
+a caller that shows any of these sentences catches ``CataractCamError``.
+"""
 
 from __future__ import annotations
 
 import errno
+
+from components.base.errors import CataractCamError, StorageError
 
 __all__ = [
     "AlreadyExists",
@@ -17,7 +24,7 @@ __all__ = [
 ]
 
 
-class RecordsError(ValueError):
+class RecordsError(CataractCamError, ValueError):
     """A records operation could not be done as asked."""
 
 
@@ -35,10 +42,6 @@ class AlreadyExists(RecordsError):
 
 class ReviewLocked(RecordsError):
     """A signed review was about to be changed; signed reviews are kept as they were signed."""
-
-
-class StorageError(RecordsError):
-    """The data folder or the database could not be written (full, read-only, not permitted); nothing was kept."""
 
 
 class SchemaVersionError(RecordsError):

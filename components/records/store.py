@@ -97,7 +97,8 @@ class RecordStore:
     Every write is one transaction that also appends its audit event. Methods return frozen
     dataclasses, never ORM objects. One store may be shared by the threads of a server.
     Errors are RecordsError subclasses (ValidationError, NotFound, AlreadyExists, ReviewLocked,
-    SchemaVersionError), all ValueErrors, and never quote a name, a birth date or an ID.
+    SchemaVersionError, PermissionDenied) or, when nothing can be written, the project's StorageError;
+    all are CataractCamErrors and ValueErrors, and never quote a name, a birth date or an ID.
     """
 
     def __init__(self, url: str | None = None, *, data_dir: Path | None = None, require_sign_in: bool = False) -> None:

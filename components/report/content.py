@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from components.base.errors import CataractCamError
 from components.explanation.cam import Explanation
 from components.explanation.overlay import COLORMAPS
 from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
@@ -31,7 +32,7 @@ NOT_REVIEWED: Final = "NOT YET REVIEWED"
 NOT_SIGNED: Final = "REVIEW NOT YET SIGNED"
 
 
-class ReportError(ValueError):
+class ReportError(CataractCamError, ValueError):
     """The inputs to a report were malformed; the message says which field and what was expected."""
 
 

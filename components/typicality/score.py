@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import torch
 
+from components.base.errors import CataractCamError
 from components.screening.vocabulary import TYPICALITY_NOT_AVAILABLE, UNLIKE_TRAINING_WARNING
 
 __all__ = [
@@ -87,7 +88,7 @@ CUE_RESOLUTION: tuple[float, ...] = (
 VARIANCE_FLOOR = 0.01
 
 
-class TypicalityError(ValueError):
+class TypicalityError(CataractCamError, ValueError):
     """Statistics cannot be fitted or read; the message says what was expected."""
 
 

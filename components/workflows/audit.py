@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from components.base import tables
+from components.base.errors import CataractCamError
 from components.base.files import atomic_write_bytes
 from components.explanation.cam import ClassifierLike, Explanation, explain
 from components.explanation.faithfulness import lens_test
@@ -81,7 +82,7 @@ MASK_NAMES = ("pupil", "iris", "sclera", "skin")
 UNREADABLE = "unreadable"
 
 
-class AuditError(ValueError):
+class AuditError(CataractCamError, ValueError):
     """The audit's input folder or options cannot be used; the message says what was expected."""
 
 

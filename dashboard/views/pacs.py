@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.base.errors import CataractCamError
 from components.interop.case import pull_into_record
 from components.interop.dicomweb import SEARCH_MODALITIES, PacsClient, PacsError
-from components.records import RecordsError
 from dashboard import state
 from dashboard.present import sentence
 from dashboard.widgets.clinic import ledger, pacs_config
@@ -51,7 +51,7 @@ if st.button("Pull into the patient's record", key="pacs_pull", icon=":material/
              disabled=target is None):
     try:
         outcome = pull_into_record(store, ledger(), client, study.study_uid, str(target), actor=state.actor())
-    except (PacsError, RecordsError) as error:
+    except CataractCamError as error:
         st.error(sentence(error), icon=":material/cloud_off:")
     else:
         for reason in outcome.skipped:

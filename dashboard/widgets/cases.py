@@ -8,9 +8,10 @@ from typing import Any
 
 import streamlit as st
 
+from components.base.errors import CataractCamError
 from components.explanation.cam import Explanation
 from components.imaging.loading import ImageError, sha256_bytes
-from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
+from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.report import PatientInfo, safe_filename
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
 from components.workflows import review_session as rs
@@ -111,7 +112,7 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
         image = state.cached_image(exam.image_sha256, lambda: rs.image_from_pixels(
             exam.image_sha256, store.get_image(exam.image_sha256),
             functools.partial(store.get_image, exam.image_sha256)))
-    except RecordsError as error:
+    except CataractCamError as error:
         st.error(sentence(error))
         return None
     scope = EyeScope(exam.image_sha256, exam_id=exam.id, eye=eye)

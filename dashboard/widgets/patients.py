@@ -6,8 +6,9 @@ from datetime import date
 
 import streamlit as st
 
+from components.base.errors import CataractCamError
 from components.imaging.loading import ImageError, sha256_bytes
-from components.records import RecordsError, RecordStore
+from components.records import RecordStore
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
 from components.workflows import review_session as rs
 from dashboard import state
@@ -22,7 +23,7 @@ def _on_create_patient(store: RecordStore) -> None:
     try:
         store.create_patient(pseudo_id, name=(values["name"] or "").strip() or None,
                              birth_date=values["birth"], sex=values["sex"], actor=state.actor())
-    except RecordsError as error:
+    except CataractCamError as error:
         st.session_state["new_patient_error"] = sentence(error)
         return
     st.session_state.pop("new_patient_error", None)
@@ -84,7 +85,7 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
         with st.spinner("Saving the photograph…"):
             rs.save_photo(store, state.image_cache(), pseudo_id, image, eye=eye, exam_date=exam_date,
                           modality=modality, actor=state.actor())
-    except RecordsError as error:
+    except CataractCamError as error:
         st.error(sentence(error))
         return
     st.session_state["add_upload_round"] = round_ + 1
@@ -107,7 +108,7 @@ def _on_save_quick_case(store: RecordStore) -> None:
         exam = rs.save_photo(store, state.image_cache(), pseudo_id, image, eye=case["eye"],
                              exam_date=st.session_state.get("save_quick_date") or date.today(),
                              modality=case["modality"], actor=state.actor())
-    except (RecordsError, ImageError) as error:
+    except CataractCamError as error:
         st.session_state["save_quick_error"] = sentence(error)
         return
     st.session_state.pop("save_quick_error", None)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components.records import ExamRecord, RecordsError, RecordStore, ReviewRecord
+from components.base.errors import CataractCamError
+from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.screening.notes import NOTES_MAX_CHARS
 from components.screening.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
 from components.workflows import review_session as rs
@@ -34,7 +35,7 @@ def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, a
     try:
         saved = rs.save_review(store, exam.id, reviewer=state.actor(), agrees=agrees, finding=finding, grade=grade,
                                notes=notes, draft=draft, sign=sign)
-    except RecordsError as error:
+    except CataractCamError as error:
         st.error(sentence(error))
         return
     state.flash(f"{EYE_LABELS[exam.eye]}: review version {saved.version} {'signed' if sign else 'saved'}.")

@@ -12,11 +12,12 @@ import cv2
 import numpy as np
 import torch
 
+from components.base.errors import CataractCamError
 from components.base.tables import read_csv
 from components.imaging.loading import IMAGE_EXTENSIONS, decode_image
 
 
-class TrainError(ValueError):
+class TrainError(CataractCamError, ValueError):
     """The training data or options cannot be used; the message says what was expected."""
 
 

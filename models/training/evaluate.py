@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from components.base.errors import CataractCamError
 from components.base.files import atomic_write_bytes
 from components.base.tables import read_csv
 
@@ -37,7 +38,7 @@ METRIC_NAMES = ("auc", "accuracy", "sensitivity", "specificity", "ppv", "npv")
 ECE_BINS = 10
 
 
-class EvaluationError(ValueError):
+class EvaluationError(CataractCamError, ValueError):
     """The data or model cannot be evaluated as asked; the message says what was expected."""
 
 

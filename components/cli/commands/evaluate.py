@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from components.base.errors import CataractCamError
 from components.cli.common import (
     EXIT_OK,
     Command,
@@ -76,8 +77,7 @@ def _write_grid(classifier: Classifier, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate the model on DATA; JSON on stdout with --json, a table on stderr otherwise."""
-    from models.training.evaluate import EvaluationError, evaluate
-    from models.training.train import TrainError
+    from models.training.evaluate import evaluate
 
     if args.resamples < 1:
         raise UsageError(f"--resamples must be at least 1, got {args.resamples}.")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result, _ = evaluate(classifier, args.data, resamples=args.resamples, seed=args.seed, out_dir=args.out,
                              progress=True)
-    except (EvaluationError, TrainError) as exc:
+    except CataractCamError as exc:
         raise UsageError(str(exc)) from None
     if args.write_card:
         _write_card(classifier, result, args)

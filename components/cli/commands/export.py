@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from components.base.errors import CataractCamError
 from components.cli.common import EXIT_OK, Command, UsageError, add_model_option, load_model
 
 EXIT_FAILED = 1
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from components.interop.case import case_from_records, fhir_case
     from components.interop.fhir import FhirError, post_bundle
     from components.interop.ledger import SendLedger
-    from components.records import RecordsError, RecordStore
+    from components.records import RecordStore
 
     classifier = load_model(args.model)
     store = RecordStore()
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         patient, eyes = case_from_records(store, args.patient_id, classifier)
         data = fhir_case(store, ledger, patient, eyes, classifier, actor=args.actor, organization=args.organization)
-    except (RecordsError, ValueError) as exc:
+    except (CataractCamError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     finally:
         ledger.close()

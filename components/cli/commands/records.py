@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from components.base.errors import CataractCamError
 from components.cli.common import (
     EXIT_OK,
     EXIT_PARTIAL,
@@ -107,17 +108,17 @@ def _export(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Open the store, do the action, print its summary; 3 when verify or restore finds the chain broken."""
-    from components.records import RecordsError, RecordStore
+    from components.records import RecordStore
 
     # Erasing and granting act as an identity from the allow-list, never as a typed name.
     strict = args.action in ("erase",) or (args.action == "grant" and (args.as_issuer or args.as_subject))
     try:
         store = RecordStore(args.db, data_dir=Path(args.data) if args.data else None, require_sign_in=bool(strict))
-    except RecordsError as error:
+    except CataractCamError as error:
         raise UsageError(str(error)) from None
     try:
         summary, ok = _run(store, args)
-    except (RecordsError, ValueError, TypeError) as error:
+    except (CataractCamError, ValueError, TypeError) as error:
         raise UsageError(str(error)) from None
     finally:
         store.close()

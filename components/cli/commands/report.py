@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from components.base.errors import CataractCamError
 from components.cli.common import EXIT_OK, Command, UsageError, add_model_option, check_alpha, load_model
 from components.screening.vocabulary import MODALITIES, SEXES
 
@@ -90,8 +91,7 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
 
 def run(args: argparse.Namespace) -> int:
     from components.base.files import atomic_write_bytes
-    from components.explanation.cam import ExplainError
-    from components.report import ModelInfo, PatientInfo, ReportError, build_report, safe_filename
+    from components.report import ModelInfo, PatientInfo, build_report, safe_filename
 
     if not (args.od or args.os):
         raise UsageError("Give at least one eye photograph with --od IMG or --os IMG.")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         eyes = [_eye(classifier, eye, src, args) for eye, src in (("OD", args.od), ("OS", args.os)) if src]
         patient = PatientInfo(pseudo_id=args.patient_id, name=args.name, birth_date=args.birth_date, sex=args.sex)
         pdf = build_report(patient, eyes, ModelInfo.from_classifier(classifier), reviewer=args.reviewer)
-    except (ReportError, ExplainError) as exc:
+    except CataractCamError as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.out)
     if out.is_dir():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from components.base.errors import CataractCamError
 from components.cli.common import EXIT_OK, Command, UsageError, add_json_option, print_json
 
 
@@ -23,12 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Fit the statistics, write them, and say what the threshold flags on the held-out photographs."""
     from components.workflows.typicality_reference import compute_for_checkpoint, sidecar_path
-    from models.classifier import CheckpointError
 
     try:
         stats = compute_for_checkpoint(args.model, args.reference, heldout_fraction=args.heldout_fraction,
                                        seed=args.seed, rate=args.rate)
-    except (CheckpointError, ValueError) as exc:
+    except (CataractCamError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     info = stats.info
     summary = {"threshold": stats.threshold, "reference_count": info["reference_count"],
