@@ -1,6 +1,6 @@
 """Who uses the dashboard and what they may do: roles, the actor the records name, where it may serve.
 
-Nothing here draws or imports Streamlit: ``dashboard.state`` reads the secrets and ``st.user`` and
+Nothing here draws or imports Streamlit: ``dashboard.session`` reads the secrets and ``st.user`` and
 hands them to these functions.
 """
 
@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from components.base import config
 from components.records import Identity
 from components.screening.vocabulary import ROLES, UNAUTHENTICATED
 
 __all__ = [
-    "ALLOW_NO_AUTH_ENV",
     "PERMISSIONS",
     "AccessSettings",
     "Person",
@@ -26,9 +26,6 @@ __all__ = [
     "parse_actor",
     "person_from_claims",
 ]
-
-ALLOW_NO_AUTH_ENV: Final = "CATARACT_CAM_ALLOW_NO_AUTH"
-"""Set to 1 to serve beyond this computer without ``[auth]``: only behind a platform's own login."""
 
 PERMISSIONS: Final[Mapping[str, str]] = {
     "read": "viewer",
@@ -236,19 +233,14 @@ def is_local_address(address: str | None) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-def bind_refusal(address: str | None, *, auth_configured: bool, environ: Mapping[str, str]) -> str | None:
+def bind_refusal(address: str | None, *, auth_configured: bool, allow_no_auth: bool) -> str | None:
     """Why the dashboard must not serve on ``address``, or None when it may.
 
-    Without ``[auth]`` it serves this computer only, unless ``CATARACT_CAM_ALLOW_NO_AUTH=1`` says that a
-    platform's login stands in front.
-
-    Raises:
-        TypeError: ``environ`` is not a mapping.
+    Without ``[auth]`` it serves this computer only, unless ``CATARACT_CAM_ALLOW_NO_AUTH=1`` (``allow_no_auth``)
+    says that a platform's login stands in front.
     """
-    if not isinstance(environ, Mapping):
-        raise TypeError(f"environ must be a mapping, got {type(environ).__name__}")
-    if auth_configured or is_local_address(address) or environ.get(ALLOW_NO_AUTH_ENV, "") == "1":
+    if auth_configured or is_local_address(address) or allow_no_auth:
         return None
     return (f"This dashboard refuses to serve patient data on {address or 'all interfaces'} without sign-in. "
             "Configure [auth] in .streamlit/secrets.toml (see .streamlit/secrets.example.toml), bind to 127.0.0.1, "
-            f"or set {ALLOW_NO_AUTH_ENV}=1 only when a platform's own login stands in front.")
+            f"or set {config.ALLOW_NO_AUTH.name}=1 only when a platform's own login stands in front.")

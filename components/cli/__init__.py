@@ -17,6 +17,7 @@ from components.cli.commands import (
     audit,
     batch,
     compare,
+    config,
     dashboard,
     evaluate,
     explain,
@@ -47,6 +48,7 @@ COMMANDS: tuple[Command, ...] = (
     typicality.COMMAND,
     dashboard.COMMAND,
     records.COMMAND,
+    config.COMMAND,
 )
 
 

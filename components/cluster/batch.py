@@ -40,7 +40,6 @@ from components.workflows.batch import (
 
 __all__ = [
     "CHUNK_SIZE",
-    "DASK_ENV",
     "BatchOutcome",
     "ClusterError",
     "ModelPlugin",
@@ -59,7 +58,6 @@ __all__ = [
     "worker_classifier",
 ]
 
-DASK_ENV = "CATARACT_CAM_DASK"  # the dashboard's cluster (the command line takes --dask)
 CHUNK_SIZE = 8  # inputs per task: the local batch's model batch, so both runs batch the same images
 CONNECT_TIMEOUT_S = 10.0
 SUMMARY_NAME = "summary.csv"

@@ -2,22 +2,20 @@
 
 A *location* is a string: a local path, or ``s3://BUCKET/KEY``. Object keys are used exactly as
 written after the bucket (spaces, ``#``, ``?``, ``%`` and non-ASCII letters included: boto3
-encodes them on the wire). The endpoint and credentials come from boto3's usual sources (the
-``AWS_*`` environment variables, ``~/.aws``), or the endpoint from :class:`S3Settings`.
+encodes them on the wire). The endpoint and credentials come from :class:`~components.base.s3.S3Settings`
+(the record store's image store uses the same settings and clients).
 Error messages never quote a key or a path: they may carry patient names.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from components.base.errors import StorageError
 from components.base.files import atomic_write_bytes
+from components.base.s3 import S3Settings, s3_client
 from components.imaging.loading import IMAGE_EXTENSIONS
 
 __all__ = [
@@ -40,20 +38,6 @@ SCHEME = "s3://"
 # A photograph, a DICOM series frame or a checkpoint fits easily; anything larger is refused
 # before it fills a worker's memory.
 MAX_OBJECT_BYTES = 512 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach object storage: an explicit endpoint (``--s3-endpoint``) or None for boto3's own sources."""
-
-    endpoint_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.endpoint_url is not None:
-            if not isinstance(self.endpoint_url, str):
-                raise TypeError(f"endpoint_url must be text or None, got {type(self.endpoint_url).__name__}.")
-            if not self.endpoint_url.startswith(("http://", "https://")):
-                raise StorageError("The S3 endpoint must start with http:// or https://.")
 
 
 def _check_text(name: str, value: object) -> str:
@@ -112,35 +96,6 @@ def source_name(location: str | os.PathLike[str]) -> str:
     if is_s3(location):
         return PurePosixPath(split_s3(location)[1]).name
     return Path(location).name
-
-
-_clients: dict[tuple[str | None, str | None], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def s3_client(settings: S3Settings | None = None) -> Any:
-    """A boto3 S3 client for ``settings``, made once per process and shared by its threads.
-
-    Raises:
-        TypeError: ``settings`` is not :class:`S3Settings` or None.
-    """
-    if settings is not None and not isinstance(settings, S3Settings):
-        raise TypeError(f"settings must be S3Settings or None, got {type(settings).__name__}.")
-    endpoint = settings.endpoint_url if settings is not None else None
-    # boto3 reads AWS_ENDPOINT_URL(_S3) when the client is made: a changed variable needs a new one.
-    key = (endpoint, os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            import boto3
-            from botocore.config import Config
-
-            # boto3 clients are thread-safe, sessions are not: one private session per client.
-            session = boto3.session.Session()
-            config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
-            client = session.client("s3", endpoint_url=endpoint, config=config)
-            _clients[key] = client
-    return client
 
 
 def _storage_error(exc: Exception, doing: str) -> StorageError:

@@ -9,8 +9,7 @@ skipped and the others keep their SOP Instance UIDs.
 from __future__ import annotations
 
 import io
-import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,14 +19,11 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom import dcmread, dcmwrite
 from pydicom.dataset import Dataset
 
+from components.base import config
 from components.base.errors import CataractCamError
 from components.imaging.loading import DecodedImage, decode_image
 
 __all__ = [
-    "ENV_PASSWORD",
-    "ENV_TOKEN",
-    "ENV_URL",
-    "ENV_USER",
     "PHOTOGRAPH_MODALITIES",
     "DicomWebConfig",
     "PacsClient",
@@ -38,10 +34,6 @@ __all__ = [
     "photograph",
 ]
 
-ENV_URL = "CATARACT_CAM_DICOMWEB_URL"
-ENV_USER = "CATARACT_CAM_DICOMWEB_USER"
-ENV_PASSWORD = "CATARACT_CAM_DICOMWEB_PASSWORD"
-ENV_TOKEN = "CATARACT_CAM_DICOMWEB_TOKEN"
 PHOTOGRAPH_MODALITIES = ("OP", "XC")
 """Series modalities that hold eye photographs (ophthalmic photography, external camera)."""
 SEARCH_MODALITIES = ("OP", "XC", "SC")
@@ -84,27 +76,20 @@ class DicomWebConfig:
         return f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None,
-                 *, url: str | None = None, timeout: float = 20.0) -> DicomWebConfig | None:
-        """The configuration from ``url``, the environment, or Streamlit-style ``secrets``; None when no URL.
+    def configured(cls, *, url: str | None = None, timeout: float = 20.0) -> DicomWebConfig | None:
+        """The PACS from ``url`` or the settings (``CATARACT_CAM_DICOMWEB_URL`` and its credentials); None when no URL.
 
-        Secrets are read under the same names (``CATARACT_CAM_DICOMWEB_URL`` and so on); the
-        environment wins over secrets, and an explicit ``url`` over both.
+        Each setting is read from the environment, else the secrets file (components.base.config);
+        an explicit ``url`` wins over both.
 
         Raises:
             ValueError: a malformed URL or an incomplete credential pair.
         """
-        env = os.environ if environ is None else environ
-        secrets = secrets or {}
-
-        def get(name: str) -> str | None:
-            value = env.get(name) or secrets.get(name)
-            return str(value) if value else None
-
-        url = url or get(ENV_URL)
+        url = url or config.text(config.DICOMWEB_URL)
         if not url:
             return None
-        return cls(url=url, user=get(ENV_USER), password=get(ENV_PASSWORD), token=get(ENV_TOKEN), timeout=timeout)
+        return cls(url=url, user=config.text(config.DICOMWEB_USER), password=config.text(config.DICOMWEB_PASSWORD),
+                   token=config.text(config.DICOMWEB_TOKEN), timeout=timeout)
 
 
 @dataclass(frozen=True)

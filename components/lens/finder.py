@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
+from components.base import config
 from components.base.errors import CataractCamError
 from components.screening.vocabulary import ATTENTION_MODALITIES, attention_modality
 
@@ -30,7 +30,6 @@ __all__ = [
     "ANALYSIS_SIDE",
     "CIRCLE",
     "FINDERS",
-    "FINDER_ENV",
     "LEARNED",
     "MIN_FUNDUS_AREA",
     "MIN_FUNDUS_ROUNDNESS",
@@ -48,7 +47,6 @@ CIRCLE = "circle"
 FINDERS = (LEARNED, CIRCLE)
 # The environment can pick the finder for a whole process (a benchmark comparing the two, a site
 # that prefers one); find_lens's own ``finder`` argument wins over it.
-FINDER_ENV = "CATARACT_CAM_LENS_FINDER"
 
 # The fundus field is found, and a map judged, on a grid at most this long (px).
 ANALYSIS_SIDE = 512
@@ -457,9 +455,13 @@ def _find_pupil_learned(image: np.ndarray, net: Any) -> LensRegion:
 
 
 def _find_pupil(image: np.ndarray, finder: str | None = None) -> LensRegion:
-    finder = finder or os.environ.get(FINDER_ENV) or None
-    if finder not in (None, *FINDERS):
-        raise AttentionError(f"{FINDER_ENV} is {finder!r}; expected one of {', '.join(FINDERS)}.")
+    if finder is None:
+        try:
+            finder = config.choice(config.LENS_FINDER)
+        except config.ConfigError as error:
+            raise AttentionError(str(error)) from None
+    if finder not in FINDERS:
+        raise AttentionError(f"Unknown lens finder {finder!r}; expected one of {', '.join(FINDERS)}.")
     if finder != CIRCLE:
         net = _shipped_lens_net()
         if net is not None:

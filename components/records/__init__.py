@@ -47,13 +47,11 @@ from components.records.model import (
     WorklistRow,
 )
 from components.records.schema import SCHEMA_VERSION
-from components.records.settings import DATA_DIR_ENV, DB_URL_ENV, data_dir
+from components.records.settings import data_dir
 from components.records.store import RecordStore
 
 __all__ = [
     "AUDIT_ACTIONS",
-    "DATA_DIR_ENV",
-    "DB_URL_ENV",
     "PATIENT_FIELDS",
     "REVIEW_STATUSES",
     "ROLES",

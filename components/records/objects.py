@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
 
+from components.base import config
+from components.base.s3 import S3Settings, s3_client
 from components.imaging.loading import load_rgb, sha256_bytes
 from components.records.errors import NotFound, RecordsError, StorageError, ValidationError
 from components.records.images import ImageFolder
 from components.records.validation import sha256_hex
 
-__all__ = ["IMAGE_STORE_ENV", "S3_BUCKET_ENV", "S3_ENDPOINT_ENV", "ImageStore", "S3Images", "image_store"]
+__all__ = ["ImageStore", "S3Images", "image_store"]
 
-IMAGE_STORE_ENV: Final = "CATARACT_CAM_IMAGE_STORE"
-S3_BUCKET_ENV: Final = "CATARACT_CAM_S3_BUCKET"
-S3_ENDPOINT_ENV: Final = "CATARACT_CAM_S3_ENDPOINT"
 _PREFIX: Final = "images/"
 
 
@@ -40,15 +38,11 @@ class S3Images:
     point at any S3-compatible service (MinIO, Ceph, a cloud provider).
     """
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+    def __init__(self, bucket: str, *, settings: S3Settings | None = None, client: Any = None) -> None:
         if not isinstance(bucket, str) or not bucket.strip():
             raise ValidationError("the S3 bucket must be named")
-        if client is None:
-            import boto3
-
-            client = boto3.client("s3", endpoint_url=endpoint_url or None)
         self.bucket = bucket
-        self._client = client
+        self._client = client if client is not None else s3_client(settings or S3Settings.configured())
 
     @staticmethod
     def key(sha256: str) -> str:
@@ -128,12 +122,13 @@ def image_store(folder: Path) -> ImageFolder | S3Images:
     Raises:
         ValidationError: an unknown store, or "s3" without $CATARACT_CAM_S3_BUCKET.
     """
-    kind = os.environ.get(IMAGE_STORE_ENV, "").strip().lower() or "folder"
+    try:
+        kind = config.choice(config.IMAGE_STORE)
+    except config.ConfigError as error:
+        raise ValidationError(str(error)) from None
     if kind == "folder":
         return ImageFolder(folder)
-    if kind != "s3":
-        raise ValidationError(f"{IMAGE_STORE_ENV} must be 'folder' or 's3'")
-    bucket = os.environ.get(S3_BUCKET_ENV, "").strip()
+    bucket = config.text(config.S3_BUCKET)
     if not bucket:
-        raise ValidationError(f"{IMAGE_STORE_ENV}=s3 needs the bucket in {S3_BUCKET_ENV}")
-    return S3Images(bucket, endpoint_url=os.environ.get(S3_ENDPOINT_ENV, "").strip() or None)
+        raise ValidationError(f"{config.IMAGE_STORE.name}=s3 needs the bucket in {config.S3_BUCKET.name}")
+    return S3Images(bucket)

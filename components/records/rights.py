@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, is_dataclass
 from datetime import date, datetime
 from typing import Any, Final
@@ -10,11 +9,11 @@ from typing import Any, Final
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from components.base import config
 from components.records.schema import AnalysisRow, ExamRow, PatientRow, ReviewRow
 
-__all__ = ["RETENTION_ENV", "erase_rows", "jsonable", "last_activity", "retention_years", "years_before"]
+__all__ = ["erase_rows", "jsonable", "last_activity", "retention_years", "years_before"]
 
-RETENTION_ENV: Final = "CATARACT_CAM_RETENTION_YEARS"
 # Ten years after the last exam: a common floor for adult medical records; set the clinic's own.
 DEFAULT_RETENTION_YEARS: Final = 10
 
@@ -23,14 +22,10 @@ def retention_years() -> int:
     """The retention period in whole years: $CATARACT_CAM_RETENTION_YEARS, else 10.
 
     Raises:
-        ValueError: the setting is not a whole number of years from 1 to 100.
+        ConfigError: the setting is not a whole number of years from 1 to 100 (a ValueError).
     """
-    configured = os.environ.get(RETENTION_ENV, "").strip()
-    if not configured:
-        return DEFAULT_RETENTION_YEARS
-    if not configured.isdigit() or not 1 <= int(configured) <= 100:
-        raise ValueError(f"{RETENTION_ENV} must be a whole number of years from 1 to 100")
-    return int(configured)
+    configured = config.integer(config.RETENTION_YEARS, 1, 100, unit="years")
+    return DEFAULT_RETENTION_YEARS if configured is None else configured
 
 
 def jsonable(value: Any) -> Any:

@@ -11,9 +11,9 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from components.base import config
+
 __all__ = [
-    "DATA_DIR_ENV",
-    "DB_URL_ENV",
     "IMAGES_FOLDER",
     "WRITE_OPTION",
     "configured_data_dir",
@@ -26,8 +26,6 @@ __all__ = [
 
 IMAGES_FOLDER: Final = "images"
 """The sub-folder of the data folder where the record store keeps its photographs."""
-DATA_DIR_ENV: Final = "CATARACT_CAM_DATA"
-DB_URL_ENV: Final = "CATARACT_CAM_DB_URL"
 # Execution option that makes a SQLite transaction take the write lock at BEGIN.
 WRITE_OPTION: Final = "cataract_cam_write"
 _CHECKOUT: Final = Path(__file__).resolve().parents[2]
@@ -35,10 +33,7 @@ _CHECKOUT: Final = Path(__file__).resolve().parents[2]
 
 def configured_data_dir() -> Path:
     """The patient data folder as configured: $CATARACT_CAM_DATA or the checkout's data/."""
-    configured = os.environ.get(DATA_DIR_ENV, "")
-    if configured:
-        return Path(configured).expanduser()
-    return _CHECKOUT / "data"
+    return config.path(config.DATA) or _CHECKOUT / "data"
 
 
 def ensure_folder(folder: Path) -> Path:
@@ -58,7 +53,7 @@ def data_dir() -> Path:
 
 def database_url(url: str | None, folder: Path) -> str:
     """The database to open: ``url``, else $CATARACT_CAM_DB_URL, else SQLite in ``folder``."""
-    return url or os.environ.get(DB_URL_ENV, "") or f"sqlite:///{folder / 'records.sqlite3'}"
+    return url or config.text(config.DB_URL) or f"sqlite:///{folder / 'records.sqlite3'}"
 
 
 def private_database_file(path: Path) -> None:

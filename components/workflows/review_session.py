@@ -530,7 +530,7 @@ def save_review(store: RecordStore, exam_id: int, *, reviewer: Identity, agrees:
 
 def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo_id: str, image: ReviewImage, *,
                eye: str, exam_date: date, modality: str, actor: str | Identity) -> ExamRecord:
-    """Add the photograph to the patient's record (raises RecordsError or StorageError) and cache it under its stored name.
+    """Add the photograph to the record (raises RecordsError or StorageError) and cache it under its stored name.
 
     The stored PNG holds the same pixels under another name, so the screen needs no second decode;
     from now on the full pixels come from the record, not from the upload.

@@ -11,14 +11,15 @@ import streamlit as st
 from components.records import data_dir
 from components.records.errors import storage_error
 from components.workflows.audit import AuditError, read_labelled_folder
-from dashboard import folders, runs, state
+from dashboard import folders, runs, session
 from dashboard.keys import widget_key
 from dashboard.widgets.inputs import modality_ui, progress_ui
+from dashboard.widgets.page import open_page
 from dashboard.widgets.results import audit_results_ui
 
 SOURCES = {"upload": "Upload photographs, one box per label", "folder": "A folder in the data folder"}
 
-clf = state.open_page("Audit")
+clf = open_page("Audit")
 st.caption("Checks a labelled set of photographs: where the model confidently disagrees with the label "
            "(suspect label), where its attention lies off the lens, and which photographs cannot be graded.")
 
@@ -60,7 +61,7 @@ if st.button("Run audit", key="audit_run", type="primary", icon=":material/play_
                 items, outside = folders.confined_items(read_labelled_folder(folder))
             if outside:
                 st.warning(folders.LEFT_OUT.format(n=outside))
-            st.session_state["audit_result"] = runs.audit_run(clf, items, modality, state.look(), progress)
+            st.session_state["audit_result"] = runs.audit_run(clf, items, modality, session.look(), progress)
     except AuditError as error:
         st.error(str(error))
     except OSError as error:  # the uploads' copies and the results go to the data folder: full or read-only

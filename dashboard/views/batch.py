@@ -11,13 +11,14 @@ from components.explanation.cam import METHOD_LABELS
 from components.records import data_dir
 from components.records.errors import storage_error
 from components.workflows.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
-from dashboard import folders, runs, state
+from dashboard import folders, resources, runs, session
 from dashboard.widgets.inputs import cluster_ui, progress_ui
+from dashboard.widgets.page import open_page
 from dashboard.widgets.results import batch_results_ui
 
 SOURCES = {"upload": "Upload photographs", "folder": "A folder in the data folder"}
 
-clf = state.open_page("Batch")
+clf = open_page("Batch")
 
 source = st.radio("Photographs", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="batch_source")
 uploads, folder = [], None
@@ -32,8 +33,8 @@ else:
         folder, refusal = folders.data_subfolder(folder_name)
         if refusal:
             st.error(refusal)
-client = cluster_ui(state.cluster())
-look = state.look()
+client = cluster_ui(resources.cluster())
+look = session.look()
 st.caption(f"Uses the Review page's method ({METHOD_LABELS.get(look.method)}), colormap and transparency.")
 
 too_many = folders.too_many_uploads(len(uploads))
@@ -57,7 +58,7 @@ if st.button("Run batch", key="batch_run", type="primary", icon=":material/play_
                 st.error(too_many_files(len(files)))
             else:
                 bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
-                model = state.model_source()
+                model = session.model_source()
                 if client is not None and model is not None:
                     ran = runs.batch_run_on_cluster(client, model, clf, files, names, look, progress)
                 else:

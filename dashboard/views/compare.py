@@ -8,21 +8,22 @@ import streamlit as st
 
 from components.explanation.cam import ExplainError
 from components.screening.vocabulary import DEMO_WARNING
-from dashboard import folders, runs, state
+from dashboard import folders, resources, runs, session
 from dashboard.present import plain
 from dashboard.widgets.inputs import modality_ui
+from dashboard.widgets.page import open_page
 from dashboard.widgets.results import compare_results_ui
 from models import CheckpointError
 
 SOURCES = {"server": "A checkpoint on the server (models/weights/)", "upload": "Upload a checkpoint"}
 
-clf = state.open_page("Compare")
+clf = open_page("Compare")
 st.caption("Model A is this session's model (change it on the Model page). Model B is another checkpoint; "
            "both explain the same photographs with the Review page's method.")
 
 source = st.radio("Model B", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="compare_b_source")
 if source == "server":
-    checkpoints = state.checkpoints_on_server()
+    checkpoints = resources.checkpoints_on_server()
     if checkpoints:
         st.selectbox("Checkpoint", checkpoints, format_func=lambda p: p.name, key="compare_b_file")
     else:
@@ -44,11 +45,11 @@ if st.button("Compare", key="compare_run", type="primary", icon=":material/compa
     assert model_b is not None
     try:
         # Validated by the loader: weights only, never code.
-        clf_b = (state.load_checkpoint_bytes(model_b.getvalue()) if source == "upload"
-                 else state.load_checkpoint_file(Path(model_b)))
+        clf_b = (resources.load_checkpoint_bytes(model_b.getvalue()) if source == "upload"
+                 else resources.load_checkpoint_file(Path(model_b)))
         with st.spinner(f"Explaining {len(uploads)} photographs with both models…"):
             st.session_state["compare_result"] = runs.compare_run(
-                clf, clf_b, uploads, modality, state.look())
+                clf, clf_b, uploads, modality, session.look())
         st.session_state["compare_b_demo"] = clf_b.is_demo
     except CheckpointError as error:
         st.error(f"Model B cannot be used. {plain(str(error))}")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import session
 from dashboard.widgets.model_card import load_checkpoint_ui, model_card_ui
+from dashboard.widgets.page import open_page
 
-clf = state.open_page("Model")
+clf = open_page("Model")
 if clf is not None:
     model_card_ui(clf)
 st.divider()
-if state.person().may("manage_models"):
+if session.person().may("manage_models"):
     load_checkpoint_ui()
 else:
     st.caption("Loading or switching the model is for administrators.")

@@ -7,12 +7,13 @@ import streamlit as st
 from components.base.errors import CataractCamError
 from components.interop.case import pull_into_record
 from components.interop.dicomweb import SEARCH_MODALITIES, PacsClient, PacsError
-from dashboard import state
+from dashboard import resources, session
 from dashboard.present import sentence
-from dashboard.widgets.clinic import ledger, pacs_config
+from dashboard.widgets.clinic import pacs_config
+from dashboard.widgets.page import open_page
 
-state.open_page("PACS")
-store = state.store()
+open_page("PACS")
+store = resources.store()
 config = pacs_config()
 if config is None:
     st.info("No PACS configured: set CATARACT_CAM_DICOMWEB_URL (and its user and password or token) in the "
@@ -50,7 +51,8 @@ target = patient_col.selectbox("Into the record of", patients, index=None, key="
 if st.button("Pull into the patient's record", key="pacs_pull", icon=":material/cloud_download:",
              disabled=target is None):
     try:
-        outcome = pull_into_record(store, ledger(), client, study.study_uid, str(target), actor=state.actor())
+        outcome = pull_into_record(store, resources.ledger(), client, study.study_uid, str(target),
+                                   actor=session.actor())
     except CataractCamError as error:
         st.error(sentence(error), icon=":material/cloud_off:")
     else:

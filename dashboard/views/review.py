@@ -6,16 +6,17 @@ import streamlit as st
 
 from components.report import PatientInfo
 from components.workflows import review_session as rs
-from dashboard import state
+from dashboard import resources, session
 from dashboard.widgets.cases import export_ui, patient_case_ui, quick_case_ui, quick_uploader_ui
 from dashboard.widgets.clinic import clinic_ui
+from dashboard.widgets.page import open_page
 from dashboard.widgets.patients import add_photo_ui, new_patient_ui
 
 QUICK = ""  # the patient choice that means "one photograph, not saved"
 
-clf = state.open_page("Review")
-store = state.store()
-may_review = state.person().may("review")  # viewers read; creating and adding is a clinician's
+clf = open_page("Review")
+store = resources.store()
+may_review = session.person().may("review")  # viewers read; creating and adding is a clinician's
 
 patient_ids = [p.pseudo_id for p in store.list_patients()]
 if st.session_state["current_patient"] not in patient_ids:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from components.screening.vocabulary import REVIEW_STATUS_LABELS, WORKLIST_STATUSES
-from dashboard import state
+from dashboard import pages, resources
 from dashboard.present import worklist_table
+from dashboard.widgets.page import open_page
 
 ALL = "all"
 
@@ -17,8 +18,8 @@ def _open() -> None:
 
 
 # The model results below come from the loaded model: the banner says when it is the demonstration one.
-state.open_page("Worklist")
-store = state.store()
+open_page("Worklist")
+store = resources.store()
 
 search_col, status_col = st.columns([2, 1])
 search = search_col.text_input("Search by patient ID", key="worklist_search", persist_state="session",
@@ -45,4 +46,4 @@ pick_col, button_col = st.columns([2, 1], vertical_alignment="bottom")
 pick_col.selectbox("Open a patient", [r.pseudo_id for r in rows], key="worklist_open")
 if button_col.button("Open in Review", key="worklist_open_button", type="primary", icon=":material/visibility:",
                      on_click=_open):
-    st.switch_page(state.PAGE_REVIEW)
+    st.switch_page(pages.REVIEW.path)

@@ -16,7 +16,7 @@ from components.report import PatientInfo, safe_filename
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
 from components.workflows import review_session as rs
 from components.workflows.patient_export import export_patient_zip
-from dashboard import state
+from dashboard import resources, session
 from dashboard.folders import UPLOAD_TYPES
 from dashboard.keys import EyeScope, widget_key
 from dashboard.present import exam_label, md_id, patient_details, sentence
@@ -54,7 +54,7 @@ def _report_input(clf: Classifier, image: rs.ReviewImage, explanation: Explanati
                              modality=modality, exam_date=exam_date, review=review,
                              colormap=st.session_state["colormap"], alpha=float(st.session_state["alpha"]),
                              attention=attention,
-                             typicality=rs.typicality_for(state.typicality_cache(), clf, image,
+                             typicality=rs.typicality_for(resources.typicality_cache(), clf, image,
                                                           explanation).report_fields())
 
 
@@ -68,7 +68,7 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
                 "or choose a patient to review and sign.", icon=":material/photo_camera:")
         return []
     try:
-        image = state.upload_image(case["sha256"], case["upload"], case["hint"])
+        image = session.upload_image(case["sha256"], case["upload"], case["hint"])
     except ImageError as error:
         st.error(f"This file cannot be shown. {error}", icon=":material/broken_image:")
         return []
@@ -88,7 +88,7 @@ def quick_case_ui(store: RecordStore, clf: Classifier | None) -> list[rs.EyeRepo
                                                   index=MODALITIES.index(case["modality"]),
                                                   key=scope.key("quick_modality"))
         explanation, attention = eye_ui(store, clf, image, None, case["modality"], case["eye"], scope)
-        if state.person().may("review"):
+        if session.person().may("review"):
             save_quick_case_ui(store)
     if clf is None or explanation is None or case["eye"] is None:
         if explanation is not None:
@@ -109,7 +109,7 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
     else:
         pick.caption(exam_label(exam))
     try:
-        image = state.cached_image(exam.image_sha256, lambda: rs.image_from_pixels(
+        image = session.cached_image(exam.image_sha256, lambda: rs.image_from_pixels(
             exam.image_sha256, store.get_image(exam.image_sha256),
             functools.partial(store.get_image, exam.image_sha256)))
     except CataractCamError as error:
@@ -126,7 +126,7 @@ def _eye_ui(store: RecordStore, clf: Classifier | None, pseudo_id: str, eye: str
 def patient_case_ui(store: RecordStore, clf: Classifier | None,
                     pseudo_id: str) -> tuple[PatientInfo, list[rs.EyeReport]]:
     """The patient's details, then each eye's latest (or chosen) exam with its review; their report inputs."""
-    patient = state.open_patient(store, pseudo_id)
+    patient = session.open_patient(store, pseudo_id)
     st.subheader(f"Patient {md_id(patient.pseudo_id)}")
     details = patient_details(patient)
     if details:
@@ -151,12 +151,12 @@ def patient_case_ui(store: RecordStore, clf: Classifier | None,
 def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: list[rs.EyeReport],
               saved: bool) -> None:
     """The Export PDF report button; the PDF is built only when pressed, so moving a slider never builds one."""
-    person = state.person()
+    person = session.person()
     # Without sign-in the typed name goes on the report marked unauthenticated; with it, the identity.
-    reviewer = state.actor_name() if person.name else None
+    reviewer = session.actor_name() if person.name else None
     # Runs on a thread of its own when pressed: export_report makes no Streamlit calls.
     build = functools.partial(rs.export_report, store, patient, eyes, clf, reviewer=reviewer, saved=saved,
-                              actor=state.actor())
+                              actor=session.actor())
     st.download_button("Export PDF report", data=build, file_name=safe_filename(patient.pseudo_id),
                        mime="application/pdf", type="primary", icon=":material/picture_as_pdf:",
                        on_click="ignore", key="export_pdf")
@@ -167,7 +167,7 @@ def export_ui(store: RecordStore, clf: Classifier, patient: PatientInfo, eyes: l
 def record_export_ui(store: RecordStore, clf: Classifier, pseudo_id: str) -> None:
     """The patient's right of access: everything held on them (JSON, photographs, maps, the PDF) as one ZIP."""
     # Built only when pressed, on the download's own thread; the store logs the export.
-    build = functools.partial(export_patient_zip, store, pseudo_id, clf, actor=state.actor())
+    build = functools.partial(export_patient_zip, store, pseudo_id, clf, actor=session.actor())
     st.download_button("Download everything held on this patient", data=build,
                        file_name=safe_filename(pseudo_id, ".zip").replace("cataract_report_", "patient_record_"),
                        mime="application/zip", icon=":material/folder_zip:", on_click="ignore",

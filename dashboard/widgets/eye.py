@@ -11,7 +11,7 @@ from components.explanation.outline import draw_region
 from components.explanation.overlay import COLORMAPS, blend
 from components.records import ExamRecord, RecordStore
 from components.workflows import review_session as rs
-from dashboard import state
+from dashboard import resources, session
 from dashboard.keys import EyeScope
 from dashboard.present import attention_badge, decision_view, map_caption, plain
 from models import Classifier
@@ -44,26 +44,26 @@ def explain_ui(store: RecordStore, clf: Classifier, image: rs.ReviewImage, exam:
     target = None if chosen == rs.PREDICTED else chosen
     try:
         with st.spinner("Computing the Grad-CAM map…"):
-            explanation, ran = rs.explain_cached(state.map_cache(), clf, image,
+            explanation, ran = rs.explain_cached(resources.map_cache(), clf, image,
                                                  method=st.session_state["method"], target=target)
     except ExplainError as error:
         st.error(str(error))
         return None
     key = rs.map_key(image.sha256, clf, method=explanation.method, target=target)
-    attention = state.attention_cache().get((key, modality))
+    attention = resources.attention_cache().get((key, modality))
     if attention is None:
         # The check measures on a grid of at most 512 px, so the screen's copy gives the same figures.
         attention = rs.attention_for(image.display, explanation, modality)
-        state.attention_cache().put((key, modality), attention)
+        resources.attention_cache().put((key, modality), attention)
     if ran:
         rs.log_explanation(store, clf, image.sha256, explanation, exam_id=exam.id if exam is not None else None,
-                           actor=state.actor(), attention=attention)
+                           actor=session.actor(), attention=attention)
     return explanation, key, attention
 
 
 def typicality_ui(clf: Classifier, image: rs.ReviewImage, explanation: Explanation | None = None) -> None:
     """A warning when the photograph is unlike the model's training photographs; a note when that is unknown."""
-    result = rs.typicality_for(state.typicality_cache(), clf, image, explanation)
+    result = rs.typicality_for(resources.typicality_cache(), clf, image, explanation)
     if result.unlike_training:
         st.warning(result.text, icon=":material/warning:")
     else:
@@ -99,11 +99,11 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey, s
     # The heatmap depends on the map and the colormap only: a slider move reuses it, and
     # redraws just the overlay from the cached map; the model does not run.
     heat_key = (key, colormap, size)
-    heat = state.panel_cache().get(heat_key)
+    heat = resources.panel_cache().get(heat_key)
     if heat is None:
         panel = rs.heatmap_panel(explanation.cam, size, colormap)
         heat = (rs.jpeg_bytes(panel), panel.shape[1] / size[0])
-        state.panel_cache().put(heat_key, heat)
+        resources.panel_cache().put(heat_key, heat)
     heat_jpeg, heat_ratio = heat
     blended = blend(display, explanation.cam, alpha=alpha, colormap=colormap)
     region = (attention or {}).get("region")

@@ -11,7 +11,7 @@ from components.screening.vocabulary import ATTENTION_MODALITIES, MODALITY_LABEL
 from dashboard.runs import Progress
 
 if TYPE_CHECKING:
-    from dashboard.state import Cluster
+    from dashboard.resources import Cluster
 
 DETECT = "detect"  # the modality choice that lets the attention check tell per photograph
 

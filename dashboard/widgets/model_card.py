@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-from dashboard import state
+from dashboard import resources, session
 from dashboard.present import CARD_TEXT_FIELDS, card_overview, card_plots, card_text, metric_rows, plain
 from models import CheckpointError, Classifier
 
@@ -38,14 +38,14 @@ def model_card_ui(clf: Classifier) -> None:
             columns[i % len(columns)].image(str(plot), caption=plain(plot.stem), width="stretch")
 
 
-def _use(choice: state.ModelChoice, clf: Classifier) -> None:
+def _use(choice: session.ModelChoice, clf: Classifier) -> None:
     st.session_state["model_choice"] = choice
-    state.flash(f"Model loaded: weights {clf.weights_sha256[:12]}.")
+    session.flash(f"Model loaded: weights {clf.weights_sha256[:12]}.")
     st.rerun()
 
 
 def _server_ui() -> None:
-    files = state.checkpoints_on_server()
+    files = resources.checkpoints_on_server()
     if not files:
         st.info("No checkpoint in models/weights/ yet.")
         return
@@ -53,11 +53,11 @@ def _server_ui() -> None:
                         key="model_file")
     if st.button("Load this checkpoint", key="model_load_file", icon=":material/upload_file:"):
         try:
-            clf = state.load_checkpoint_file(path)
+            clf = resources.load_checkpoint_file(path)
         except CheckpointError as error:
             st.error(f"This checkpoint cannot be used. {plain(str(error))}")
         else:
-            _use(state.ModelChoice("file", path=str(path), label=path.name), clf)
+            _use(session.ModelChoice("file", path=str(path), label=path.name), clf)
 
 
 def _upload_ui() -> None:
@@ -67,12 +67,12 @@ def _upload_ui() -> None:
         return
     data = upload.getvalue()
     try:
-        clf = state.load_checkpoint_bytes(data)
+        clf = resources.load_checkpoint_bytes(data)
     except CheckpointError as error:
         st.error(f"This checkpoint cannot be used. {plain(str(error))}")
     else:
         st.session_state["_model_upload"] = data
-        _use(state.ModelChoice("upload", sha256=clf.weights_sha256, label="uploaded"), clf)
+        _use(session.ModelChoice("upload", sha256=clf.weights_sha256, label="uploaded"), clf)
 
 
 def load_checkpoint_ui() -> None:
@@ -85,7 +85,7 @@ def load_checkpoint_ui() -> None:
         _server_ui()
     with upload_col:
         _upload_ui()
-    chosen = isinstance(st.session_state.get("model_choice"), state.ModelChoice)
+    chosen = isinstance(st.session_state.get("model_choice"), session.ModelChoice)
     if chosen and st.button("Back to the default model", key="model_default", icon=":material/undo:"):
         st.session_state.pop("model_choice", None)
         st.session_state.pop("_model_upload", None)

@@ -11,7 +11,7 @@ from components.imaging.loading import ImageError, sha256_bytes
 from components.records import RecordStore
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
 from components.workflows import review_session as rs
-from dashboard import state
+from dashboard import resources, session
 from dashboard.folders import UPLOAD_TYPES
 from dashboard.keys import widget_key
 from dashboard.present import md_id, sentence
@@ -22,7 +22,7 @@ def _on_create_patient(store: RecordStore) -> None:
     pseudo_id = (values["id"] or "").strip()
     try:
         store.create_patient(pseudo_id, name=(values["name"] or "").strip() or None,
-                             birth_date=values["birth"], sex=values["sex"], actor=state.actor())
+                             birth_date=values["birth"], sex=values["sex"], actor=session.actor())
     except CataractCamError as error:
         st.session_state["new_patient_error"] = sentence(error)
         return
@@ -32,7 +32,7 @@ def _on_create_patient(store: RecordStore) -> None:
     st.session_state["new_patient_birth"] = None
     st.session_state["new_patient_sex"] = None
     st.session_state["current_patient"] = pseudo_id
-    state.flash(f"Patient {md_id(pseudo_id)} created.")
+    session.flash(f"Patient {md_id(pseudo_id)} created.")
 
 
 def new_patient_ui(store: RecordStore) -> None:
@@ -63,7 +63,7 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
     held = rs.HeldUpload(upload.getvalue())
     sha = sha256_bytes(held.data)
     try:
-        image = state.upload_image(sha, held, upload.name)
+        image = session.upload_image(sha, held, upload.name)
     except ImageError as error:
         st.error(f"This file cannot be added. {error}", icon=":material/broken_image:")
         return
@@ -83,13 +83,13 @@ def add_photo_ui(store: RecordStore, pseudo_id: str) -> None:
         return
     try:
         with st.spinner("Saving the photograph…"):
-            rs.save_photo(store, state.image_cache(), pseudo_id, image, eye=eye, exam_date=exam_date,
-                          modality=modality, actor=state.actor())
+            rs.save_photo(store, resources.image_cache(), pseudo_id, image, eye=eye, exam_date=exam_date,
+                          modality=modality, actor=session.actor())
     except CataractCamError as error:
         st.error(sentence(error))
         return
     st.session_state["add_upload_round"] = round_ + 1
-    state.flash(f"{EYE_LABELS[eye]} photograph added.")
+    session.flash(f"{EYE_LABELS[eye]} photograph added.")
     st.rerun()
 
 
@@ -100,20 +100,20 @@ def _on_save_quick_case(store: RecordStore) -> None:
         st.session_state["save_quick_error"] = "Choose the eye and the patient first."
         return
     try:
-        image = state.upload_image(case["sha256"], case["upload"], case["hint"])
+        image = session.upload_image(case["sha256"], case["upload"], case["hint"])
     except ImageError as error:
         st.session_state["save_quick_error"] = sentence(error)
         return
     try:
-        exam = rs.save_photo(store, state.image_cache(), pseudo_id, image, eye=case["eye"],
+        exam = rs.save_photo(store, resources.image_cache(), pseudo_id, image, eye=case["eye"],
                              exam_date=st.session_state.get("save_quick_date") or date.today(),
-                             modality=case["modality"], actor=state.actor())
+                             modality=case["modality"], actor=session.actor())
     except CataractCamError as error:
         st.session_state["save_quick_error"] = sentence(error)
         return
     st.session_state.pop("save_quick_error", None)
     st.session_state["current_patient"] = pseudo_id
-    state.flash(f"{EYE_LABELS[exam.eye]} photograph saved to patient {md_id(pseudo_id)}.")
+    session.flash(f"{EYE_LABELS[exam.eye]} photograph saved to patient {md_id(pseudo_id)}.")
 
 
 def save_quick_case_ui(store: RecordStore) -> None:

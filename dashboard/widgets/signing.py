@@ -9,7 +9,7 @@ from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.screening.notes import NOTES_MAX_CHARS
 from components.screening.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
 from components.workflows import review_session as rs
-from dashboard import state
+from dashboard import session
 from dashboard.keys import EyeScope
 from dashboard.present import review_rows, sentence
 
@@ -22,7 +22,7 @@ def review_table_ui(review: ReviewRecord) -> None:
 
 def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, agrees: bool | None,
           finding: str | None, grade: str | None, notes: str, sign: bool) -> None:
-    person = state.person()
+    person = session.person()
     if not person.may("review"):  # the form is not drawn for them; this guards a stale one
         st.error("Only a clinician can save or sign a review.")
         return
@@ -33,12 +33,12 @@ def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, a
         st.error("Choose whether you agree with the model, your finding and a grade.")
         return
     try:
-        saved = rs.save_review(store, exam.id, reviewer=state.actor(), agrees=agrees, finding=finding, grade=grade,
+        saved = rs.save_review(store, exam.id, reviewer=session.actor(), agrees=agrees, finding=finding, grade=grade,
                                notes=notes, draft=draft, sign=sign)
     except CataractCamError as error:
         st.error(sentence(error))
         return
-    state.flash(f"{EYE_LABELS[exam.eye]}: review version {saved.version} {'signed' if sign else 'saved'}.")
+    session.flash(f"{EYE_LABELS[exam.eye]}: review version {saved.version} {'signed' if sign else 'saved'}.")
     st.rerun()
 
 
@@ -75,7 +75,7 @@ def review_panel_ui(store: RecordStore, exam: ExamRecord, scope: EyeScope) -> Re
     history = store.review_history(exam.id)
     latest = history[-1] if history else None
     st.markdown("**Clinician review**")
-    may_review = state.person().may("review")
+    may_review = session.person().may("review")
     if latest is not None and latest.status == "signed":
         st.success(f"Signed review, version {latest.version}. It is locked; an amendment is saved "
                    "as a new version and this one is kept.", icon=":material/verified:")

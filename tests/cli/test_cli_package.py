@@ -11,7 +11,7 @@ from components.cli import COMMANDS, build_parser, main
 from tests.support import ROOT
 
 NAMES = ["explain", "batch", "report", "synth", "train", "evaluate", "audit", "compare", "pull", "send", "export",
-         "typicality", "dashboard", "records"]
+         "typicality", "dashboard", "records", "config"]
 
 
 def _imports(path: Path) -> set[str]:

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.records import DB_URL_ENV, Identity, RecordStore
+from components.base import config
+from components.records import Identity, RecordStore
 
 DOC = Identity("https://idp.example", "sub-doc", "Dr Doc", role="clinician")
 
@@ -17,7 +18,7 @@ DOC = Identity("https://idp.example", "sub-doc", "Dr Doc", role="clinician")
 @pytest.fixture
 def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data folder with one patient, one signed review and an old patient past a one-year retention."""
-    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    monkeypatch.delenv(config.DB_URL.name, raising=False)
     folder = tmp_path / "data"
     store = RecordStore(data_dir=folder)
     try:

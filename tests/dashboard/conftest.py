@@ -36,6 +36,6 @@ def env(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 @pytest.fixture
 def clf(env: Path):
     """The very classifier object the app uses (same cache entry, keyed by the weights' SHA-256)."""
-    from dashboard import state
+    from dashboard import resources
 
-    return state.load_checkpoint_file(Path(os.environ["CATARACT_CAM_MODEL"]))
+    return resources.load_checkpoint_file(Path(os.environ["CATARACT_CAM_MODEL"]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dashboard.access import (
-    ALLOW_NO_AUTH_ENV,
     AccessSettings,
     Person,
     actor_text,
@@ -87,15 +86,14 @@ def test_local_addresses(address, local) -> None:
 
 
 def test_serving_beyond_this_computer_needs_sign_in_or_a_deliberate_override() -> None:
-    refusal = bind_refusal("0.0.0.0", auth_configured=False, environ={})
+    refusal = bind_refusal("0.0.0.0", auth_configured=False, allow_no_auth=False)
     assert refusal is not None
     assert "0.0.0.0" in refusal
-    assert ALLOW_NO_AUTH_ENV in refusal
-    assert bind_refusal(None, auth_configured=False, environ={}) is not None
-    assert bind_refusal("0.0.0.0", auth_configured=False, environ={ALLOW_NO_AUTH_ENV: "true"}) is not None
-    assert bind_refusal("0.0.0.0", auth_configured=False, environ={ALLOW_NO_AUTH_ENV: "1"}) is None
-    assert bind_refusal("0.0.0.0", auth_configured=True, environ={}) is None
-    assert bind_refusal("127.0.0.1", auth_configured=False, environ={}) is None
+    assert "CATARACT_CAM_ALLOW_NO_AUTH=1" in refusal
+    assert bind_refusal(None, auth_configured=False, allow_no_auth=False) is not None
+    assert bind_refusal("0.0.0.0", auth_configured=False, allow_no_auth=True) is None
+    assert bind_refusal("0.0.0.0", auth_configured=True, allow_no_auth=False) is None
+    assert bind_refusal("127.0.0.1", auth_configured=False, allow_no_auth=False) is None
 
 
 def test_bad_settings_and_claims_are_refused_with_the_right_error() -> None:

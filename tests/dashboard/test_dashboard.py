@@ -400,9 +400,9 @@ def test_two_sessions_explaining_at_once_each_get_their_own_result(env, clf) -> 
     apps = [new_app(), new_app()]
     for at, path in zip(apps, paths, strict=True):
         at.file_uploader(key="quick_upload").upload(path.name, path.read_bytes(), "image/jpeg")
-    from dashboard import state
+    from dashboard import resources
 
-    state.map_cache().clear()  # both sessions must really run the model, at the same time
+    resources.map_cache().clear()  # both sessions must really run the model, at the same time
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture
 def on_cluster(env, trained_checkpoint, monkeypatch):
     """The app on a trained model and a local two-worker cluster, closed (with its workers) at the end."""
-    from dashboard import state
+    from dashboard import resources
 
     monkeypatch.setenv("CATARACT_CAM_MODEL", str(trained_checkpoint))
     monkeypatch.setenv("CATARACT_CAM_DASK", "local:2")
     yield env
-    cluster = state.cluster()
-    state._cluster.clear()  # on_release closes the client and the cluster it started
+    cluster = resources.cluster()
+    resources._cluster.clear()  # on_release closes the client and the cluster it started
     assert cluster is not None
     assert cluster.client.status == "closed"
 

@@ -9,9 +9,9 @@ from pypdf import PdfReader
 from streamlit import config
 from streamlit.testing.v1 import AppTest
 
+from components.base import config as settings
 from components.records import RecordStore
 from components.screening.vocabulary import NO_SIGN_IN_NOTICE
-from dashboard.access import ALLOW_NO_AUTH_ENV
 from tests.dashboard.support import APP, TIMEOUT, pdf_of
 from tests.support import CSDI
 
@@ -49,10 +49,10 @@ def _forget_maps():
     # The map caches are shared by every session: a map cached here would keep a later test's exam from
     # being explained (and logged) again.
     yield
-    from dashboard import state
+    from dashboard import resources
 
-    state.map_cache().clear()
-    state.attention_cache().clear()
+    resources.map_cache().clear()
+    resources.attention_cache().clear()
 
 
 def _pdf_text(pdf: bytes) -> str:
@@ -187,7 +187,7 @@ def all_interfaces():
 
 
 def test_bound_to_all_interfaces_without_sign_in_it_refuses(env, patient, all_interfaces, monkeypatch) -> None:
-    monkeypatch.delenv(ALLOW_NO_AUTH_ENV, raising=False)
+    monkeypatch.delenv(settings.ALLOW_NO_AUTH.name, raising=False)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception, at.exception
     (error,) = at.error
@@ -195,9 +195,9 @@ def test_bound_to_all_interfaces_without_sign_in_it_refuses(env, patient, all_in
     assert "P-0777" not in _texts(at)
     assert not at.button
     assert not at.text_input
-    monkeypatch.setenv(ALLOW_NO_AUTH_ENV, "1")  # behind a platform's login, deliberately
+    monkeypatch.setenv(settings.ALLOW_NO_AUTH.name, "1")  # behind a platform's login, deliberately
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.error
     assert "P-0777" in _texts(at)
-    monkeypatch.delenv(ALLOW_NO_AUTH_ENV)
+    monkeypatch.delenv(settings.ALLOW_NO_AUTH.name)
     assert not _app(None).error  # with sign-in configured it serves (the sign-in page)

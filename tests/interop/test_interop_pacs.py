@@ -14,6 +14,7 @@ import requests
 from pydicom import dcmread
 from pydicom.uid import JPEG2000Lossless
 
+from components.base import config as settings
 from components.explanation.cam import explain
 from components.imaging.loading import ImageError
 from components.interop.assemble import eye_result
@@ -206,25 +207,31 @@ def header_recorder():
     thread.join(timeout=10)
 
 
-def test_bearer_token_from_the_environment(header_recorder):
+def test_bearer_token_from_the_environment(header_recorder, monkeypatch):
     port, seen = header_recorder
-    config = DicomWebConfig.from_env({"CATARACT_CAM_DICOMWEB_URL": f"http://127.0.0.1:{port}/dicom-web",
-                                      "CATARACT_CAM_DICOMWEB_TOKEN": "tok-123"})
+    monkeypatch.setenv("CATARACT_CAM_DICOMWEB_URL", f"http://127.0.0.1:{port}/dicom-web")
+    monkeypatch.setenv("CATARACT_CAM_DICOMWEB_TOKEN", "tok-123")
+    config = DicomWebConfig.configured()
     assert config is not None
     assert "tok-123" not in repr(config)
     assert PacsClient(config).search_studies(modalities=("OP",)) == []
     assert seen[0]["Authorization"] == "Bearer tok-123"
 
 
-def test_configuration_from_environment_and_secrets():
-    assert DicomWebConfig.from_env({}) is None
+def test_configuration_from_environment_and_secrets(monkeypatch):
+    for name in ("URL", "USER", "PASSWORD", "TOKEN"):
+        monkeypatch.delenv(f"CATARACT_CAM_DICOMWEB_{name}", raising=False)
+    monkeypatch.setattr(settings, "secrets", dict)
+    assert DicomWebConfig.configured() is None
     secrets = {"CATARACT_CAM_DICOMWEB_URL": "https://pacs.invalid/dicom-web",
                "CATARACT_CAM_DICOMWEB_USER": "u", "CATARACT_CAM_DICOMWEB_PASSWORD": "p"}
-    config = DicomWebConfig.from_env({}, secrets)
+    monkeypatch.setattr(settings, "secrets", lambda: secrets)
+    config = DicomWebConfig.configured()
     assert (config.url, config.user, config.password, config.where) == (
         "https://pacs.invalid/dicom-web", "u", "p", "pacs.invalid")
     assert "'p'" not in repr(config)
-    env = DicomWebConfig.from_env({"CATARACT_CAM_DICOMWEB_URL": "http://a:8042/dw"}, secrets)
+    monkeypatch.setenv("CATARACT_CAM_DICOMWEB_URL", "http://a:8042/dw")  # the environment wins
+    env = DicomWebConfig.configured()
     assert env.url == "http://a:8042/dw"
     assert env.where == "a:8042"
     with pytest.raises(ValueError, match="both a user and a password"):

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from components.base import config
 from components.lens.attention import iou
 from components.lens.net import INPUT_SIDE, fit_pupil, load_lens_net, to_input
 
@@ -190,10 +191,10 @@ def test_the_finder_is_chosen_by_argument_or_environment(monkeypatch):
     from components.lens import finder as lens
 
     image, _ = _varied(943_000, ())
-    monkeypatch.setenv(lens.FINDER_ENV, "circle")
+    monkeypatch.setenv(config.LENS_FINDER.name, "circle")
     assert lens.find_lens(image, "external").finder == "circle"
     assert lens.find_lens(image, "external", finder="learned").finder == "learned"
-    monkeypatch.setenv(lens.FINDER_ENV, "hough")
+    monkeypatch.setenv(config.LENS_FINDER.name, "hough")
     with pytest.raises(lens.AttentionError, match="CATARACT_CAM_LENS_FINDER"):
         lens.find_lens(image, "external")
     with pytest.raises(lens.AttentionError, match="Unknown lens finder"):

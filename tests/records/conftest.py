@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.records import DB_URL_ENV, RecordStore
+from components.base import config
+from components.records import RecordStore
 from tests.support import PostgresServer, free_port
 
 
 @pytest.fixture
 def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data folder not yet created; the database URL comes from no environment."""
-    monkeypatch.delenv(DB_URL_ENV, raising=False)
+    monkeypatch.delenv(config.DB_URL.name, raising=False)
     return tmp_path / "data"
 
 

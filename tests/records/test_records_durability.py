@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.records import DB_URL_ENV, SCHEMA_VERSION, RecordStore, SchemaVersionError
+from components.base import config
+from components.records import SCHEMA_VERSION, RecordStore, SchemaVersionError
 from tests.support import ROOT
 
 
@@ -73,7 +74,7 @@ def test_database_url_override(
     folder = tmp_path / "data"
     other = tmp_path / "elsewhere" / "clinic.sqlite3"
     other.parent.mkdir()
-    monkeypatch.setenv(DB_URL_ENV, f"sqlite:///{other}")
+    monkeypatch.setenv(config.DB_URL.name, f"sqlite:///{other}")
     store = RecordStore(data_dir=folder)
     try:
         store.create_patient("URL-1")
@@ -142,7 +143,7 @@ for i in range(100_000):
 
 
 def test_killed_writer_leaves_a_consistent_database(folder: Path) -> None:
-    environment = {k: v for k, v in os.environ.items() if k != DB_URL_ENV}
+    environment = {k: v for k, v in os.environ.items() if k != config.DB_URL.name}
     environment.update({"CATARACT_CAM_DATA": str(folder), "PYTHONPATH": str(ROOT)})
     writer = subprocess.Popen(
         [sys.executable, "-c", CRASH_WRITER],

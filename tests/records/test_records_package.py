@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import components.records as records
-from components.records import DATA_DIR_ENV, RecordStore
+from components.base import config
+from components.records import RecordStore
 from components.records.settings import configured_data_dir, data_dir
 from components.records.worklist import review_summary
 from components.screening import vocabulary
@@ -23,12 +24,12 @@ def test_the_records_use_the_vocabulary_and_keep_no_copy(name: str) -> None:
 
 
 def test_default_data_folder_is_the_checkouts_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    monkeypatch.delenv(config.DATA.name, raising=False)
     assert configured_data_dir() == ROOT / "data"
 
 
 def test_data_dir_creates_private_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "a" / "b"))
+    monkeypatch.setenv(config.DATA.name, str(tmp_path / "a" / "b"))
     assert data_dir() == tmp_path / "a" / "b"
     for level in (tmp_path / "a", tmp_path / "a" / "b"):
         assert stat.S_IMODE(level.stat().st_mode) == 0o700

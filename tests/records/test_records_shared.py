@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from components.base.s3 import S3Settings
 from components.records import Identity, NotFound, RecordsError, RecordStore
 from components.records.objects import S3Images
 from tests.support import ROOT, PostgresServer
@@ -77,7 +78,7 @@ def test_two_app_processes_share_one_database_and_one_bucket(
     assert not any(p.suffix == ".png" for p in tmp_path.rglob("*"))
     store = RecordStore(url, data_dir=tmp_path / "check")
     try:
-        bucket = S3Images("clinic-images", endpoint_url=s3_bucket["CATARACT_CAM_S3_ENDPOINT"])
+        bucket = S3Images("clinic-images", settings=S3Settings(s3_bucket["CATARACT_CAM_S3_ENDPOINT"]))
         assert len(bucket.keys()) == 3
         assert store.verify().ok
         # Erasure reaches the bucket too.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components.base import config
 from components.cli.common import Command, add_model_option
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -20,11 +21,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
+    changes = {}
     if args.model:
-        env["CATARACT_CAM_MODEL"] = str(Path(args.model).resolve())  # the app's start-up model
-    if env.get("CATARACT_CAM_DATA"):
-        env["CATARACT_CAM_DATA"] = str(Path(env["CATARACT_CAM_DATA"]).expanduser().resolve())
+        changes[config.MODEL] = str(Path(args.model).resolve())  # the app's start-up model
+    data = config.path(config.DATA)
+    if data is not None:  # the server runs from the checkout: a relative folder would move with it
+        changes[config.DATA] = str(data.resolve())
+    env = config.child_environment(changes)
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
     # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in) applies
     # wherever the command is typed; elsewhere the app would listen on every interface and refuse.

@@ -27,7 +27,7 @@ def _config(args: argparse.Namespace) -> DicomWebConfig:
     from components.interop.dicomweb import DicomWebConfig
 
     try:
-        config = DicomWebConfig.from_env(url=args.dicomweb, timeout=args.timeout)
+        config = DicomWebConfig.configured(url=args.dicomweb, timeout=args.timeout)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if config is None:
