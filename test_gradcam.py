@@ -21,8 +21,8 @@ from PIL import Image
 
 from components.lens.attention import check
 from components.screening.vocabulary import DEMO_WARNING
+from components.workflows.demo_patients import DEMO_PATIENTS
 from gradcam_visualization import load_model, visualize_gradcam
-from models.demo_patients import DEMO_PATIENTS
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,11 +19,10 @@ __all__ = [
     "PERMISSIONS",
     "AccessSettings",
     "Person",
-    "actor_text",
     "bind_refusal",
+    "identity",
     "is_local_address",
     "local_person",
-    "parse_actor",
     "person_from_claims",
 ]
 
@@ -157,33 +156,13 @@ def local_person(typed_name: object) -> Person:
     return Person(name=" ".join(typed_name.split()), issuer=None, subject=None, roles=frozenset(ROLES))
 
 
-def actor_text(person: Person) -> str:
-    """How the records name ``person`` as actor and reviewer: ``name <issuer|subject>`` or ``name (unauthenticated)``.
-
-    The one place that turns a person into the store's text; the store's own identities replace it.
-
-    Raises:
-        TypeError: ``person`` is not a ``Person``.
-        ValueError: the issuer and subject alone are too long for the store's 128 characters.
-    """
-    if not isinstance(person, Person):
-        raise TypeError(f"expected a Person, got {type(person).__name__}")
-    if not person.authenticated:
-        suffix = f" ({UNAUTHENTICATED})"
-        return (person.name or "unnamed user")[: _MAX_ACTOR - len(suffix)].rstrip() + suffix
-    identity = f" <{person.issuer}|{person.subject}>"
-    room = _MAX_ACTOR - len(identity)
-    if room < 1:
-        raise ValueError("this identity's issuer and subject are too long for the record store")
-    return person.name.replace("<", "(").replace(">", ")")[:room].rstrip() + identity
-
-
 def identity(person: Person) -> Identity:
     """The record store's identity for ``person``: issuer, subject and name when signed in, else the typed name.
 
     A signed-in person's strongest role goes with it (clinician, then admin, then viewer), so the
     store can refuse what the role does not allow. Without sign-in the identity is the store's
-    unauthenticated one, named as :func:`actor_text` names it.
+    unauthenticated one, its name marked so wherever it is printed: ``Dr Bea (unauthenticated)``.
+    The identity's :attr:`~components.records.Identity.label` is how a report names it.
 
     Raises:
         TypeError: ``person`` is not a ``Person``.
@@ -192,26 +171,11 @@ def identity(person: Person) -> Identity:
     if not isinstance(person, Person):
         raise TypeError(f"expected a Person, got {type(person).__name__}")
     if not person.authenticated:
-        return Identity.unauthenticated(actor_text(person))
+        suffix = f" ({UNAUTHENTICATED})"
+        return Identity.unauthenticated((person.name or "unnamed user")[: _MAX_ACTOR - len(suffix)].rstrip() + suffix)
     role = next((r for r in ("clinician", "admin", "viewer") if r in person.roles), None)
     name = " ".join(person.name.split())[:_MAX_ACTOR] or str(person.subject)[:_MAX_ACTOR]
     return Identity(str(person.issuer), str(person.subject), name, role=role)
-
-
-def parse_actor(text: str) -> tuple[str, str | None, str | None]:
-    """Split what ``actor_text`` wrote back into (name, issuer, subject); issuer and subject are None when unsigned.
-
-    Raises:
-        TypeError: ``text`` is not text.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"expected text, got {type(text).__name__}")
-    if text.endswith(">") and " <" in text:
-        name, _, identity = text[:-1].rpartition(" <")
-        issuer, sep, subject = identity.rpartition("|")
-        if sep and issuer and subject:
-            return name, issuer, subject
-    return text, None, None
 
 
 def is_local_address(address: str | None) -> bool:

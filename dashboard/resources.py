@@ -64,7 +64,7 @@ def _seed_demo_patients(store: RecordStore) -> None:
     if config.text(config.MODEL):
         return
     try:
-        from models.demo_patients import ensure_demo_patients
+        from components.workflows.demo_patients import ensure_demo_patients
     except ModuleNotFoundError:
         return
     ensure_demo_patients(store)

@@ -95,7 +95,7 @@ def actor() -> Identity:
 
 def actor_name() -> str:
     """The reviewer as a report prints it: ``name <issuer|subject>``, or ``name (unauthenticated)``."""
-    return access.actor_text(person())
+    return actor().label
 
 
 def open_patient(store: RecordStore, pseudo_id: str) -> PatientRecord:

@@ -160,3 +160,10 @@ def non_eye_pictures() -> list[np.ndarray]:
             y0, x0 = int(fy * h / 2), int(fx * w / 2)
             out.append(np.ascontiguousarray(image[y0:y0 + h // 2, x0:x0 + w // 2]))
     return out
+
+
+def who(name: str):
+    """A typed name as the record store takes it: an unauthenticated Identity (scripts, tests, no sign-in)."""
+    from components.records import Identity
+
+    return Identity.unauthenticated(name)

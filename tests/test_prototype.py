@@ -14,8 +14,8 @@ import pytest
 from components.explanation.overlay import COLORMAPS, OPENCV_COLORMAPS, blend, resize_map
 from components.lens.attention import check
 from components.screening.vocabulary import VERDICTS
+from components.workflows.demo_patients import DEMO_PATIENTS
 from gradcam_visualization import overlay_heatmap, visualize_gradcam
-from models.demo_patients import DEMO_PATIENTS
 from tests.support import ROOT
 
 

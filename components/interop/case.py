@@ -85,7 +85,7 @@ def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: A
 
 
 def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, client: PacsClient, actor: str | Identity,
+              classifier: Any, *, client: PacsClient, actor: Identity,
               organization: str | None = None) -> SendAttempt:
     """Send the case's SR, Secondary Captures and PDF; the attempt is kept and audited, failed or not.
 
@@ -97,7 +97,7 @@ def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes
 
 
 def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, actor: str | Identity, organization: str | None = None) -> bytes:
+              classifier: Any, *, actor: Identity, organization: str | None = None) -> bytes:
     """The case's FHIR Bundle as JSON bytes; the download is recorded in the audit trail.
 
     Raises:
@@ -153,7 +153,7 @@ class PullOutcome:
 
 
 def pull_into_record(store: RecordStore, ledger: SendLedger, client: PacsClient, study_uid: str, pseudo_id: str,
-                     *, actor: str | Identity) -> PullOutcome:
+                     *, actor: Identity) -> PullOutcome:
     """Pull a study's eye photographs into a patient's record; each keeps its DICOM header in the ledger.
 
     A photograph without pixel data, in an unsupported transfer syntax or without laterality is

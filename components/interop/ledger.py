@@ -161,7 +161,7 @@ def _attempt(row: _SendRow) -> SendAttempt:
                        tuple(row.sop_uids.split()) if row.sop_uids else (), row.error, row.time.replace(tzinfo=UTC))
 
 
-def send_exam(exam: SignedExam, ledger: SendLedger, *, actor: str | Identity, client: PacsClient | None = None,
+def send_exam(exam: SignedExam, ledger: SendLedger, *, actor: Identity, client: PacsClient | None = None,
               dimse: DimseTarget | str | None = None, store: RecordStore | None = None) -> SendAttempt:
     """Build the exam's DICOM objects and send them; keep the attempt, and audit it when ``store`` is given.
 

@@ -8,7 +8,7 @@ from typing import Final
 from components.records.errors import ValidationError
 from components.screening.vocabulary import ROLES, UNAUTHENTICATED
 
-__all__ = ["ROLES", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
+__all__ = ["ROLES", "SYSTEM", "UNAUTHENTICATED", "Identity", "as_identity", "given_identity"]
 
 # UNAUTHENTICATED is also the issuer of an identity nobody vouched for: a typed name, a script, the
 # local single-user app.
@@ -64,32 +64,38 @@ class Identity:
         """Whether a sign-in vouched for this identity."""
         return self.issuer != UNAUTHENTICATED
 
-
-def as_identity(actor: object) -> Identity:
-    """An Identity as given, or a typed name as an unauthenticated identity.
-
-    Raises:
-        TypeError: ``actor`` is neither an Identity nor text.
-        ValidationError: the name is empty or too long.
-    """
-    if isinstance(actor, Identity):
-        return actor
-    if isinstance(actor, str):
-        return Identity.unauthenticated(actor)
-    raise TypeError(f"an actor must be an Identity or a name, got {type(actor).__name__}")
+    @property
+    def label(self) -> str:
+        """How a report names this identity: ``name <issuer|subject>``, or ``name (unauthenticated)``."""
+        if not self.authenticated:  # the dashboard marks a typed name so already: never twice
+            marked = self.name.endswith(f"({UNAUTHENTICATED})")
+            return self.name if marked else f"{self.name} ({UNAUTHENTICATED})"
+        return f"{self.name.replace('<', '(').replace('>', ')')} <{self.issuer}|{self.subject}>"
 
 
-def given_identity(identity: Identity | None, typed: str | None, what: str) -> Identity:
-    """``identity`` when given, else the typed name as an unauthenticated identity.
+SYSTEM: Final = Identity.unauthenticated("system")
+"""Who the records name for what no person did: the software's own writes (the demo patients, a script)."""
+
+
+def as_identity(actor: object, what: str = "actor") -> Identity:
+    """``actor``, checked to be an Identity: who acts is never bare text (a typed name is ``Identity.unauthenticated``).
 
     Raises:
-        TypeError: ``identity`` is not an Identity, or the name is not text.
-        ValidationError: neither is given, or the name is empty or too long.
+        TypeError: ``actor`` is not an Identity.
     """
-    if identity is not None:
-        if not isinstance(identity, Identity):
-            raise TypeError(f"the {what} must be an Identity, got {type(identity).__name__}")
-        return identity
-    if typed is None:
-        raise ValidationError(f"give the {what}: a signed-in identity, or a name where sign-in is not required")
-    return Identity.unauthenticated(typed)
+    if not isinstance(actor, Identity):
+        hint = " (a typed name is Identity.unauthenticated(name))" if isinstance(actor, str) else ""
+        raise TypeError(f"the {what} must be an Identity{hint}, got {type(actor).__name__}")
+    return actor
+
+
+def given_identity(identity: Identity | None, what: str) -> Identity:
+    """``identity``, which must be given and be an Identity.
+
+    Raises:
+        TypeError: ``identity`` is not an Identity.
+        ValidationError: it is not given.
+    """
+    if identity is None:
+        raise ValidationError(f"give the {what}: a signed-in identity, or a typed name as an unauthenticated one")
+    return as_identity(identity, what)

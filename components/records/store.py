@@ -23,7 +23,7 @@ from components.records.audit_trail import append_event, checked_event, events
 from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
 from components.records.errors import AlreadyExists, PermissionDenied, ValidationError, storage_error
-from components.records.identity import ROLES, Identity, as_identity, given_identity
+from components.records.identity import ROLES, SYSTEM, Identity, as_identity, given_identity
 from components.records.images import png_bytes
 from components.records.migrations import create_schema
 from components.records.model import (
@@ -168,7 +168,7 @@ class RecordStore:
         name: str | None = None,
         birth_date: date | str | None = None,
         sex: str | None = None,
-        actor: str | Identity = "system",
+        actor: Identity = SYSTEM,
     ) -> PatientRecord:
         """Create a patient under a new pseudonymous ID."""
         pseudo_id = checked_pseudo_id(pseudo_id)
@@ -195,7 +195,7 @@ class RecordStore:
         with self._read() as session:
             return to_record(PatientRecord, patient_row(session, pseudo_id))
 
-    def update_patient(self, pseudo_id: str, /, *, actor: str | Identity, **fields: Any) -> PatientRecord:
+    def update_patient(self, pseudo_id: str, /, *, actor: Identity, **fields: Any) -> PatientRecord:
         """Change name, birth_date or sex; the audit event names the fields, never their values."""
         pseudo_id = checked_pseudo_id(pseudo_id)
         actor = _actor(actor)
@@ -217,7 +217,7 @@ class RecordStore:
                 )
             return to_record(PatientRecord, row)
 
-    def open_patient(self, pseudo_id: str, *, viewer: Identity | str) -> PatientRecord:
+    def open_patient(self, pseudo_id: str, *, viewer: Identity) -> PatientRecord:
         """Return a patient for someone to look at, and log the view as an audit entry.
 
         Raises:
@@ -250,7 +250,7 @@ class RecordStore:
         pixels: np.ndarray,
         exam_date: date | str | None = None,
         modality: str = "external",
-        actor: str | Identity = "system",
+        actor: Identity = SYSTEM,
     ) -> ExamRecord:
         """Store a photograph of one eye (the file before the row naming it) and return the exam.
 
@@ -337,7 +337,7 @@ class RecordStore:
         probabilities: Mapping[str, float],
         cam: np.ndarray,
         attention: Mapping[str, Any] | None = None,
-        actor: str | Identity = "system",
+        actor: Identity = SYSTEM,
     ) -> AnalysisRecord:
         """Store a model's prediction and class-activation map for an exam."""
         columns = analysis_columns(
@@ -389,24 +389,23 @@ class RecordStore:
         finding: str,
         grade: str,
         notes: str = "",
-        reviewer: str | None = None,
-        author: Identity | None = None,
+        author: Identity,
         review_id: int | None = None,
     ) -> ReviewRecord:
         """Save a clinician's review of an exam as a new version; no earlier version is changed.
 
-        ``author`` is the signed-in identity writing it; ``reviewer``, a typed name, stands for an
-        unauthenticated author and is refused when the store requires sign-in. With ``review_id``
+        ``author`` is the identity writing it; an unauthenticated one (a typed name) is refused when the
+        store requires sign-in. With ``review_id``
         (the draft a form was showing), that draft must still be the latest, unsigned version.
 
         Raises:
             TypeError: ``author`` is not an Identity.
-            ValidationError: a value is not accepted, or neither author nor reviewer is given.
+            ValidationError: a value is not accepted.
             PermissionDenied: the author may not write reviews.
             ReviewLocked: the draft ``review_id`` was signed or superseded meanwhile.
         """
         content = reviews.review_content(agrees=agrees, finding=finding, grade=grade, notes=notes)
-        writer = given_identity(author, reviewer, "author")
+        writer = given_identity(author, "author")
         with self._write() as session:
             require_role(session, writer, ("clinician",), "write a review", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id, lock=True)
@@ -417,13 +416,11 @@ class RecordStore:
                          object_id=row.id, details=details)
             return to_record(ReviewRecord, row)
 
-    def sign_review(
-        self, review_id: int, *, signer: Identity | None = None, reviewer: str | None = None
-    ) -> ReviewRecord:
+    def sign_review(self, review_id: int, *, signer: Identity) -> ReviewRecord:
         """Sign the latest version of a review as ``signer``: record the time, lock it, chain its hash.
 
-        The signer is kept apart from the author. ``reviewer``, a typed name, stands for an
-        unauthenticated signer and is refused when the store requires sign-in.
+        The signer is kept apart from the author; an unauthenticated signer (a typed name) is refused
+        when the store requires sign-in.
 
         Raises:
             TypeError: ``signer`` is not an Identity.
@@ -431,7 +428,7 @@ class RecordStore:
             NotFound: no review has this ID.
             ReviewLocked: the review is signed already or a newer version exists.
         """
-        identity = given_identity(signer, reviewer, "signer")
+        identity = given_identity(signer, "signer")
         review_id = row_id(review_id, "a review ID")
         with self._write() as session:
             require_role(session, identity, ("clinician",), "sign a review", sign_in=self.require_sign_in)
@@ -471,7 +468,7 @@ class RecordStore:
         self,
         action: str,
         *,
-        actor: str | Identity,
+        actor: Identity,
         patient_pseudo_id: str | None = None,
         object_type: str | None = None,
         object_id: int | str | None = None,
@@ -490,7 +487,7 @@ class RecordStore:
         Raises:
             TypeError: ``identity`` is not an Identity.
         """
-        identity = given_identity(identity, None, "identity")
+        identity = given_identity(identity, "identity")
         with self._read() as session:
             return roles_of(session, identity)
 
@@ -505,11 +502,11 @@ class RecordStore:
             ValidationError: the role is unknown or ``identity`` is not signed in.
             PermissionDenied: ``actor`` may not grant roles.
         """
-        identity = given_identity(identity, None, "identity")
+        identity = given_identity(identity, "identity")
         role = choice(role, ROLES, "the role")
         if not identity.authenticated:
             raise ValidationError("roles are granted to signed-in identities only")
-        granter = _COMMAND_LINE if actor is None else given_identity(actor, None, "actor")
+        granter = _COMMAND_LINE if actor is None else given_identity(actor, "actor")
         with self._write() as session:
             bootstrap = actor is None and session.scalar(select(UserRoleRow).where(UserRoleRow.role == "admin")) is None
             if not bootstrap and "admin" not in roles_of(session, granter):
@@ -522,7 +519,7 @@ class RecordStore:
 
     # The patient's rights --------------------------------------------------------------------
 
-    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity | str) -> dict[str, Any]:
+    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity) -> dict[str, Any]:
         """Write everything held on one patient into ``folder``: ``patient.json``, its photographs
         as ``images/<sha256>.png`` and each class-activation map as ``maps/analysis-<id>.npy``;
         return the JSON document. The export is logged.
@@ -561,7 +558,7 @@ class RecordStore:
             rows = session.scalars(select(AnalysisRow).where(AnalysisRow.exam_id == exam_id).order_by(AnalysisRow.id))
             return [analysis_record(row) for row in rows]
 
-    def erase_patient(self, pseudo_id: str, *, actor: Identity | str) -> dict[str, int]:
+    def erase_patient(self, pseudo_id: str, *, actor: Identity) -> dict[str, int]:
         """Erase a patient: rows, photographs no other patient shares; return what was removed.
 
         The audit trail keeps its entries (they hold a row ID that names nobody once the patient is

@@ -16,7 +16,7 @@ __all__ = ["export_patient", "export_patient_zip"]
 
 
 def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier: Any, *,
-                   actor: str | Identity) -> dict[str, Any]:
+                   actor: Identity) -> dict[str, Any]:
     """Everything held on one patient into ``folder``: the store's export (JSON, photographs, maps) and the PDF.
 
     The export is logged by the store. Returns the store's JSON document.
@@ -29,7 +29,7 @@ def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier:
     return document
 
 
-def export_patient_zip(store: RecordStore, pseudo_id: str, classifier: Any, *, actor: str | Identity) -> bytes:
+def export_patient_zip(store: RecordStore, pseudo_id: str, classifier: Any, *, actor: Identity) -> bytes:
     """:func:`export_patient` as one ZIP archive, built in a private temporary folder that is then removed.
 
     Raises:

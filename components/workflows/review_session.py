@@ -329,7 +329,7 @@ def analysis_matches(analysis: AnalysisRecord | None, classifier: ClassifierLike
 
 
 def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike,
-                    explanation: Explanation, *, actor: str | Identity,
+                    explanation: Explanation, *, actor: Identity,
                     attention: Mapping[str, Any] | None = None) -> AnalysisRecord | None:
     """Store an exam's analysis unless its latest one is already the same; returns the new record or None."""
     if analysis_matches(store.latest_analysis(exam_id), classifier, explanation):
@@ -351,7 +351,7 @@ def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike
 
 
 def log_explanation(store: RecordStore, classifier: ClassifierLike, image_sha256: str,
-                    explanation: Explanation, *, exam_id: int | None, actor: str | Identity,
+                    explanation: Explanation, *, exam_id: int | None, actor: Identity,
                     attention: Mapping[str, Any] | None = None) -> None:
     """Put a freshly computed map in the audit trail: an exam's analysis, or an unsaved image's entry.
 
@@ -503,7 +503,7 @@ EyeReport = Callable[[], EyeFindings]
 
 
 def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequence[EyeReport], classifier: Any, *,
-                  reviewer: str | None, saved: bool, actor: str | Identity) -> bytes:
+                  reviewer: str | None, saved: bool, actor: Identity) -> bytes:
     """Build the case's PDF and record the export in the audit trail (the patient is named only when saved)."""
     eyes = [make() for make in eye_reports]
     pdf = case_report(patient, eyes, classifier, reviewer=reviewer)
@@ -529,7 +529,7 @@ def save_review(store: RecordStore, exam_id: int, *, reviewer: Identity, agrees:
 
 
 def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo_id: str, image: ReviewImage, *,
-               eye: str, exam_date: date, modality: str, actor: str | Identity) -> ExamRecord:
+               eye: str, exam_date: date, modality: str, actor: Identity) -> ExamRecord:
     """Add the photograph to the record (raises RecordsError or StorageError) and cache it under its stored name.
 
     The stored PNG holds the same pixels under another name, so the screen needs no second decode;

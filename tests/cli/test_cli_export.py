@@ -7,6 +7,7 @@ from components.interop.fhir import bundle_values
 from components.records import RecordStore
 from models import load_classifier
 from tests.interop_support import free_port
+from tests.support import who
 
 
 def test_export_fhir_from_the_records(tmp_path, run_cli, monkeypatch, mlp_checkpoint, images):
@@ -17,7 +18,7 @@ def test_export_fhir_from_the_records(tmp_path, run_cli, monkeypatch, mlp_checkp
     try:
         store.create_patient("P-0100")
         exam = store.add_exam("P-0100", eye="OS", pixels=images[4], exam_date="2026-11-20")
-        draft = store.save_review(exam.id, reviewer="Dr Q", agrees=True, finding="normal", grade="none")
+        draft = store.save_review(exam.id, author=who("Dr Q"), agrees=True, finding="normal", grade="none")
     finally:
         store.close()
     out = tmp_path / "bundle.json"
@@ -29,7 +30,7 @@ def test_export_fhir_from_the_records(tmp_path, run_cli, monkeypatch, mlp_checkp
 
     store = RecordStore(data_dir=data)
     try:
-        store.sign_review(draft.id, reviewer="Dr Q")
+        store.sign_review(draft.id, signer=who("Dr Q"))
     finally:
         store.close()
     code, _out, err = run_cli(args)

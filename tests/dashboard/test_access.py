@@ -7,11 +7,10 @@ import pytest
 from dashboard.access import (
     AccessSettings,
     Person,
-    actor_text,
     bind_refusal,
+    identity,
     is_local_address,
     local_person,
-    parse_actor,
     person_from_claims,
 )
 
@@ -49,19 +48,17 @@ def test_permissions_follow_roles() -> None:
         viewer.may("delete")
 
 
-def test_actor_text_names_the_identity_and_reads_back() -> None:
+def test_the_records_name_the_signed_in_identity() -> None:
     person = person_from_claims(CLAIMS, AccessSettings())
-    text = actor_text(person)
-    assert text == f"Dr Ada Example <{ISSUER}|f3c1-77>"
-    assert parse_actor(text) == ("Dr Ada Example", ISSUER, "f3c1-77")
+    who = identity(person)
+    assert (who.issuer, who.subject, who.name, who.role) == (ISSUER, "f3c1-77", "Dr Ada Example", None)
+    assert who.label == f"Dr Ada Example <{ISSUER}|f3c1-77>"
     # A long display name is shortened, never the identity; angle brackets cannot forge one.
-    long = Person("Dr <x|y> " + "A" * 200, ISSUER, "f3c1-77", frozenset())
-    shortened = actor_text(long)
-    assert len(shortened) == 128
-    assert parse_actor(shortened)[1:] == (ISSUER, "f3c1-77")
-    assert parse_actor(shortened)[0].startswith("Dr (x|y) AAA")
-    with pytest.raises(ValueError, match="too long"):
-        actor_text(Person("X", "https://" + "i" * 120, "s", frozenset()))
+    long = identity(Person("Dr <x|y> " + "A" * 200, ISSUER, "f3c1-77", frozenset({"clinician"})))
+    assert len(long.name) == 128
+    assert long.role == "clinician"
+    assert long.label.endswith(f" <{ISSUER}|f3c1-77>")
+    assert long.label.startswith("Dr (x|y) AAA")
 
 
 def test_without_sign_in_the_typed_name_is_marked_unauthenticated() -> None:
@@ -69,9 +66,10 @@ def test_without_sign_in_the_typed_name_is_marked_unauthenticated() -> None:
     assert not person.authenticated
     assert person.may("review")
     assert person.may("manage_models")
-    assert actor_text(person) == "Dr Bea (unauthenticated)"
-    assert actor_text(local_person("")) == "unnamed user (unauthenticated)"
-    assert parse_actor("Dr Bea (unauthenticated)") == ("Dr Bea (unauthenticated)", None, None)
+    who = identity(person)
+    assert (who.authenticated, who.name, who.label) == (False, "Dr Bea (unauthenticated)", "Dr Bea (unauthenticated)")
+    assert identity(local_person("")).label == "unnamed user (unauthenticated)"
+    assert len(identity(local_person("B" * 300)).name) == 128
     with pytest.raises(TypeError):
         local_person(None)
 

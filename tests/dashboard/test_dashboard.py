@@ -36,7 +36,7 @@ from tests.dashboard.support import (
     served,
     upload_quick,
 )
-from tests.support import CSDI, seeded_model
+from tests.support import CSDI, seeded_model, who
 
 
 def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
@@ -252,9 +252,9 @@ def test_worklist_lists_filters_searches_and_opens(env, clf) -> None:
         for pseudo_id in ("P-0001", "P-0002", "Q-0003"):
             store.create_patient(pseudo_id)
         exam = store.add_exam("P-0001", eye="OS", pixels=pixels)
-        rs.record_analysis(store, exam.id, clf, ex, actor="test")
-        review = store.save_review(exam.id, reviewer="Dr B", agrees=True, finding="normal", grade="none")
-        store.sign_review(review.id, reviewer="Dr B")
+        rs.record_analysis(store, exam.id, clf, ex, actor=who("test"))
+        review = store.save_review(exam.id, author=who("Dr B"), agrees=True, finding="normal", grade="none")
+        store.sign_review(review.id, signer=who("Dr B"))
         store.add_exam("P-0002", eye="OD", pixels=pixels[::2, ::2].copy())
     finally:
         store.close()

@@ -13,7 +13,7 @@ from components.base import config as settings
 from components.records import RecordStore
 from components.screening.vocabulary import NO_SIGN_IN_NOTICE
 from tests.dashboard.support import APP, TIMEOUT, pdf_of
-from tests.support import CSDI
+from tests.support import CSDI, who
 
 ISSUER = "http://idp.test"
 AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret": "test-cookie-secret",
@@ -66,8 +66,8 @@ def patient(env) -> str:
 
     store = RecordStore(data_dir=env)
     try:
-        store.create_patient("P-0777", name="Jane Private", actor="test")
-        store.add_exam("P-0777", eye="OD", pixels=load_rgb(CSDI / "LZ-OD.jpg"), actor="test")
+        store.create_patient("P-0777", name="Jane Private", actor=who("test"))
+        store.add_exam("P-0777", eye="OD", pixels=load_rgb(CSDI / "LZ-OD.jpg"), actor=who("test"))
     finally:
         store.close()
     return "P-0777"

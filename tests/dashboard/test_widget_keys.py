@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components.records import RecordStore
+from components.workflows.demo_patients import DEMO_PATIENTS, ensure_demo_patients
 from dashboard.keys import EyeScope, widget_key
-from models.demo_patients import DEMO_PATIENTS, ensure_demo_patients
 from tests.dashboard.support import APP, TIMEOUT
 from tests.support import ROOT
 

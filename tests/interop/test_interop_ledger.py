@@ -11,6 +11,7 @@ from components.interop.dicomweb import DicomWebConfig, PacsClient
 from components.interop.ledger import NOT_SENT, SENT, SendLedger, send_exam
 from components.records import RecordStore
 from tests.interop_support import signed_exam, start_orthanc
+from tests.support import who
 
 
 @pytest.fixture
@@ -52,21 +53,21 @@ def test_not_sent_until_a_send_succeeds_and_each_send_audited(records, orthanc):
         f"PDF {build_objects(exam).pdf.SOPInstanceUID}", f"SR {build_objects(exam).sr.SOPInstanceUID}"]
 
     orthanc.stop()
-    failed = send_exam(exam, ledger, actor="Dr. A", client=client, store=store)
+    failed = send_exam(exam, ledger, actor=who("Dr. A"), client=client, store=store)
     assert failed.status == "failed"
     assert "could not be reached" in failed.error
     assert ledger.status("exam-A", 1) == NOT_SENT
     assert store.get_patient("PSEUDO-7").name == "Jane Roe"  # the records are untouched
 
     orthanc.start_again()
-    sent = send_exam(exam, ledger, actor="Dr. A", client=client, store=store)
+    sent = send_exam(exam, ledger, actor=who("Dr. A"), client=client, store=store)
     assert sent.status == SENT
     assert sent.error is None
     assert ledger.status("exam-A", 1) == SENT
     assert orthanc.instance_count() == 4
     assert sorted(sent.sop_uids) == sorted(e.split()[1] for e in expected)
 
-    resent = send_exam(exam, ledger, actor="Dr. A", client=client, store=store)
+    resent = send_exam(exam, ledger, actor=who("Dr. A"), client=client, store=store)
     assert resent.status == SENT
     assert orthanc.instance_count() == 4
 
@@ -81,7 +82,7 @@ def test_not_sent_until_a_send_succeeds_and_each_send_audited(records, orthanc):
 
     # A new review version is "not sent" until it is.
     assert ledger.status("exam-A", 2) == NOT_SENT
-    send_exam(dataclasses.replace(exam, review_version=2), ledger, actor="Dr. A", client=client)
+    send_exam(dataclasses.replace(exam, review_version=2), ledger, actor=who("Dr. A"), client=client)
     assert ledger.status("exam-A", 2) == SENT
     assert orthanc.instance_count() == 8
 
@@ -89,12 +90,12 @@ def test_not_sent_until_a_send_succeeds_and_each_send_audited(records, orthanc):
 def test_send_by_dimse_is_kept_too(records, orthanc):
     _, ledger = records
     exam = dataclasses.replace(signed_exam(), exam_key="exam-D", study_uid=ledger.study_uid("exam-D"))
-    attempt = send_exam(exam, ledger, actor="Dr. A", dimse=f"ORTHANC@127.0.0.1:{orthanc.dicom_port}")
+    attempt = send_exam(exam, ledger, actor=who("Dr. A"), dimse=f"ORTHANC@127.0.0.1:{orthanc.dicom_port}")
     assert attempt.status == SENT
     assert attempt.target == f"DIMSE ORTHANC@127.0.0.1:{orthanc.dicom_port}"
     assert orthanc.instance_count() == 4
     with pytest.raises(ValueError, match="exactly one"):
-        send_exam(exam, ledger, actor="Dr. A")
+        send_exam(exam, ledger, actor=who("Dr. A"))
 
 
 def test_pull_into_record_keeps_good_photographs_and_says_why_others_were_left(records, orthanc):
@@ -114,7 +115,7 @@ def test_pull_into_record_keeps_good_photographs_and_says_why_others_were_left(r
     for ds in (good, empty, no_side):
         requests.post(f"{orthanc.rest}/instances", data=dataset_bytes(ds), timeout=30).raise_for_status()
     client = PacsClient(DicomWebConfig(orthanc.dicomweb))
-    outcome = pull_into_record(store, ledger, client, study, "PSEUDO-7", actor="Dr. A")
+    outcome = pull_into_record(store, ledger, client, study, "PSEUDO-7", actor=who("Dr. A"))
     (exam,) = outcome.exams
     assert (exam.eye, str(exam.exam_date)) == ("OS", "2026-11-30")
     assert sorted(r.split(": ", 1)[1] for r in outcome.skipped) == [

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.demo_patients import DEMO_PATIENTS, ensure_demo_patients
+from components.workflows.demo_patients import DEMO_PATIENTS, ensure_demo_patients
 
 
 @pytest.fixture

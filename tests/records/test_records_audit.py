@@ -9,21 +9,22 @@ import numpy as np
 import pytest
 
 from components.records import RecordStore, ValidationError
+from tests.support import who
 
 
 def test_audit_trail_records_each_action_in_order(
     store: RecordStore, make_pixels: Callable[..., np.ndarray], analysis_kwargs: Callable[..., dict[str, object]]
 ) -> None:
-    store.create_patient("AU", name="Frank Example", actor="clerk")
+    store.create_patient("AU", name="Frank Example", actor=who("clerk"))
     pixels = make_pixels(14)
-    exam = store.add_exam("AU", eye="OD", pixels=pixels, actor="tech")
-    store.add_analysis(exam.id, **analysis_kwargs(np.ones((224, 224), np.float32)), actor="dr.a")
-    review = store.save_review(exam.id, reviewer="dr.a", agrees=True, finding="normal", grade="none")
-    store.sign_review(review.id, reviewer="dr.a")
-    store.update_patient("AU", actor="clerk", name="Frank Other")
+    exam = store.add_exam("AU", eye="OD", pixels=pixels, actor=who("tech"))
+    store.add_analysis(exam.id, **analysis_kwargs(np.ones((224, 224), np.float32)), actor=who("dr.a"))
+    review = store.save_review(exam.id, author=who("dr.a"), agrees=True, finding="normal", grade="none")
+    store.sign_review(review.id, signer=who("dr.a"))
+    store.update_patient("AU", actor=who("clerk"), name="Frank Other")
     store.log(
         "exported",
-        actor="dr.a",
+        actor=who("dr.a"),
         patient_pseudo_id="AU",
         object_type="report",
         details={"pages": 2, "eyes": ["OD"]},
@@ -65,7 +66,7 @@ def test_audit_trail_records_each_action_in_order(
         ({"x": float("nan")}, "finite"),
     ]:
         with pytest.raises(ValidationError, match=message):
-            store.log("viewed", actor="dr.a", patient_pseudo_id="AU", details=details)
+            store.log("viewed", actor=who("dr.a"), patient_pseudo_id="AU", details=details)
     with pytest.raises(ValidationError, match="audit action must be one of"):
-        store.log("printed", actor="dr.a")
+        store.log("printed", actor=who("dr.a"))
     assert len(store.audit_trail("AU")) == len(trail)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from components.records import RecordStore
 from components.records.chain import audit_hash
-from tests.support import PostgresServer
+from tests.support import PostgresServer, who
 
 TRIGGERS_OFF = {
     # The attacker owns the database file or the server: the append-only triggers go first.
@@ -38,12 +38,12 @@ def _tamper(db_url: str, *statements: str) -> None:
 @pytest.fixture
 def filled(store: RecordStore, make_pixels: Callable[..., np.ndarray]) -> tuple[RecordStore, int]:
     """Six audit entries (seq 1..6) and one signed review; returns the store and the review's ID."""
-    store.create_patient("CH", name="Ida Example", actor="clerk")
-    exam = store.add_exam("CH", eye="OD", pixels=make_pixels(50), actor="tech")
-    review = store.save_review(exam.id, reviewer="dr", agrees=True, finding="cataract", grade="mild")
-    store.sign_review(review.id, reviewer="dr")
-    store.update_patient("CH", actor="clerk", sex="F")
-    store.log("exported", actor="dr", patient_pseudo_id="CH", object_type="report")
+    store.create_patient("CH", name="Ida Example", actor=who("clerk"))
+    exam = store.add_exam("CH", eye="OD", pixels=make_pixels(50), actor=who("tech"))
+    review = store.save_review(exam.id, author=who("dr"), agrees=True, finding="cataract", grade="mild")
+    store.sign_review(review.id, signer=who("dr"))
+    store.update_patient("CH", actor=who("clerk"), sex="F")
+    store.log("exported", actor=who("dr"), patient_pseudo_id="CH", object_type="report")
     assert [e.seq for e in store.audit_trail()] == [1, 2, 3, 4, 5, 6]
     return store, review.id
 
@@ -136,8 +136,8 @@ def test_a_postgresql_application_role_can_neither_edit_audit_rows_nor_lift_the_
     try:
         store.create_patient("APP")
         exam = store.add_exam("APP", eye="OD", pixels=make_pixels(61))
-        store.sign_review(store.save_review(exam.id, reviewer="dr", agrees=True, finding="normal", grade="none").id,
-                          reviewer="dr")
+        store.sign_review(store.save_review(exam.id, author=who("dr"), agrees=True, finding="normal", grade="none").id,
+                          signer=who("dr"))
         for statement, refusal in [
             ("UPDATE audit_events SET actor = 'x'", "audit entries are append-only"),
             ("DELETE FROM audit_events", "audit entries are append-only"),

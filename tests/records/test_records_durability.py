@@ -20,7 +20,7 @@ import pytest
 
 from components.base import config
 from components.records import SCHEMA_VERSION, RecordStore, SchemaVersionError
-from tests.support import ROOT
+from tests.support import ROOT, who
 
 
 def test_records_persist_across_stores(
@@ -33,8 +33,8 @@ def test_records_persist_across_stores(
     cam = np.random.default_rng(16).random((14, 14), dtype=np.float32)
     analysis = first.add_analysis(exam.id, **analysis_kwargs(cam))
     review = first.sign_review(
-        first.save_review(exam.id, reviewer="dr", agrees=True, finding="cataract", grade="severe").id,
-        reviewer="dr",
+        first.save_review(exam.id, author=who("dr"), agrees=True, finding="cataract", grade="severe").id,
+        signer=who("dr"),
     )
     trail = first.audit_trail()
     first.close()
@@ -108,7 +108,7 @@ def test_threads_share_one_store(store: RecordStore, make_pixels: Callable[..., 
         try:
             for i in range(5):
                 store.create_patient(f"T{worker}-{i}")
-                store.save_review(exam.id, reviewer=f"dr{worker}", agrees=True, finding="normal", grade="none")
+                store.save_review(exam.id, author=who(f"dr{worker}"), agrees=True, finding="normal", grade="none")
         except BaseException as error:
             errors.append(error)
 
@@ -128,16 +128,17 @@ def test_threads_share_one_store(store: RecordStore, make_pixels: Callable[..., 
 
 CRASH_WRITER = """
 import numpy as np
-from components.records import RecordStore
+from components.records import Identity, RecordStore
 
 store = RecordStore()
+dr = Identity.unauthenticated("dr")
 for i in range(100_000):
     pseudo_id = f"C{i:05d}"
     store.create_patient(pseudo_id, name="Crash Example")
     pixels = np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8)
     exam = store.add_exam(pseudo_id, eye="OD" if i % 2 else "OS", pixels=pixels)
-    review = store.save_review(exam.id, reviewer="dr", agrees=True, finding="normal", grade="none")
-    store.sign_review(review.id, reviewer="dr")
+    review = store.save_review(exam.id, author=dr, agrees=True, finding="normal", grade="none")
+    store.sign_review(review.id, signer=dr)
     print(pseudo_id, exam.id, exam.image_sha256, review.id, flush=True)
 """
 

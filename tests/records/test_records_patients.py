@@ -7,19 +7,20 @@ from datetime import UTC, date
 import pytest
 
 from components.records import AlreadyExists, NotFound, RecordsError, RecordStore, ValidationError
+from tests.support import who
 
 
 def test_patient_create_read_update_and_search(store: RecordStore) -> None:
-    created = store.create_patient("P-001", name="Ada Example", birth_date="1948-02-29", sex="F", actor="dr.a")
+    created = store.create_patient("P-001", name="Ada Example", birth_date="1948-02-29", sex="F", actor=who("dr.a"))
     assert created.pseudo_id == "P-001"
     assert created.birth_date == date(1948, 2, 29)
     assert created.created_at.tzinfo is UTC
     assert store.get_patient("P-001") == created
 
-    updated = store.update_patient("P-001", actor="dr.a", name="Ada Other", sex="X")
+    updated = store.update_patient("P-001", actor=who("dr.a"), name="Ada Other", sex="X")
     assert (updated.name, updated.sex, updated.birth_date) == ("Ada Other", "X", date(1948, 2, 29))
     assert store.get_patient("P-001") == updated
-    assert store.update_patient("P-001", actor="dr.a", birth_date=None).birth_date is None
+    assert store.update_patient("P-001", actor=who("dr.a"), birth_date=None).birth_date is None
 
     store.create_patient("Q_2.b", name="Bob Sample")
     store.create_patient("R3")
@@ -62,10 +63,10 @@ def test_patient_field_validation(store: RecordStore) -> None:
     with pytest.raises(ValidationError, match="YYYY-MM-DD"):
         store.create_patient("P2", birth_date="03/04/1950")
     with pytest.raises(ValidationError, match="only name, birth_date, sex can be updated"):
-        store.update_patient("P1", actor="dr", pseudo_id="P9")
+        store.update_patient("P1", actor=who("dr"), pseudo_id="P9")
     with pytest.raises(NotFound):
         store.get_patient("nobody")
     with pytest.raises(NotFound):
-        store.update_patient("nobody", actor="dr", name="x")
+        store.update_patient("nobody", actor=who("dr"), name="x")
     assert issubclass(NotFound, RecordsError)
     assert issubclass(RecordsError, ValueError)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from components.records import NotFound, RecordStore, ReviewLocked, ValidationError
+from tests.support import who
 
 
 def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Callable[..., np.ndarray]) -> None:
@@ -16,7 +17,7 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
     exam = store.add_exam("RV", eye="OS", pixels=make_pixels(9))
     assert store.latest_review(exam.id) is None
 
-    draft = store.save_review(exam.id, reviewer="dr.a", agrees=True, finding="cataract", grade="mild")
+    draft = store.save_review(exam.id, author=who("dr.a"), agrees=True, finding="cataract", grade="mild")
     assert (draft.version, draft.status, draft.supersedes, draft.signed_at) == (
         1,
         "reviewed",
@@ -25,7 +26,7 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
     )
     edited = store.save_review(
         exam.id,
-        reviewer="dr.a",
+        author=who("dr.a"),
         agrees=False,
         finding="cataract",
         grade="moderate",
@@ -43,8 +44,8 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
 
     before = datetime.now(UTC)
     with pytest.raises(ReviewLocked, match="newer version"):
-        store.sign_review(draft.id, reviewer="dr.b")
-    signed = store.sign_review(edited.id, reviewer="dr.b")
+        store.sign_review(draft.id, signer=who("dr.b"))
+    signed = store.sign_review(edited.id, signer=who("dr.b"))
     after = datetime.now(UTC)
     assert signed.status == "signed"
     assert (signed.author, signed.signer, signed.reviewer) == ("dr.a", "dr.b", "dr.b")
@@ -55,7 +56,7 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
     def edit(review_id: int) -> None:
         store.save_review(
             exam.id,
-            reviewer="dr.c",
+            author=who("dr.c"),
             agrees=True,
             finding="normal",
             grade="none",
@@ -65,10 +66,10 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
     with pytest.raises(ReviewLocked):
         edit(signed.id)
     with pytest.raises(ReviewLocked):
-        store.sign_review(signed.id, reviewer="dr.c")
+        store.sign_review(signed.id, signer=who("dr.c"))
     assert store.review_history(exam.id) == [draft, signed]
 
-    amended = store.save_review(exam.id, reviewer="dr.c", agrees=True, finding="normal", grade="none")
+    amended = store.save_review(exam.id, author=who("dr.c"), agrees=True, finding="normal", grade="none")
     assert (amended.version, amended.supersedes, amended.status) == (3, signed.id, "reviewed")
     history = store.review_history(exam.id)
     assert history == [draft, signed, amended]
@@ -79,9 +80,9 @@ def test_review_versions_lock_and_supersede(store: RecordStore, make_pixels: Cal
     with pytest.raises(ReviewLocked):
         edit(signed.id)
     with pytest.raises(ValidationError, match="normal finding takes grade 'none'"):
-        store.save_review(exam.id, reviewer="dr.c", agrees=True, finding="normal", grade="severe")
+        store.save_review(exam.id, author=who("dr.c"), agrees=True, finding="normal", grade="severe")
     with pytest.raises(NotFound):
-        store.sign_review(10_000, reviewer="dr.c")
+        store.sign_review(10_000, signer=who("dr.c"))
 
 
 def test_worklist_summarises_each_patient(
@@ -119,23 +120,23 @@ def test_worklist_summarises_each_patient(
     )
 
     reviews = [
-        store.save_review(exam.id, reviewer="dr", agrees=True, finding="cataract", grade="mild")
+        store.save_review(exam.id, author=who("dr"), agrees=True, finding="cataract", grade="mild")
         for exam in (od_old, od_new, os_exam)
     ]
-    store.save_review(w2_exam.id, reviewer="dr", agrees=True, finding="normal", grade="none")
+    store.save_review(w2_exam.id, author=who("dr"), agrees=True, finding="normal", grade="none")
     assert {r.pseudo_id: r.review_status for r in store.worklist()} == {
         "W1": "reviewed",
         "W2": "reviewed",
         "W3": "unreviewed",
     }
     for review in reviews[:2]:
-        store.sign_review(review.id, reviewer="dr")
+        store.sign_review(review.id, signer=who("dr"))
     assert store.worklist(search="eve")[0].review_status == "reviewed"  # one exam still unsigned
-    store.sign_review(reviews[2].id, reviewer="dr")
+    store.sign_review(reviews[2].id, signer=who("dr"))
     assert [r.pseudo_id for r in store.worklist(status="signed")] == ["W1"]
     assert [r.pseudo_id for r in store.worklist(status="unreviewed")] == ["W3"]
     # A new, unsigned version on a signed exam brings the patient back to "reviewed".
-    store.save_review(os_exam.id, reviewer="dr", agrees=False, finding="normal", grade="none")
+    store.save_review(os_exam.id, author=who("dr"), agrees=False, finding="normal", grade="none")
     assert [r.pseudo_id for r in store.worklist(status="reviewed")] == ["W1", "W2"]
     with pytest.raises(ValidationError, match="review status must be one of"):
         store.worklist(status="done")

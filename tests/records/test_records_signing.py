@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from components.records import Identity, PermissionDenied, RecordStore
+from tests.support import who
 
 ISSUER = "https://idp.clinic.example"
 DR_REAL = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician")
@@ -37,9 +38,9 @@ def test_anonymous_amendment_is_refused(clinic: RecordStore, make_pixels: Callab
     )
     # The attack: no sign-in, a typed name, an amendment signed as the real clinician.
     with pytest.raises(PermissionDenied, match="sign in to write a review"):
-        clinic.save_review(exam_id, reviewer="Dr Real Clinician", agrees=False, finding="cataract", grade="severe")
+        clinic.save_review(exam_id, author=who("Dr Real Clinician"), agrees=False, finding="cataract", grade="severe")
     with pytest.raises(PermissionDenied, match="sign in to sign a review"):
-        clinic.sign_review(signed.id, reviewer="Dr Real Clinician")
+        clinic.sign_review(signed.id, signer=who("Dr Real Clinician"))
     # A viewer, and an identity with no role at all, may neither write nor sign.
     with pytest.raises(PermissionDenied, match="only a clinician may write a review"):
         clinic.save_review(exam_id, author=VIEWER, agrees=False, finding="cataract", grade="severe")
@@ -118,7 +119,7 @@ def test_opening_a_patient_is_logged_as_a_view(clinic: RecordStore) -> None:
     last = clinic.audit_trail("VIEW")[-1]
     assert (last.action, last.actor_subject, last.object_type, last.details) == ("viewed", "sub-v", "patient", {})
     with pytest.raises(PermissionDenied, match="sign in to open a patient"):
-        clinic.open_patient("VIEW", viewer="Someone")
+        clinic.open_patient("VIEW", viewer=who("Someone"))
     with pytest.raises(PermissionDenied):
         clinic.open_patient("VIEW", viewer=Identity(ISSUER, "sub-none", "No Role"))
     assert len(clinic.audit_trail("VIEW")) == 2
@@ -130,8 +131,8 @@ def test_without_sign_in_a_typed_name_signs_as_unauthenticated(
     store.create_patient("LOCAL")
     exam_id = store.add_exam("LOCAL", eye="OS", pixels=make_pixels(44)).id
     signed = store.sign_review(
-        store.save_review(exam_id, reviewer="Dr Local", agrees=True, finding="normal", grade="none").id,
-        reviewer="Dr Local",
+        store.save_review(exam_id, author=who("Dr Local"), agrees=True, finding="normal", grade="none").id,
+        signer=who("Dr Local"),
     )
     assert (signed.signer, signed.signer_issuer, signed.authenticated) == ("Dr Local", "unauthenticated", False)
     with pytest.raises(TypeError, match="must be an Identity"):

@@ -14,7 +14,7 @@ import pytest
 from components.explanation.cam import explain
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReportError, ReviewInfo, build_report
 from components.screening.notes import NOTES_MAX_CHARS, NOTES_MAX_PARAGRAPHS, note_paragraphs, tidy_notes
-from tests.support import make_images
+from tests.support import make_images, who
 
 GENERATED = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 MODEL = ModelInfo(name="clinic-b0", version="1", weights_sha256="0" * 64, threshold=0.5, is_demo=False, card={})
@@ -107,11 +107,11 @@ def test_records_collapse_blank_runs_and_keep_the_cap(tmp_path, monkeypatch):
     try:
         store.create_patient("N-1")
         exam = store.add_exam("N-1", eye="OD", pixels=make_images()[0])
-        kept = store.save_review(exam.id, reviewer="dr", agrees=True, finding="normal", grade="none",
+        kept = store.save_review(exam.id, author=who("dr"), agrees=True, finding="normal", grade="none",
                                  notes="Start" + "\n" * 10_000 + "End")
         assert kept.notes == "Start\n\nEnd"
         with pytest.raises(ValidationError, match=f"at most {NOTES_MAX_CHARS} characters"):
-            store.save_review(exam.id, reviewer="dr", agrees=True, finding="normal", grade="none",
+            store.save_review(exam.id, author=who("dr"), agrees=True, finding="normal", grade="none",
                               notes="x" * (NOTES_MAX_CHARS + 1))
     finally:
         store.close()

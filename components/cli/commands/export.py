@@ -26,14 +26,15 @@ def run(args: argparse.Namespace) -> int:
     from components.interop.case import case_from_records, fhir_case
     from components.interop.fhir import FhirError, post_bundle
     from components.interop.ledger import SendLedger
-    from components.records import RecordStore
+    from components.records import Identity, RecordStore
 
     classifier = load_model(args.model)
     store = RecordStore()
     ledger = SendLedger()
     try:
         patient, eyes = case_from_records(store, args.patient_id, classifier)
-        data = fhir_case(store, ledger, patient, eyes, classifier, actor=args.actor, organization=args.organization)
+        data = fhir_case(store, ledger, patient, eyes, classifier, actor=Identity.unauthenticated(args.actor),
+                         organization=args.organization)
     except (CataractCamError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     finally:

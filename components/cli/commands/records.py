@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.base.errors import CataractCamError
 from components.cli.common import (
@@ -20,6 +20,10 @@ from components.cli.common import (
 )
 
 ACTIONS = ("verify", "export", "erase", "retention", "grant", "backup", "restore")
+
+
+if TYPE_CHECKING:
+    from components.records import Identity
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,7 +58,7 @@ def _new_folder(value: str) -> Path:
     return folder
 
 
-def _actor(args: argparse.Namespace) -> Any:
+def _actor(args: argparse.Namespace) -> Identity | None:
     from components.records import Identity
 
     if not args.as_issuer and not args.as_subject:
@@ -100,7 +104,9 @@ def _export(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     _need(args, "out")
     out = _new_folder(args.out)
-    actor = _actor(args) or "server command line"
+    from components.records import Identity
+
+    actor = _actor(args) or Identity.unauthenticated("server command line")
     document = export_patient(store, args.patient, out, load_model(args.model), actor=actor)
     return {"exams": len(document["exams"]), "reviews": len(document["reviews"]),
             "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())}

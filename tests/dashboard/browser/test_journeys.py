@@ -15,8 +15,8 @@ from pypdf import PdfReader
 
 from components.records import RecordStore
 from components.screening.vocabulary import ROLE_LABELS
+from components.workflows.demo_patients import DEMO_PATIENTS
 from models import save_checkpoint
-from models.demo_patients import DEMO_PATIENTS
 from tests.dashboard.browser.conftest import PACS_PATIENT, PEOPLE
 from tests.dashboard.browser.support import WAIT_MS, Tab, pdf_text, zip_names
 from tests.support import CSDI, seeded_model

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from components.records import Identity, RecordStore
 from models.synthetic import render_eye
 
 EXAM_DATE = "2026-01-15"  # fixed, so a rebuilt demo store is identical
 UNSURE_SEARCH = range(900_000, 900_200)
+DEMO = Identity.unauthenticated("demo")  # who the audit trail names for the demo patients
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ DEMO_PATIENTS: tuple[DemoPatient, ...] = (
 )
 
 
-def ensure_demo_patients(store: Any, patients: Iterable[DemoPatient] = DEMO_PATIENTS) -> int:
+def ensure_demo_patients(store: RecordStore, patients: Iterable[DemoPatient] = DEMO_PATIENTS) -> int:
     """Create the demo patients and their eye photographs only if ``store`` has no patients; returns how many.
 
     A store that already holds any patient (demo or real) is left untouched, so calling this on
@@ -75,10 +77,10 @@ def ensure_demo_patients(store: Any, patients: Iterable[DemoPatient] = DEMO_PATI
         return 0
     created = 0
     for p in patients:
-        store.create_patient(p.pseudo_id, sex=p.sex, birth_date=p.birth_date, actor="demo")
+        store.create_patient(p.pseudo_id, sex=p.sex, birth_date=p.birth_date, actor=DEMO)
         for eye, spec in (("OD", p.od), ("OS", p.os)):
             store.add_exam(p.pseudo_id, eye=eye, pixels=spec.render(eye, p.patient_seed), exam_date=EXAM_DATE,
-                           modality="external", actor="demo")
+                           modality="external", actor=DEMO)
         created += 1
     return created
 
