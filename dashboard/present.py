@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from components.explanation.cam import METHOD_LABELS, Explanation
+from components.lens.attention import AttentionResult
 from components.records import ExamRecord, PatientRecord, ReviewRecord, WorklistRow
 from components.screening.decision import FINAL_DECISION, ScreeningDecision, format_threshold
 from components.screening.vocabulary import (
@@ -21,9 +22,7 @@ from components.screening.vocabulary import (
     REVIEW_STATUS_LABELS,
     SEX_LABELS,
     attention_modality,
-    describe_figures,
     is_off_target,
-    verdict_label,
 )
 from models import Classifier
 
@@ -68,11 +67,9 @@ class AttentionBadge:
     warning: str | None
 
 
-def attention_badge(attention: Mapping[str, Any]) -> AttentionBadge:
+def attention_badge(attention: AttentionResult) -> AttentionBadge:
     """Green on the lens, red off it, gray when no lens was found, orange in between."""
-    verdict = str(attention.get("verdict", ""))
-    modality = attention.get("modality")
-    label = str(attention.get("label") or verdict_label(verdict, modality))
+    verdict, modality, label = attention.verdict, attention.modality, attention.label
     colour: BadgeColour
     if verdict == ON_LENS:
         colour = "green"
@@ -80,8 +77,7 @@ def attention_badge(attention: Mapping[str, Any]) -> AttentionBadge:
         colour = "red"
     else:
         colour = "gray" if verdict == NOT_FOUND else "orange"
-    figures = " · ".join(f"{name}: {value}" for name, value in describe_figures(attention.get("figures") or {},
-                                                                                    modality))
+    figures = " · ".join(f"{name}: {value}" for name, value in attention.rows())
     warning = None
     if is_off_target(verdict):
         place = where(modality)

@@ -17,6 +17,7 @@ from components.base import config
 from components.base.errors import CataractCamError
 from components.explanation.cam import Explanation
 from components.interop.ledger import SendLedger
+from components.lens.attention import AttentionResult
 from components.records import RecordStore, data_dir
 from components.workflows.review_session import BoundedCache, MapKey, ReviewImage
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
@@ -187,7 +188,7 @@ def map_cache() -> BoundedCache[MapKey, Explanation]:
 
 
 @st.cache_resource(show_spinner=False)
-def attention_cache() -> BoundedCache[tuple[MapKey, str | None], dict[str, Any]]:
+def attention_cache() -> BoundedCache[tuple[MapKey, str | None], AttentionResult]:
     """Attention checks per (map, modality), shared by every session, in memory only."""
     return BoundedCache(ATTENTION_CACHE_BYTES)
 

@@ -66,8 +66,7 @@ def _batch_row(item: BatchItem, class_names: Sequence[str], look: Look) -> dict[
         small = rs.downscale(item.image, THUMB_SIDE)
         # Kept as JPEG bytes in the session: a few KB each, even for a long batch.
         thumb = rs.jpeg_bytes(blend(small, ex.cam, alpha=look.alpha, colormap=look.colormap))
-        found = rs.attention_for(item.image, ex)
-        verdict = found.get("label") or found.get("verdict")
+        verdict = rs.attention_for(item.image, ex).label
     return {
         "File": item.file,
         "Prediction": ex.prediction if ex else None,

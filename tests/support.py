@@ -167,3 +167,11 @@ def who(name: str):
     from components.records import Identity
 
     return Identity.unauthenticated(name)
+
+
+def checked(verdict: str, modality: str = "external", region: dict | None = None, **figures):
+    """An attention check's result as the report and the records take it, with the given verdict and figures."""
+    from components.lens.attention import AttentionResult
+
+    return AttentionResult.from_dict({"verdict": verdict, "modality": modality, "figures": figures,
+                                      "region": region or {"found": False, "modality": modality}})

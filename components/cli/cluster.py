@@ -160,8 +160,8 @@ def run_audit(args: argparse.Namespace) -> int:
         rows, classifier = audit_on_cluster(client, items, model=args.model, settings=settings, modality=modality,
                                             method=args.method, torch_threads=threads, progress=progress)
     try:
-        shown = write_outputs(rows, args.out, model_name=str(getattr(classifier, "name", "")),
-                              demo=bool(getattr(classifier, "is_demo", False)), settings=settings)
+        shown = write_outputs(rows, args.out, model_name=classifier.name,
+                              demo=classifier.is_demo, settings=settings)
     except storage.StorageError as exc:
         raise UsageError(str(exc)) from None
     return report_summary(rows, shown, as_json=args.json)

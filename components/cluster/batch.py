@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.base.tables import parse_csv
 from components.cluster import storage
@@ -117,7 +118,7 @@ class ModelPlugin(WorkerPlugin):
                  torch_threads: int | None = None) -> None:
         self.model, self.sha256, self.settings, self.torch_threads = model, sha256, settings, torch_threads
         self.name = f"cataract-cam-model-{sha256[:16]}"
-        self.classifier: Any = None
+        self.classifier: ClassifierLike | None = None
 
     def setup(self, worker: Any = None) -> None:
         """Load the model on this worker; raises :class:`ClusterError` when its checkpoint differs."""

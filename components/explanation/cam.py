@@ -18,27 +18,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components.base.classifier import Explainable
 from components.base.errors import CataractCamError
 
 __all__ = ["METHODS", "ExplainError", "Explanation", "explain", "resolve_targets"]
-
-
-class ClassifierLike(Protocol):
-    """What the engine needs of a classifier (``models.Classifier`` is one)."""
-
-    model: nn.Module
-    class_names: tuple[str, ...]
-    input_size: int
-    target_layer: str
-
-    def preprocess(self, images: Sequence[Any]) -> torch.Tensor: ...
 
 
 class ExplainError(CataractCamError, ValueError):
@@ -320,7 +310,7 @@ def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return norm.float(), hi.view(-1)
 
 
-def explain(classifier: ClassifierLike, images: Sequence[Any], *, method: str = "gradcam",
+def explain(classifier: Explainable, images: Sequence[Any], *, method: str = "gradcam",
             target: Any = None, layer: str | None = None, batch_size: int = 16, pooled: Sequence[str] = (),
             input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
     """Predict and explain each image; the result for a batch equals the results one at a time.
@@ -365,7 +355,7 @@ def _summaries(x: torch.Tensor, input_summary: Callable[[torch.Tensor], np.ndarr
         return [np.asarray(input_summary(x[i])) for i in range(x.shape[0])]
 
 
-def _explain_batch(classifier: ClassifierLike, model: nn.Module, x: torch.Tensor,
+def _explain_batch(classifier: Explainable, model: nn.Module, x: torch.Tensor,
                    targets: list[int | None], method: str, layer: str, taps: tuple[str, ...] = (),
                    input_summary: Callable[[torch.Tensor], np.ndarray] | None = None) -> list[Explanation]:
     summaries = _summaries(x, input_summary)

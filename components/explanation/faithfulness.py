@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
-from components.explanation.cam import ClassifierLike, explain, resolve_targets
+from components.explanation.cam import explain, resolve_targets
 
 __all__ = [
     "BASELINES",
@@ -397,7 +398,7 @@ Saliency = Callable[[Any, Sequence[np.ndarray], Sequence[int]], Sequence[np.ndar
 
 
 def _gradcam_saliency(method: str) -> Saliency:
-    def maps(classifier: Any, images: Sequence[np.ndarray], targets: Sequence[int]) -> list[np.ndarray]:
+    def maps(classifier: ClassifierLike, images: Sequence[np.ndarray], targets: Sequence[int]) -> list[np.ndarray]:
         return [e.cam for e in explain(classifier, list(images), method=method, target=list(targets))]
     return maps
 

@@ -11,10 +11,10 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from components.base.classifier import ClassifierLike
 from components.imaging.loading import ImageError
 from components.interop.dicomweb import PacsClient, photograph
 from components.interop.exam import SignedExam
@@ -25,7 +25,6 @@ from components.records import ExamRecord, Identity, RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
 from components.screening.vocabulary import EYES
 from components.workflows.review_session import (
-    attention_fields,
     attention_for,
     case_report,
     guess_modality,
@@ -63,7 +62,7 @@ def case_status(ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFind
     return ledger.status(key, version)
 
 
-def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: Any, ledger: SendLedger, *,
+def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: ClassifierLike, ledger: SendLedger, *,
                 organization: str | None = None) -> SignedExam:
     """The case as a :class:`SignedExam`: the signed reviews, the model, the PDF, the study kept in the ledger.
 
@@ -85,7 +84,7 @@ def signed_case(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: A
 
 
 def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, client: PacsClient, actor: Identity,
+              classifier: ClassifierLike, *, client: PacsClient, actor: Identity,
               organization: str | None = None) -> SendAttempt:
     """Send the case's SR, Secondary Captures and PDF; the attempt is kept and audited, failed or not.
 
@@ -97,7 +96,7 @@ def send_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes
 
 
 def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes: Sequence[EyeFindings],
-              classifier: Any, *, actor: Identity, organization: str | None = None) -> bytes:
+              classifier: ClassifierLike, *, actor: Identity, organization: str | None = None) -> bytes:
     """The case's FHIR Bundle as JSON bytes; the download is recorded in the audit trail.
 
     Raises:
@@ -111,7 +110,8 @@ def fhir_case(store: RecordStore, ledger: SendLedger, patient: PatientInfo, eyes
     return json.dumps(bundle, indent=2).encode()
 
 
-def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tuple[PatientInfo, list[EyeFindings]]:
+def case_from_records(store: RecordStore, pseudo_id: str,
+                      classifier: ClassifierLike) -> tuple[PatientInfo, list[EyeFindings]]:
     """A stored patient's case as the Review page shows it: each eye's latest exam, explained, with its latest review.
 
     Raises:
@@ -132,8 +132,8 @@ def case_from_records(store: RecordStore, pseudo_id: str, classifier: Any) -> tu
         explanation = explain(classifier, [image])[0]
         checked = attention_for(image, explanation, exam.modality)
         eyes.append(EyeFindings(eye=eye, image=image, explanation=explanation, exam_date=exam.exam_date,
-                                modality=exam.modality, attention=attention_fields(checked),
-                                review=review_info(store.latest_review(exam.id)), region=checked.get("region")))
+                                modality=exam.modality, attention=checked,
+                                review=review_info(store.latest_review(exam.id))))
     if not eyes:
         raise ValueError("The patient has no photograph to export.")
     return patient_info(patient), eyes

@@ -18,6 +18,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.screening.decision import DEFAULT_BAND, ScreeningDecision, decide
 from components.screening.vocabulary import EYES, FINDINGS, SEXES, VERDICTS
@@ -123,16 +124,16 @@ class ModelIdentity:
             raise ExamError("The weights SHA-256 must be 64 lower-case hexadecimal digits.")
 
     @classmethod
-    def from_classifier(cls, clf: Any) -> ModelIdentity:
+    def from_classifier(cls, clf: ClassifierLike) -> ModelIdentity:
         """The identity of a loaded ``models.Classifier``.
 
         Raises:
             ExamError: the classifier's weights have no SHA-256.
         """
-        card = dict(getattr(clf, "card", {}) or {})
+        card = dict(clf.card or {})
         version = card.get("version")
         return cls(name=str(clf.name), version=str(version) if version not in (None, "") else "unversioned",
-                   weights_sha256=str(getattr(clf, "weights_sha256", "") or ""), is_demo=bool(clf.is_demo))
+                   weights_sha256=clf.weights_sha256, is_demo=bool(clf.is_demo))
 
 
 @dataclass(frozen=True)

@@ -26,28 +26,8 @@ from components.interop.exam import EyeResult, ModelIdentity, Patient, SignedExa
 from components.interop.fhir import build_bundle
 from components.report import EyeFindings, ModelInfo, PatientInfo
 from components.screening.decision import DEFAULT_BAND
-from components.screening.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
 
-__all__ = ["exam_key_for", "files_study_uid", "signed_exam_from_report", "verdict_of", "write_exports"]
-
-
-def verdict_of(attention: Mapping[str, Any] | None, modality: str | None) -> str | None:
-    """The attention verdict code behind the report's attention block (which may hold its words).
-
-    Raises:
-        ValueError: a verdict that is neither a code nor the words of one.
-    """
-    if not attention or attention.get("verdict") is None:
-        return None
-    verdict = str(attention["verdict"])
-    if verdict in VERDICTS:
-        return verdict
-    kind = "fundus" if attention_modality(modality) == "fundus" else "external"
-    # Both off-target verdicts read alike on a fundus photograph; the first (the border) stands for both.
-    for code, words in VERDICT_LABELS[kind].items():
-        if words == verdict:
-            return code
-    raise ValueError(f"Unknown attention verdict {verdict!r}.")
+__all__ = ["exam_key_for", "files_study_uid", "signed_exam_from_report", "write_exports"]
 
 
 def exam_key_for(patient_id: str, eyes: Sequence[EyeFindings]) -> str:
@@ -74,7 +54,7 @@ def _eye(eye: EyeFindings, threshold: float, band: float, positive_class: str, s
         return EyeResult(p=None, gradable=bool(eye.gradable and eye.image is not None), **common)
     panels = three_panel(eye.image, eye.explanation.cam, alpha=eye.alpha, colormap=eye.colormap)
     return EyeResult(p=float(eye.explanation.probabilities[positive_class]),
-                     attention_verdict=verdict_of(eye.attention, eye.modality),
+                     attention_verdict=None if eye.attention is None else eye.attention.verdict,
                      panels=np.ascontiguousarray(panels), **common)
 
 

@@ -152,6 +152,29 @@ class AttentionResult:
         return {"verdict": self.verdict, "label": self.label, "modality": self.modality,
                 "figures": dict(self.figures), "region": self.region.as_dict()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttentionResult:
+        """A result as :meth:`as_dict` wrote it (the records keep it so); the region comes back without its mask.
+
+        Raises:
+            TypeError: ``data`` is not a mapping.
+            AttentionError: the verdict is not one of :data:`VERDICTS`.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"an attention result must be a mapping, got {type(data).__name__}")
+        verdict = data.get("verdict")
+        if verdict not in VERDICTS:
+            raise AttentionError(f"Unknown attention verdict {verdict!r}; expected one of {', '.join(VERDICTS)}.")
+        figures = data.get("figures") or {}
+        modality = str(data.get("modality") or "external")
+        region = data.get("region") or {"found": False, "modality": modality}
+        return cls(verdict=str(verdict), figures={str(k): v for k, v in dict(figures).items()},
+                   region=LensRegion.from_dict(region), modality=modality)
+
+    def report_fields(self) -> dict[str, Any]:
+        """The result as the report prints it: the verdict in words, then its figures."""
+        return {"verdict": self.label, **self.figures}
+
 
 # ===================================================================================== metrics
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -93,7 +94,8 @@ class AttentionError(CataractCamError, ValueError):
 class LensRegion:
     """Where the lens (external) or the fundus field (fundus) is, and how sure the finder is."""
 
-    mask: np.ndarray  # bool (H, W) at the image's own size; all False when not found
+    # bool (H, W) at the image's own size; all False when not found. Not compared: a region is its shape's numbers.
+    mask: np.ndarray = field(compare=False, repr=False)
     confidence: float  # 0..1
     found: bool  # confidence reached MIN_LENS_CONFIDENCE (and a region exists)
     modality: str
@@ -131,6 +133,32 @@ class LensRegion:
             "reason": self.reason,
             "size": [int(self.mask.shape[1]), int(self.mask.shape[0])],  # (w, h) of the picture it was found on
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LensRegion:
+        """A region as :meth:`as_dict` wrote it (read back from the records): its mask is not kept, so it is
+        a read-only all-False array of the recorded size, costing no memory.
+
+        Raises:
+            TypeError: ``data`` is not a mapping.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a region must be a mapping, got {type(data).__name__}")
+
+        def pt(value: Any) -> tuple[float, float] | None:
+            return None if value is None else (float(value[0]), float(value[1]))
+
+        def num(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        width, height = (int(v) for v in (data.get("size") or (0, 0)))
+        return cls(mask=np.broadcast_to(np.False_, (height, width)), confidence=float(data.get("confidence", 0.0)),
+                   found=bool(data.get("found", False)), modality=str(data.get("modality", "")),
+                   center=pt(data.get("center")), radius=num(data.get("radius")),
+                   iris_center=pt(data.get("iris_center")), iris_radius=num(data.get("iris_radius")),
+                   reason=str(data.get("reason", "")), axes=pt(data.get("axes")), angle=float(data.get("angle", 0.0)),
+                   iris_axes=pt(data.get("iris_axes")), iris_angle=float(data.get("iris_angle", 0.0)),
+                   finder=str(data.get("finder", "")))
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

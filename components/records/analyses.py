@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from components.lens.attention import AttentionResult
 from components.records.errors import ValidationError
 from components.records.model import AnalysisRecord, to_record
 from components.records.schema import AnalysisRow
@@ -71,16 +72,18 @@ def analysis_columns(
         "probabilities": _probabilities(probabilities),
         "cam": encode_cam(cam),
     }
-    if attention is not None and not isinstance(attention, Mapping):
-        raise ValidationError("the attention summary must be a mapping")
+    if attention is not None and not isinstance(attention, AttentionResult):
+        raise ValidationError("the attention check's result must be an AttentionResult")
     columns["attention"] = (
         None
         if attention is None
-        else plain_json(attention, "the attention summary", max_text=None, forbidden=frozenset())
+        else plain_json(attention.as_dict(), "the attention summary", max_text=None, forbidden=frozenset())
     )
     return columns
 
 
 def analysis_record(row: AnalysisRow) -> AnalysisRecord:
     """The frozen record of a stored analysis, its map decoded."""
-    return to_record(AnalysisRecord, row, probabilities=dict(row.probabilities), cam=decode_cam(row.cam))
+    attention = None if row.attention is None else AttentionResult.from_dict(row.attention)
+    return to_record(AnalysisRecord, row, probabilities=dict(row.probabilities), cam=decode_cam(row.cam),
+                     attention=attention)

@@ -8,6 +8,7 @@ from typing import Any, Final, TypeVar
 
 import numpy as np
 
+from components.lens.attention import AttentionResult
 from components.records.identity import UNAUTHENTICATED
 
 __all__ = [
@@ -65,7 +66,7 @@ class AnalysisRecord:
     confidence: float
     probabilities: dict[str, float]
     cam: np.ndarray = field(compare=False, repr=False)
-    attention: dict[str, Any] | None
+    attention: AttentionResult | None  # the attention check as it was recorded (its region without a mask)
     created_at: datetime
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from components.base import config
+from components.lens.attention import AttentionResult
 from components.records.schema import AnalysisRow, ExamRow, PatientRow, ReviewRow
 
 __all__ = ["erase_rows", "jsonable", "last_activity", "retention_years", "years_before"]
@@ -30,8 +31,10 @@ def retention_years() -> int:
 
 def jsonable(value: Any) -> Any:
     """A record (or a list or mapping of them) as plain JSON values; maps are left out as arrays are."""
+    if isinstance(value, AttentionResult):
+        return value.as_dict()  # its own plain form: the region's numbers, not its mask
     if is_dataclass(value) and not isinstance(value, type):
-        return {k: jsonable(v) for k, v in asdict(value).items() if k != "cam"}
+        return {f.name: jsonable(getattr(value, f.name)) for f in fields(value) if f.name != "cam"}
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from components.base.files import atomic_write_bytes
+from components.lens.attention import AttentionResult
 from components.records import reviews
 from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
@@ -336,7 +337,7 @@ class RecordStore:
         confidence: float,
         probabilities: Mapping[str, float],
         cam: np.ndarray,
-        attention: Mapping[str, Any] | None = None,
+        attention: AttentionResult | None = None,
         actor: Identity = SYSTEM,
     ) -> AnalysisRecord:
         """Store a model's prediction and class-activation map for an exam."""

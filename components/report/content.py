@@ -9,9 +9,11 @@ from typing import Any, Final
 
 import numpy as np
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.explanation.cam import Explanation
 from components.explanation.overlay import COLORMAPS
+from components.lens.attention import AttentionResult
 from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
 from components.screening.vocabulary import EYE_LABELS
 
@@ -72,16 +74,14 @@ class EyeFindings:
     ungradable_reason: str | None = None
     colormap: str = "jet"
     alpha: float = 0.5
-    # Filled once the attention check exists: printed as given when present, never invented.
-    # An off-lens "verdict" in it also refers the eye (see components.screening.decision.decide).
-    attention: Mapping[str, Any] | None = None
+    # The attention check, when it ran: its verdict (an off-lens one also refers the eye, see
+    # components.screening.decision.decide), its figures, and the region it used, outlined on the
+    # photograph in the attention section as the dashboard's outline toggle draws it.
+    attention: AttentionResult | None = None
     faithfulness: Mapping[str, Any] | None = None
     review: ReviewInfo | None = None
     # components.typicality.score.Typicality.report_fields(): {"text", "unlike_training"}, printed as given.
     typicality: Mapping[str, Any] | None = None
-    # The region the attention check used (components.lens.finder.LensRegion.as_dict()): outlined on the
-    # photograph in the attention section, as the dashboard's outline toggle draws it.
-    region: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,9 @@ class ModelInfo:
     card: Mapping[str, Any]
 
     @classmethod
-    def from_classifier(cls, clf: Any) -> ModelInfo:
+    def from_classifier(cls, clf: ClassifierLike) -> ModelInfo:
         """The model's description from a loaded ``models.Classifier`` (or anything like one)."""
-        card = dict(getattr(clf, "card", {}) or {})
+        card = dict(clf.card or {})
         version = card.get("version")
         return cls(
             name=str(clf.name),

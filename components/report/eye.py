@@ -32,8 +32,8 @@ def eye_section(b: Builder, result: EyeResult, positive_class: str) -> None:
     block.append(Spacer(1, 4))
     block += _panel_captions(b, eye)
     b.add(KeepTogether(block))
-    if eye.attention:
-        b.add(*mapping_block(b, "Attention check", eye.attention))
+    if eye.attention is not None:
+        b.add(*mapping_block(b, "Attention check", eye.attention.report_fields()))
         b.add(*_region_block(b, eye))
     if eye.faithfulness:
         b.add(*mapping_block(b, "Faithfulness", eye.faithfulness))
@@ -107,8 +107,10 @@ def _panel_captions(b: Builder, eye: EyeFindings) -> list[Flowable]:
 
 def _region_block(b: Builder, eye: EyeFindings) -> list[Flowable]:
     """The pupil and iris the check used, outlined on the photograph, so a wrong finder shows at a glance."""
-    region = eye.region
-    if eye.image is None or not region or not region.get("found") or region.get("center") is None:
+    if eye.image is None or eye.attention is None:
+        return []
+    region = eye.attention.region.as_dict()
+    if not region["found"] or region["center"] is None:
         return []
     what = "fundus field (green)" if region.get("modality") == "fundus" else "pupil (green) and iris (blue)"
     caption = (f"Where the check looked: the {what} as the lens finder found them. If the outline misses "

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from components.explanation.cam import Explanation
 from components.report.content import EyeFindings, ReportError
 from components.screening.decision import ScreeningDecision, decide
-from components.screening.vocabulary import VERDICT_LABELS, VERDICTS, attention_modality
+from components.screening.vocabulary import attention_modality
 
 
 @dataclass(frozen=True)
@@ -38,25 +38,11 @@ def _known_modality(modality: str | None) -> str | None:
 
 
 def attention_context(eye: EyeFindings) -> tuple[str | None, str | None]:
-    """The attention verdict's code and the modality it was judged in, from the eye's inputs.
-
-    The attention record holds the verdict as the check gave it: its code, or its words, which
-    for a fundus photograph differ from the code. A verdict in neither form is not interpreted.
-    """
+    """The attention verdict's code and the modality it was judged in, from the eye's inputs."""
     modality = _known_modality(eye.modality)
-    if not eye.attention:
+    if eye.attention is None:
         return None, modality
-    text = next((v for k, v in eye.attention.items() if str(k).lower() == "verdict"), None)
-    if not isinstance(text, str):
-        return None, modality
-    text = text.strip()
-    if text in VERDICTS:
-        return text, modality
-    for kind, labels in VERDICT_LABELS.items():
-        code = next((c for c, words in labels.items() if words == text), None)
-        if code is not None:
-            return code, modality or kind
-    return None, modality
+    return eye.attention.verdict, modality or _known_modality(eye.attention.modality)
 
 
 def decide_eyes(

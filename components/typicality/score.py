@@ -27,12 +27,13 @@ import base64
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
 import torch
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.screening.vocabulary import TYPICALITY_NOT_AVAILABLE, UNLIKE_TRAINING_WARNING
 
@@ -235,14 +236,14 @@ def _pixel_cues(pixels: np.ndarray) -> np.ndarray:
     ], dtype=np.float64)
 
 
-def _check_classifier(classifier: Any) -> None:
+def _check_classifier(classifier: ClassifierLike) -> None:
     if not all(hasattr(classifier, a) for a in ("model", "preprocess", "mean", "std", "input_size")):
         raise TypeError(f"Expected a classifier (models.Classifier or alike), got {type(classifier).__name__}.")
     if not hasattr(classifier.model, "features"):
         raise ValueError("Typicality needs an EfficientNet-style model with .features.")
 
 
-def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16
+def extract_features(classifier: ClassifierLike, images: Sequence[np.ndarray], *, batch_size: int = 16
                      ) -> dict[str, np.ndarray]:
     """Pooled activations at ``DEEP_LAYERS`` (``features.<i>``) and the input cues, one row per image.
 
@@ -264,7 +265,7 @@ def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_siz
             x = classifier.preprocess(chunk)
             pixels = (x * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
             rows[CUES].extend(input_cues(p, im.shape[:2]) for p, im in zip(pixels, chunk, strict=True))
-            blocks: Sequence[torch.nn.Module] = classifier.model.features
+            blocks = cast(Sequence[torch.nn.Module], classifier.model.features)
             for index, block in enumerate(blocks):
                 x = block(x)
                 if index in DEEP_LAYERS:
@@ -274,7 +275,7 @@ def extract_features(classifier: Any, images: Sequence[np.ndarray], *, batch_siz
     return {n: (np.concatenate(v) if n != CUES else np.stack(v)) if v else np.empty((0, 0)) for n, v in rows.items()}
 
 
-def _cue_summary(classifier: Any) -> Callable[[torch.Tensor], np.ndarray]:
+def _cue_summary(classifier: ClassifierLike) -> Callable[[torch.Tensor], np.ndarray]:
     """The pixel cues of one preprocessed input (3, S, S), as :func:`extract_features` computes them."""
     mean = torch.tensor(classifier.mean).view(3, 1, 1)
     std = torch.tensor(classifier.std).view(3, 1, 1)
@@ -285,7 +286,7 @@ def _cue_summary(classifier: Any) -> Callable[[torch.Tensor], np.ndarray]:
     return summary
 
 
-def explain_options(classifier: Any) -> dict[str, Any]:
+def explain_options(classifier: ClassifierLike) -> dict[str, Any]:
     """Keywords for ``components.explanation.cam.explain`` so that its explanations carry what typicality scores.
 
     With them, ``explain`` keeps the pooled activations at ``LAYERS`` and the input's pixel cues
@@ -302,7 +303,7 @@ def explain_options(classifier: Any) -> dict[str, Any]:
     return {"pooled": LAYERS, "input_summary": _cue_summary(classifier)}
 
 
-def _reused(classifier: Any, image: np.ndarray, explanation: Any) -> dict[str, np.ndarray] | None:
+def _reused(classifier: ClassifierLike, image: np.ndarray, explanation: Any) -> dict[str, np.ndarray] | None:
     """One image's features from its explanation (made with :func:`explain_options`), or None when it lacks them."""
     pooled = getattr(explanation, "pooled", None)
     summary = getattr(explanation, "input_summary", None)
@@ -314,7 +315,7 @@ def _reused(classifier: Any, image: np.ndarray, explanation: Any) -> dict[str, n
     return {**{n: np.asarray(pooled[n], np.float64) for n in LAYERS}, CUES: cues}
 
 
-def explained_features(classifier: Any, images: Sequence[np.ndarray], explanations: Sequence[Any], *,
+def explained_features(classifier: ClassifierLike, images: Sequence[np.ndarray], explanations: Sequence[Any], *,
                        batch_size: int = 16) -> dict[str, np.ndarray]:
     """What :func:`extract_features` gives, taken from the explanations where they carry it.
 
@@ -396,7 +397,7 @@ def conformal_threshold(scores: np.ndarray, rate: float) -> float:
     return float(ordered[min(rank, ordered.size) - 1])
 
 
-def fit_typicality(classifier: Any, reference: Sequence[np.ndarray], heldout: Sequence[np.ndarray], *,
+def fit_typicality(classifier: ClassifierLike, reference: Sequence[np.ndarray], heldout: Sequence[np.ndarray], *,
                    labels: Sequence[int] | np.ndarray | None = None, rate: float = DEFAULT_RATE,
                    margin: float = 0.5, batch_size: int = 16) -> TypicalityStats:
     """Fit the statistics on reference photographs and set the threshold on held-out ones.
@@ -557,7 +558,7 @@ class Typicality:
 _CACHE: dict[int, tuple[Any, TypicalityStats]] = {}
 
 
-def typicality_stats(classifier: Any) -> TypicalityStats | None:
+def typicality_stats(classifier: ClassifierLike) -> TypicalityStats | None:
     """The classifier's statistics (from its checkpoint or its sidecar JSON), or None when it has none.
 
     Raises:
@@ -565,7 +566,7 @@ def typicality_stats(classifier: Any) -> TypicalityStats | None:
         TypicalityError: statistics that are stored but malformed.
     """
     _check_classifier(classifier)
-    payload = getattr(classifier, "typicality", None)
+    payload = classifier.typicality
     if not payload:
         return None
     cached = _CACHE.get(id(payload))
@@ -576,7 +577,7 @@ def typicality_stats(classifier: Any) -> TypicalityStats | None:
     return stats
 
 
-def assess(classifier: Any, images: Sequence[np.ndarray], *, batch_size: int = 16,
+def assess(classifier: ClassifierLike, images: Sequence[np.ndarray], *, batch_size: int = 16,
            explanations: Sequence[Any] | None = None) -> list[Typicality]:
     """Typicality of each photograph under the classifier's statistics; "not available" without them.
 

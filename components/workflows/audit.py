@@ -27,9 +27,10 @@ import numpy as np
 from PIL import Image
 
 from components.base import tables
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.base.files import atomic_write_bytes
-from components.explanation.cam import ClassifierLike, Explanation, explain
+from components.explanation.cam import Explanation, explain
 from components.explanation.faithfulness import lens_test
 from components.explanation.outline import draw_region
 from components.explanation.overlay import blend, font, resize_map, three_panel
@@ -200,7 +201,7 @@ def audit(classifier: ClassifierLike, images: Sequence[LabelledImage], *, modali
         if row.prediction == _POSITIVE_CLASS and result.region.found and result.modality == "external":
             cleared = lens_test(classifier, image, result.region.mask, target=_POSITIVE_CLASS).clear_lens_probability
             row.figures["clear_lens_probability"] = round(float(cleared), 6)
-            if cleared >= float(getattr(classifier, "threshold", 0.5)):
+            if cleared >= classifier.threshold:
                 row.flags.append(FLAG_NOT_ON_LENS)
         if row.flags:  # pictures only for the gallery's flagged images
             # The region the check used is outlined, so a finder that got it wrong shows.

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from components.base.classifier import ClassifierLike
 from components.base.files import atomic_write_bytes
 from components.base.tables import csv_bytes
-from components.explanation.cam import ClassifierLike, Explanation, explain, resolve_targets
+from components.explanation.cam import Explanation, explain, resolve_targets
 from components.explanation.overlay import three_panel
 from components.imaging.loading import IMAGE_EXTENSIONS, ImageError, decode_image
 from components.screening.vocabulary import TYPICALITY_NOT_AVAILABLE

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from components.base.classifier import ClassifierLike
 from components.records import Identity, RecordStore
 from models.synthetic import render_eye
 
@@ -85,7 +85,7 @@ def ensure_demo_patients(store: RecordStore, patients: Iterable[DemoPatient] = D
     return created
 
 
-def find_unsure_seed(classifier: Any, seeds: Iterable[int] = UNSURE_SEARCH, *, patient_seed: int = 70_005,
+def find_unsure_seed(classifier: ClassifierLike, seeds: Iterable[int] = UNSURE_SEARCH, *, patient_seed: int = 70_005,
                      cataract_type: str = "cortical", grade: int = 1) -> tuple[int, float]:
     """The seed whose eye (rendered as in DEMO-005) gets p(Cataract) closest to the classifier's threshold."""
     positive = classifier.positive_index

@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from components.base.classifier import ClassifierLike
 from components.base.files import atomic_write_bytes
 from components.records import Identity, RecordStore
 from components.workflows.review_session import stored_report
@@ -15,7 +16,7 @@ from components.workflows.review_session import stored_report
 __all__ = ["export_patient", "export_patient_zip"]
 
 
-def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier: Any, *,
+def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier: ClassifierLike, *,
                    actor: Identity) -> dict[str, Any]:
     """Everything held on one patient into ``folder``: the store's export (JSON, photographs, maps) and the PDF.
 
@@ -29,7 +30,7 @@ def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier:
     return document
 
 
-def export_patient_zip(store: RecordStore, pseudo_id: str, classifier: Any, *, actor: Identity) -> bytes:
+def export_patient_zip(store: RecordStore, pseudo_id: str, classifier: ClassifierLike, *, actor: Identity) -> bytes:
     """:func:`export_patient` as one ZIP archive, built in a private temporary folder that is then removed.
 
     Raises:

@@ -16,11 +16,13 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import numpy as np
 from PIL import Image, ImageDraw
 
-from components.explanation.cam import ClassifierLike, Explanation, explain
+from components.base.classifier import ClassifierLike
+from components.explanation.cam import Explanation, explain
 from components.explanation.overlay import colorbar, colorize, font, resize_map
 from components.explanation.overlay import fit_within as fit_to_side
 from components.imaging.loading import ImageError, decode_image, laterality_from_filename, sha256_bytes
 from components.lens import attention
+from components.lens.attention import AttentionResult
 from components.records import (
     AnalysisRecord,
     ExamRecord,
@@ -44,7 +46,6 @@ __all__ = [
     "ReviewImage",
     "analysis_matches",
     "anonymous_id",
-    "attention_fields",
     "attention_for",
     "case_report",
     "downscale",
@@ -293,7 +294,7 @@ class MapKey(NamedTuple):
 def map_key(image_sha256: str, classifier: ClassifierLike, *, method: str, target: str | None,
             layer: str | None = None) -> MapKey:
     """The cache key of one explanation; ``target`` None means the predicted class."""
-    return MapKey(image_sha256, str(getattr(classifier, "weights_sha256", "")), method,
+    return MapKey(image_sha256, classifier.weights_sha256, method,
                   PREDICTED if target is None else target, layer or classifier.target_layer)
 
 
@@ -321,7 +322,7 @@ def analysis_matches(analysis: AnalysisRecord | None, classifier: ClassifierLike
     """True when a stored analysis already holds this model's result for this method, layer and target."""
     return (
         analysis is not None
-        and analysis.model_sha256 == getattr(classifier, "weights_sha256", "")
+        and analysis.model_sha256 == classifier.weights_sha256
         and analysis.method == explanation.method
         and analysis.layer == explanation.layer
         and analysis.target == explanation.target
@@ -330,14 +331,14 @@ def analysis_matches(analysis: AnalysisRecord | None, classifier: ClassifierLike
 
 def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike,
                     explanation: Explanation, *, actor: Identity,
-                    attention: Mapping[str, Any] | None = None) -> AnalysisRecord | None:
+                    attention: AttentionResult | None = None) -> AnalysisRecord | None:
     """Store an exam's analysis unless its latest one is already the same; returns the new record or None."""
     if analysis_matches(store.latest_analysis(exam_id), classifier, explanation):
         return None
     return store.add_analysis(
         exam_id,
-        model_sha256=str(getattr(classifier, "weights_sha256", "")),
-        model_name=str(getattr(classifier, "name", "model")),
+        model_sha256=classifier.weights_sha256,
+        model_name=classifier.name,
         method=explanation.method,
         layer=explanation.layer,
         target=explanation.target,
@@ -352,7 +353,7 @@ def record_analysis(store: RecordStore, exam_id: int, classifier: ClassifierLike
 
 def log_explanation(store: RecordStore, classifier: ClassifierLike, image_sha256: str,
                     explanation: Explanation, *, exam_id: int | None, actor: Identity,
-                    attention: Mapping[str, Any] | None = None) -> None:
+                    attention: AttentionResult | None = None) -> None:
     """Put a freshly computed map in the audit trail: an exam's analysis, or an unsaved image's entry.
 
     An unsaved photograph leaves only its SHA-256 and the model's answer, never its pixels.
@@ -361,7 +362,7 @@ def log_explanation(store: RecordStore, classifier: ClassifierLike, image_sha256
         record_analysis(store, exam_id, classifier, explanation, actor=actor, attention=attention)
         return
     store.log("explained", actor=actor, object_type="unsaved_image", object_id=image_sha256,
-              details={"model_sha256": str(getattr(classifier, "weights_sha256", "")),
+              details={"model_sha256": classifier.weights_sha256,
                        "method": explanation.method, "target": explanation.target,
                        "prediction": explanation.prediction})
 
@@ -395,7 +396,7 @@ def typicality_for(cache: BoundedCache[tuple[str, str], Typicality], classifier:
     ``explanation``: this image's explanation from :func:`explain_cached`, whose forward pass
     typicality then reuses instead of running the model again (the same result).
     """
-    key = (image.sha256, str(getattr(classifier, "weights_sha256", "") or id(classifier)))
+    key = (image.sha256, classifier.weights_sha256 or str(id(classifier)))
     found = cache.get(key)
     if found is None:
         (found,) = assess(classifier, [image.full()],
@@ -404,13 +405,12 @@ def typicality_for(cache: BoundedCache[tuple[str, str], Typicality], classifier:
     return found
 
 
-def attention_for(image: np.ndarray, explanation: Explanation,
-                  modality: str | None = None) -> dict[str, Any]:
-    """The attention check's verdict, figures and region for one map (plain JSON).
+def attention_for(image: np.ndarray, explanation: Explanation, modality: str | None = None) -> AttentionResult:
+    """The attention check's verdict, figures and region for one map.
 
     ``modality`` is the record's ("external", "slit_lamp", "fundus") or None to let the check tell.
     """
-    return dict(attention.check(image, explanation.cam, modality=attention_modality(modality)).as_dict())
+    return attention.check(image, explanation.cam, modality=attention_modality(modality))
 
 
 def guess_modality(image: np.ndarray) -> str | None:
@@ -419,7 +419,7 @@ def guess_modality(image: np.ndarray) -> str | None:
     return found if found in ("external", "fundus") else None
 
 
-def eye_decision(classifier: Any, explanation: Explanation, attention: Mapping[str, Any] | None = None, *,
+def eye_decision(classifier: ClassifierLike, explanation: Explanation, checked: AttentionResult | None = None, *,
                  modality: str | None = None, eye: str | None = None) -> ScreeningDecision | None:
     """The screening decision for one eye, as the report makes it; None for a model without a Cataract class.
 
@@ -430,19 +430,9 @@ def eye_decision(classifier: Any, explanation: Explanation, attention: Mapping[s
     if index is None:
         return None
     positive = str(classifier.class_names[index])
-    verdict = attention.get("verdict") if attention else None
     return decide(explanation.probabilities[positive], float(classifier.threshold),
-                  attention_verdict=None if verdict is None else str(verdict),
+                  attention_verdict=None if checked is None else checked.verdict,
                   modality=modality, eye=eye, positive_class=positive)
-
-
-def attention_fields(result: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The attention result as the report prints it: the verdict in words, then its figures."""
-    if not result:
-        return None
-    fields: dict[str, Any] = {"verdict": result.get("label") or result.get("verdict")}
-    fields.update(result.get("figures") or {})
-    return fields
 
 
 def review_status(review: ReviewRecord | None) -> str:
@@ -474,7 +464,7 @@ def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | Non
                  exam: ExamRecord | None = None, modality: str | None = None,
                  exam_date: date | None = None, review: ReviewRecord | None = None,
                  colormap: str = "jet", alpha: float = 0.5,
-                 attention: Mapping[str, Any] | None = None,
+                 attention: AttentionResult | None = None,
                  typicality: Mapping[str, Any] | None = None) -> EyeFindings:
     """One eye's report input: the full-resolution photograph, the map and the review as shown on screen."""
     return EyeFindings(
@@ -485,14 +475,13 @@ def eye_findings(*, eye: str, image: ReviewImage, explanation: Explanation | Non
         modality=exam.modality if exam is not None else modality,
         colormap=colormap,
         alpha=float(alpha),
-        attention=attention_fields(attention),
+        attention=attention,
         review=review_info(review),
         typicality=typicality,
-        region=(attention or {}).get("region"),
     )
 
 
-def case_report(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: Any, *,
+def case_report(patient: PatientInfo, eyes: Sequence[EyeFindings], classifier: ClassifierLike, *,
                 reviewer: str | None = None) -> bytes:
     """The case's PDF report built by ``components.report``."""
     return build_report(patient, eyes, ModelInfo.from_classifier(classifier), reviewer=reviewer)
@@ -502,8 +491,8 @@ EyeReport = Callable[[], EyeFindings]
 """An eye's report input, made only when the report is asked for: it needs the full photograph."""
 
 
-def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequence[EyeReport], classifier: Any, *,
-                  reviewer: str | None, saved: bool, actor: Identity) -> bytes:
+def export_report(store: RecordStore, patient: PatientInfo, eye_reports: Sequence[EyeReport],
+                  classifier: ClassifierLike, *, reviewer: str | None, saved: bool, actor: Identity) -> bytes:
     """Build the case's PDF and record the export in the audit trail (the patient is named only when saved)."""
     eyes = [make() for make in eye_reports]
     pdf = case_report(patient, eyes, classifier, reviewer=reviewer)
@@ -546,7 +535,7 @@ def save_photo(store: RecordStore, cache: BoundedCache[str, ReviewImage], pseudo
     return exam
 
 
-def _stored_explanation(analysis: AnalysisRecord | None, classifier: Any) -> Explanation | None:
+def _stored_explanation(analysis: AnalysisRecord | None, classifier: ClassifierLike) -> Explanation | None:
     # A map made by another model is not this model's evidence: the report then shows none.
     if analysis is None or analysis.model_sha256 != str(classifier.weights_sha256):
         return None
@@ -557,19 +546,21 @@ def _stored_explanation(analysis: AnalysisRecord | None, classifier: Any) -> Exp
                        raw_max=float(cam.max(initial=0.0)), is_zero=not bool(cam.any()))
 
 
-def stored_report(store: RecordStore, pseudo_id: str, classifier: Any) -> bytes:
+def stored_report(store: RecordStore, pseudo_id: str, classifier: ClassifierLike) -> bytes:
     """The PDF of a stored patient: each eye's latest exam, its latest analysis by this model and review.
 
     Raises:
         RecordsError: the patient or a photograph is not stored.
     """
     latest = {exam.eye: exam for exam in store.exams(pseudo_id)}  # oldest first, so the last per eye stays
-    eyes = [
-        EyeFindings(eye=exam.eye, image=store.get_image(exam.image_sha256),
-                    explanation=_stored_explanation(store.latest_analysis(exam.id), classifier),
-                    exam_date=exam.exam_date, modality=exam.modality,
-                    review=review_info(store.latest_review(exam.id)))
-        for exam in latest.values()
-    ]
+    eyes = []
+    for exam in latest.values():
+        analysis = store.latest_analysis(exam.id)
+        explanation = _stored_explanation(analysis, classifier)
+        checked = analysis.attention if analysis is not None and explanation is not None else None
+        eyes.append(EyeFindings(eye=exam.eye, image=store.get_image(exam.image_sha256), explanation=explanation,
+                                exam_date=exam.exam_date, modality=exam.modality,
+                                attention=checked,
+                                review=review_info(store.latest_review(exam.id))))
     return build_report(patient_info(store.get_patient(pseudo_id)), eyes, ModelInfo.from_classifier(classifier))
 

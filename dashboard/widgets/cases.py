@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from datetime import date
-from typing import Any
 
 import streamlit as st
 
 from components.base.errors import CataractCamError
 from components.explanation.cam import Explanation
 from components.imaging.loading import ImageError, sha256_bytes
+from components.lens.attention import AttentionResult
 from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.report import PatientInfo, safe_filename
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
@@ -46,7 +46,7 @@ def quick_uploader_ui() -> None:
 
 
 def _report_input(clf: Classifier, image: rs.ReviewImage, explanation: Explanation,
-                  attention: dict[str, Any] | None, *, eye: str, exam: ExamRecord | None = None,
+                  attention: AttentionResult | None, *, eye: str, exam: ExamRecord | None = None,
                   modality: str | None = None, exam_date: date | None = None,
                   review: ReviewRecord | None = None) -> rs.EyeReport:
     # The panels' look is read now, as the screen shows it; the full photograph only when asked.

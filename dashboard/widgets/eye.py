@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from components.explanation.cam import METHOD_LABELS, METHODS, ExplainError, Explanation
 from components.explanation.outline import draw_region
 from components.explanation.overlay import COLORMAPS, blend
+from components.lens.attention import AttentionResult
 from components.records import ExamRecord, RecordStore
 from components.workflows import review_session as rs
 from dashboard import resources, session
@@ -16,7 +15,7 @@ from dashboard.keys import EyeScope
 from dashboard.present import attention_badge, decision_view, map_caption, plain
 from models import Classifier
 
-Explained = tuple[Explanation, rs.MapKey, dict[str, Any] | None]
+Explained = tuple[Explanation, rs.MapKey, AttentionResult | None]
 
 
 def settings_ui(clf: Classifier) -> None:
@@ -70,7 +69,7 @@ def typicality_ui(clf: Classifier, image: rs.ReviewImage, explanation: Explanati
         st.caption(result.text)
 
 
-def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, Any] | None,
+def result_ui(clf: Classifier, explanation: Explanation, attention: AttentionResult | None,
               modality: str | None, eye: str | None) -> None:
     """The model's probabilities, then the screening decision in the report's own words."""
     names = list(clf.class_names)
@@ -87,7 +86,7 @@ def result_ui(clf: Classifier, explanation: Explanation, attention: dict[str, An
 
 
 def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey, scope: EyeScope,
-              attention: dict[str, Any] | None = None) -> None:
+              attention: AttentionResult | None = None) -> None:
     """Original, heatmap with its colour bar, overlay; a slider move redraws only the overlay.
 
     With "Show the region the check used" on, the overlay outlines the pupil and the iris the
@@ -106,9 +105,8 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey, s
         resources.panel_cache().put(heat_key, heat)
     heat_jpeg, heat_ratio = heat
     blended = blend(display, explanation.cam, alpha=alpha, colormap=colormap)
-    region = (attention or {}).get("region")
-    if st.session_state.get(scope.key("show_region")) and isinstance(region, dict):
-        blended = draw_region(blended, region)  # the check ran on this same display copy
+    if st.session_state.get(scope.key("show_region")) and attention is not None:
+        blended = draw_region(blended, attention.region.as_dict())  # the check ran on this same display copy
     overlay = rs.jpeg_bytes(blended)
     method = METHOD_LABELS.get(explanation.method, explanation.method)
     # Column widths follow the pictures' widths, so the three come out the same height.
@@ -121,7 +119,7 @@ def panels_ui(image: rs.ReviewImage, explanation: Explanation, key: rs.MapKey, s
               help="Outline the pupil (green) and the iris (blue) that the attention check measured against.")
 
 
-def attention_ui(attention: dict[str, Any]) -> None:
+def attention_ui(attention: AttentionResult) -> None:
     """The attention badge with its figures, and a warning when the map lies off the lens."""
     badge = attention_badge(attention)
     badge_col, figures_col = st.columns([1, 4], vertical_alignment="center")
@@ -133,7 +131,7 @@ def attention_ui(attention: dict[str, Any]) -> None:
 
 
 def eye_ui(store: RecordStore, clf: Classifier | None, image: rs.ReviewImage, exam: ExamRecord | None,
-           modality: str | None, eye: str | None, scope: EyeScope) -> tuple[Explanation | None, dict[str, Any] | None]:
+           modality: str | None, eye: str | None, scope: EyeScope) -> tuple[Explanation | None, AttentionResult | None]:
     """One photograph: without a model the photograph alone, else the result, the panels and the check.
 
     Drawn once per eye on a patient's page: every widget here is keyed by ``scope``.

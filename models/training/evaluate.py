@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from components.base.classifier import ClassifierLike
 from components.base.errors import CataractCamError
 from components.base.files import atomic_write_bytes
 from components.base.tables import read_csv
@@ -195,7 +196,7 @@ def attention_in_mask(cam: np.ndarray, mask: np.ndarray) -> tuple[bool, float]:
     return bool(inside[peak]), float(full[inside].sum() / total)
 
 
-def predict_folder(classifier: Any, data: str | os.PathLike[str], *, batch_size: int = 16,
+def predict_folder(classifier: ClassifierLike, data: str | os.PathLike[str], *, batch_size: int = 16,
                    progress: Callable[[int], None] | None = None) -> Predictions:
     """p(Cataract) for every image in ``data``; Grad-CAM attention in the pupil where ``masks/`` has one."""
     import cv2
@@ -357,7 +358,7 @@ def typicality_summary(results: Sequence[Any]) -> dict[str, Any]:
             "median_ood_score": round(float(np.median(scores)), 6), "threshold": round(float(results[0].threshold), 6)}
 
 
-def evaluate(classifier: Any, data: str | os.PathLike[str], *, resamples: int = 1000, seed: int = 0,
+def evaluate(classifier: ClassifierLike, data: str | os.PathLike[str], *, resamples: int = 1000, seed: int = 0,
              out_dir: str | os.PathLike[str] | None = None,
              progress: bool = False) -> tuple[dict[str, Any], Predictions]:
     """Score ``classifier`` on ``data`` at its stored threshold; with ``out_dir``, write JSON and plots there."""
@@ -393,8 +394,9 @@ GRID_PLAN: tuple[tuple[str, int], ...] = (
 )
 
 
-def gradcam_grid(classifier: Any, data: str | os.PathLike[str], *, plan: Sequence[tuple[str, int]] = GRID_PLAN,
-                 columns: int = 4, tile: tuple[int, int] = (200, 150), alpha: float = 0.45) -> np.ndarray:
+def gradcam_grid(classifier: ClassifierLike, data: str | os.PathLike[str], *,
+                 plan: Sequence[tuple[str, int]] = GRID_PLAN, columns: int = 4, tile: tuple[int, int] = (200, 150),
+                 alpha: float = 0.45) -> np.ndarray:
     """A picture of synthetic eyes (photograph above its Grad-CAM overlay), one per (type, grade) in ``plan``.
 
     The first image in labels.csv order matching each (type, grade) is used; "" with grade 0 means a
@@ -421,6 +423,8 @@ def gradcam_grid(classifier: Any, data: str | os.PathLike[str], *, plan: Sequenc
         picked.append(match)
     images = [decode_image(root / r["file"], min_side=classifier.input_size).pixels for r in picked]
     explanations = explain(classifier, images)
+    if classifier.positive_index is None:
+        raise EvaluationError("The model names no Cataract class, so the grid has nothing to show.")
     positive = classifier.class_names[classifier.positive_index]
     tw, th = tile
     cap_h, title_h, pad = 30, 30, 6

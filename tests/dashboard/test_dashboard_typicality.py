@@ -25,7 +25,7 @@ def test_typicality_line_and_region_toggle(env, clf) -> None:
     plain = blend(display, ex.cam, alpha=0.5, colormap="jet")
     assert np.abs(served(images(at)["Overlay"]).astype(int) - plain).mean() < 2.5
     toggle.set_value(True).run()
-    region = rs.attention_for(display, ex, "fundus")["region"]
+    region = rs.attention_for(display, ex, "fundus").region.as_dict()
     assert region["found"]
     outlined = served(images(at)["Overlay"]).astype(int)
     want = draw_region(plain, region)

@@ -5,19 +5,19 @@ from __future__ import annotations
 from components.screening.decision import decide
 from components.screening.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS
 from dashboard.present import attention_badge, decision_view
+from tests.support import checked
 
 
 def test_attention_badge_colours_words_and_warning() -> None:
-    colours = {v: attention_badge({"verdict": v, "modality": "external"}).colour
+    colours = {v: attention_badge(checked(v)).colour
                for v in (ON_LENS, OFF_BORDER, OFF_SKIN, NOT_FOUND, DIFFUSE)}
     assert colours == {ON_LENS: "green", OFF_BORDER: "red", OFF_SKIN: "red", NOT_FOUND: "gray", DIFFUSE: "orange"}
-    badge = attention_badge({"verdict": OFF_BORDER, "modality": "fundus",
-                             "figures": {"energy_in_lens": 0.25, "peak_in_lens": False}})
+    badge = attention_badge(checked(OFF_BORDER, "fundus", energy_in_lens=0.25, peak_in_lens=False))
     assert badge.text == "Attention: off the fundus: black border or text"
     assert badge.figures == "Attention inside the fundus field: 25% · Strongest point inside the fundus field: no"
     assert badge.warning == ("The model's attention lies off the fundus field: the result may rest on something "
                              "other than the fundus field. Check the photograph before relying on it.")
-    assert attention_badge({"verdict": ON_LENS, "label": ON_LENS}).warning is None
+    assert attention_badge(checked(ON_LENS)).warning is None
 
 
 def test_decision_view_words_the_decision_as_the_report_does() -> None:

@@ -17,11 +17,11 @@ from components.interop.from_report import (
     exam_key_for,
     files_study_uid,
     signed_exam_from_report,
-    verdict_of,
     write_exports,
 )
+from components.lens.attention import AttentionError, AttentionResult
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
-from components.workflows.review_session import attention_fields, attention_for
+from components.workflows.review_session import attention_for
 from tests.interop_support import eye_photograph
 
 
@@ -31,7 +31,7 @@ def _findings(classifier, images):
     for eye, image, ex in zip(("OD", "OS"), images[:2], explanations, strict=True):
         review = ReviewInfo("Dr. B", eye == "OD", "cataract" if eye == "OD" else "normal", "mild")
         eyes.append(EyeFindings(eye, image, ex, exam_date=date(2026, 11, 2), modality="external",
-                                attention=attention_fields(attention_for(image, ex, "external")), review=review,
+                                attention=attention_for(image, ex, "external"), review=review,
                                 colormap="turbo", alpha=0.4))
     return eyes
 
@@ -52,7 +52,7 @@ def test_exports_carry_the_report_values(classifier, images):
         assert values[finding.eye]["p"] == p
         assert fhir[finding.eye]["p"] == p
         assert values[finding.eye]["threshold"] == classifier.threshold
-        assert values[finding.eye]["attention_verdict"] == finding.attention["verdict"]
+        assert values[finding.eye]["attention_verdict"] == finding.attention.verdict
         assert values[finding.eye]["agrees"] is finding.review.agrees
         assert values[finding.eye]["clinician_finding"] == finding.review.finding
         expected = three_panel(finding.image, finding.explanation.cam, alpha=0.4, colormap="turbo")
@@ -85,12 +85,11 @@ def test_ungradable_eye_and_fundus_words():
                                    study_uid=new_study_uid())
     assert read_sr(build_objects(exam).sr)["OS"]["model_finding"] == "ungradable"
     assert build_objects(exam).captures == ()
-    assert verdict_of({"verdict": "inside the fundus"}, "fundus") == "on lens"
-    assert verdict_of({"verdict": "off the fundus: black border or text"}, "fundus") == "off lens: image border"
-    assert verdict_of({"verdict": "partly on lens"}, "external") == "partly on lens"
-    assert verdict_of(None, "fundus") is None
-    with pytest.raises(ValueError, match="Unknown attention verdict"):
-        verdict_of({"verdict": "somewhere"}, "external")
+    # The check's result travels as itself: read back from its plain form, its verdict is the code.
+    fundus = AttentionResult.from_dict({"verdict": "on lens", "modality": "fundus", "figures": {}})
+    assert (fundus.verdict, fundus.label) == ("on lens", "inside the fundus")
+    with pytest.raises(AttentionError, match="Unknown attention verdict"):
+        AttentionResult.from_dict({"verdict": "somewhere"})
 
 
 def test_write_exports_from_files(tmp_path, classifier, images):

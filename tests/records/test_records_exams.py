@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 
 from components.records import NotFound, RecordStore, ValidationError
+from components.screening.vocabulary import OFF_SKIN
+from tests.support import checked
 
 
 def _png_chunk_types(data: bytes) -> list[str]:
@@ -112,7 +114,7 @@ def test_analysis_round_trips_the_cam_exactly(
             prediction="Normal",
             confidence=np.float32(0.75),
             probabilities={"Cataract": 0.25, "Normal": 0.75},
-            attention={"lens_fraction": 0.8125, "flags": ["eyelid"]},
+            attention=checked(OFF_SKIN, lens_fraction=0.8125, peak_on_skin=True),
         ),
     )
     latest = store.latest_analysis(exam.id)
@@ -123,7 +125,8 @@ def test_analysis_round_trips_the_cam_exactly(
     assert np.max(np.abs(latest.cam - second_cam.astype(np.float32))) == 0.0
     assert (latest.prediction, latest.confidence, latest.method) == ("Normal", 0.75, "gradcam++")
     assert latest.probabilities == {"Cataract": 0.25, "Normal": 0.75}
-    assert latest.attention == {"lens_fraction": 0.8125, "flags": ["eyelid"]}
+    assert latest.attention is not None
+    assert latest.attention.as_dict() == checked(OFF_SKIN, lens_fraction=0.8125, peak_on_skin=True).as_dict()
     assert latest.model_sha256 == model_sha
     # The first analysis is kept whole; its map comes back bit for bit.
     assert first.cam.dtype == np.float32

@@ -37,8 +37,8 @@ from components.report import (
     safe_filename,
 )
 from components.screening.decision import decide, format_probability
-from components.screening.vocabulary import OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
-from tests.support import CSDI
+from components.screening.vocabulary import NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
+from tests.support import CSDI, checked
 
 # Real fundus photographs, CSDI, CC BY 4.0: Xie et al., "CSDI: A Fine-Grained Fundus Image Dataset
 # of Cataract Severity and Diagnostic Images", 2025 (attribution in the folder's README.md).
@@ -159,7 +159,7 @@ def full_eyes(photos, explanations):
         probabilities(explanations[1], 0.12),
         exam_date=date(2025, 3, 2),
         modality="slit_lamp",
-        attention={"verdict": "on_lens", "lens_fraction": 0.72, "border_fraction": 0.05},
+        attention=checked(ON_LENS, "external", lens_fraction=0.72, border_fraction=0.05),
     )
     return [os_, od]  # deliberately left eye first: the report must still put OD first
 
@@ -220,9 +220,9 @@ def test_every_field_is_in_the_text(full_pdf, full_eyes):
         "Colormap: jet",
         "Transparency α: 0.40",
         "Transparency α: 0.50",
-        # attention check, printed as given
+        # the attention check: its verdict in words, then its figures
         "Attention check",
-        "Verdict: on_lens",
+        "Verdict: on lens",
         "Lens fraction 0.720",
         "Border fraction 0.050",
         # review
@@ -304,14 +304,14 @@ def test_other_cjk_scripts_pick_their_cid_font(small, small_expl, plain_model):
 
 
 def test_checks_are_printed_as_given_when_present(small, small_expl, plain_model):
-    attention = {"verdict": "off_lens", "lens_fraction": 0.125, "flagged": True, "note": None}
+    attention = checked(OFF_SKIN, lens_fraction=0.125, flagged=True, note=None)
     faithfulness = {"deletion_auc": 0.21, "insertion_auc": 0.64}
     pdf = one_eye_pdf(
         small, small_expl, plain_model, attention=attention, faithfulness=faithfulness
     )
     text = flat(pages_text(pdf)[0])
     for phrase in (
-        "Attention check Verdict: off_lens",
+        "Attention check Verdict: off lens: lids or skin",
         "Lens fraction 0.125",
         "Flagged yes",
         "Faithfulness",
@@ -643,7 +643,7 @@ def test_safe_filename():
 
 def test_attention_off_the_lens_refers_and_says_why(small, small_expl, plain_model):
     # p = 0.20 alone would be routine; the map lying on the lids makes the result doubtful.
-    attention = {"verdict": OFF_SKIN, "energy_in_lens": 0.12}
+    attention = checked(OFF_SKIN, energy_in_lens=0.12)
     pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention=attention, modality="external")
     text = flat(" ".join(pages_text(pdf)))
     assert f"Attention check Verdict: {OFF_SKIN}" in text
@@ -656,11 +656,11 @@ def test_attention_off_the_lens_refers_and_says_why(small, small_expl, plain_mod
 @pytest.mark.parametrize(
     ("attention", "modality"),
     [
-        # As the review screen passes it: the verdict in the fundus words, the record's modality.
-        ({"verdict": "off the fundus: black border or text"}, "fundus"),
-        # The fundus words tell the modality when the record does not.
-        ({"verdict": "off the fundus: black border or text"}, None),
-        ({"verdict": OFF_BORDER}, "fundus"),
+        # As the review screen passes it: the check's result on a fundus photograph, the record's modality.
+        (checked(OFF_BORDER, "fundus"), "fundus"),
+        # The check's own modality tells it when the record does not.
+        (checked(OFF_BORDER, "fundus"), None),
+        (checked(OFF_SKIN, "fundus"), "fundus"),
     ],
 )
 def test_attention_off_the_fundus_field_says_so(small, small_expl, plain_model, attention, modality):
@@ -670,12 +670,13 @@ def test_attention_off_the_fundus_field_says_so(small, small_expl, plain_model, 
     assert REFER in text
 
 
-@pytest.mark.parametrize("verdict", [ON_LENS, PARTLY, "inside the fundus", "on_lens", "off_lens"])
-def test_attention_on_the_lens_or_unrecognised_leaves_routine(small, small_expl, plain_model, verdict):
-    # A verdict in neither the check's codes nor its words is printed as given, not interpreted.
-    pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention={"verdict": verdict})
+@pytest.mark.parametrize(("verdict", "modality", "words"), [
+    (ON_LENS, "external", "on lens"), (PARTLY, "external", "partly on lens"),
+    (ON_LENS, "fundus", "inside the fundus"), (NOT_FOUND, "external", "lens not found")])
+def test_attention_on_the_lens_or_not_found_leaves_routine(small, small_expl, plain_model, verdict, modality, words):
+    pdf = one_eye_pdf(small, probabilities(small_expl, 0.2), plain_model, attention=checked(verdict, modality))
     text = flat(" ".join(pages_text(pdf)))
-    assert f"Verdict: {verdict}" in text
+    assert f"Verdict: {words}" in text
     assert ROUTINE in text
     assert REFER not in text
     assert "Because:" not in text
@@ -683,7 +684,7 @@ def test_attention_on_the_lens_or_unrecognised_leaves_routine(small, small_expl,
 
 def test_positive_eye_and_off_lens_eye_give_every_reason(small, small_expl, plain_model):
     eyes = [
-        EyeFindings("OS", small, probabilities(small_expl, 0.1), attention={"verdict": OFF_BORDER}),
+        EyeFindings("OS", small, probabilities(small_expl, 0.1), attention=checked(OFF_BORDER)),
         EyeFindings("OD", small, probabilities(small_expl, 0.8)),
     ]
     pdf = build_report(PatientInfo("P-8"), eyes, plain_model, report_id=REPORT_ID, generated_at=GENERATED)
@@ -761,10 +762,10 @@ def test_the_region_the_check_used_is_outlined_in_the_attention_section(classifi
     region = lens.find_lens(cv2.resize(image, (256, 192), interpolation=cv2.INTER_AREA), "external").as_dict()
     assert region["found"]
     assert region["size"] == [256, 192]
-    pdf = one_eye_pdf(image, expl, plain_model, attention={"verdict": ON_LENS}, region=region)
+    pdf = one_eye_pdf(image, expl, plain_model, attention=checked(ON_LENS, region=region))
     assert "Where the check looked: the pupil (green) and iris (blue)" in flat(" ".join(pages_text(pdf)))
     # A lens not found has nothing to outline.
-    missed = one_eye_pdf(image, expl, plain_model, attention={"verdict": ON_LENS}, region={**region, "found": False})
+    missed = one_eye_pdf(image, expl, plain_model, attention=checked(ON_LENS, region={**region, "found": False}))
     assert "Where the check looked" not in flat(" ".join(pages_text(missed)))
 
     outline = RegionOutline(image, region)

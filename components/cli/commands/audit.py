@@ -57,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
                            progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     audit.write_csv(rows, out / "audit.csv")
-    shown = audit.write_gallery(rows, out / "gallery.html", model_name=str(getattr(classifier, "name", "")),
-                                demo=bool(getattr(classifier, "is_demo", False)))
+    shown = audit.write_gallery(rows, out / "gallery.html", model_name=classifier.name,
+                                demo=classifier.is_demo)
     return report_summary(rows, shown, as_json=args.json)
 
 

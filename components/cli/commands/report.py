@@ -62,7 +62,7 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
     from components.imaging.loading import ImageError, decode_image
     from components.report import EyeFindings, ReviewInfo
     from components.typicality.score import assess, explain_options
-    from components.workflows.review_session import attention_fields, attention_for, guess_modality
+    from components.workflows.review_session import attention_for, guess_modality
 
     review = None
     if args.reviewer or args.notes:
@@ -83,8 +83,8 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
         explanation = explain(classifier, [image], method=args.method, **explain_options(classifier))[0]
         checked = attention_for(image, explanation, modality)
         typicality = assess(classifier, [image], explanations=[explanation])[0].report_fields()
-        return EyeFindings(image=image, explanation=explanation, attention=attention_fields(checked),
-                           modality=modality, typicality=typicality, region=checked.get("region"), **common)
+        return EyeFindings(image=image, explanation=explanation, attention=checked, modality=modality,
+                           typicality=typicality, **common)
     return EyeFindings(image=None, explanation=None, gradable=False, ungradable_reason=reason,
                        modality=args.modality, **common)
 
