@@ -1,4 +1,4 @@
-"""Typed as used: no classifier typed Any, no attention result as a bare dict, in product code (mypy checks the rest)."""
+"""Typed as used: no classifier typed Any, no attention result as a bare dict in product code (mypy checks the rest)."""
 
 from __future__ import annotations
 
