@@ -15,8 +15,9 @@ import streamlit as st  # noqa: E402
 
 from components.base.heap import release_large_buffers  # noqa: E402
 from components.screening.decision import FINAL_DECISION  # noqa: E402
+from components.workflows.runs import model_title  # noqa: E402
 from dashboard import pages, resources, session  # noqa: E402
-from dashboard.present import model_title, plain  # noqa: E402
+from dashboard.present import plain  # noqa: E402
 from dashboard.widgets.identity import identity_sidebar_ui, no_role_ui, refuse_ui, sign_in_ui  # noqa: E402
 
 # Every run, because this script is the only code the server is sure to run first; it is idempotent.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 from components.imaging.loading import IMAGE_EXTENSIONS
 from components.records import data_dir
 from components.records.settings import IMAGES_FOLDER
 from components.workflows.audit import LabelledImage, read_labelled_folder
+from components.workflows.runs import Upload
 
 UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 """The file types the photograph uploaders accept."""
@@ -25,15 +25,6 @@ OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; 
 MISSING_FOLDER = "There is no such folder inside the data folder."
 RECORDS_FOLDER = ("The record store's own photographs cannot be used as input; name a folder of photographs "
                   "to check instead.")
-
-
-class Upload(Protocol):
-    """What the dashboard reads from an uploaded file (Streamlit's UploadedFile has it)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def getvalue(self) -> bytes: ...
 
 
 def too_many_uploads(count: int) -> str | None:

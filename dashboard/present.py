@@ -179,11 +179,6 @@ def worklist_table(rows: Sequence[WorklistRow]) -> dict[str, list[object]]:
 # --- the model card ---------------------------------------------------------------------------
 
 
-def model_title(clf: Classifier) -> str:
-    """A model as the pages name it: its name and the start of its weights' SHA-256."""
-    return f"{clf.name} · weights {clf.weights_sha256[:12]}"
-
-
 CARD_TEXT_FIELDS = (
     ("intended_use", "Intended use"),
     ("training_data", "Training data"),

@@ -19,7 +19,7 @@ from components.explanation.cam import Explanation
 from components.interop.ledger import SendLedger
 from components.lens.attention import AttentionResult
 from components.records import RecordStore, data_dir
-from components.workflows.review_session import BoundedCache, MapKey, ReviewImage
+from components.workflows.review import BoundedCache, MapKey, ReviewImage
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier, load_classifier, load_classifier_bytes
 
 __all__ = [

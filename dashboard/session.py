@@ -15,10 +15,10 @@ import streamlit as st
 
 from components.base import config
 from components.records import Identity, PatientRecord, RecordStore
-from components.workflows.review_session import PREDICTED, HeldUpload, ReviewImage, image_from_upload, reattached
+from components.workflows.review import PREDICTED, HeldUpload, ReviewImage, image_from_upload, reattached
+from components.workflows.runs import Look
 from dashboard import access, resources
 from dashboard.present import plain
-from dashboard.runs import Look
 from models import DEMO_MODEL_PATH, CheckpointError, Classifier
 
 __all__ = [

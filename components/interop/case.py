@@ -24,7 +24,7 @@ from components.interop.ledger import SendAttempt, SendLedger, send_exam
 from components.records import ExamRecord, Identity, RecordStore
 from components.report import EyeFindings, ModelInfo, PatientInfo
 from components.screening.vocabulary import EYES
-from components.workflows.review_session import (
+from components.workflows.review import (
     attention_for,
     case_report,
     guess_modality,

@@ -11,7 +11,7 @@ from typing import Any
 from components.base.classifier import ClassifierLike
 from components.base.files import atomic_write_bytes
 from components.records import Identity, RecordStore
-from components.workflows.review_session import stored_report
+from components.workflows.review import stored_report
 
 __all__ = ["export_patient", "export_patient_zip"]
 

@@ -10,8 +10,9 @@ import streamlit as st
 
 from components.records import data_dir
 from components.records.errors import storage_error
+from components.workflows import runs
 from components.workflows.audit import AuditError, read_labelled_folder
-from dashboard import folders, runs, session
+from dashboard import folders, session
 from dashboard.keys import widget_key
 from dashboard.widgets.inputs import modality_ui, progress_ui
 from dashboard.widgets.page import open_page

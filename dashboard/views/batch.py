@@ -7,11 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from components.cluster.runs import batch_run_on_cluster
 from components.explanation.cam import METHOD_LABELS
 from components.records import data_dir
 from components.records.errors import storage_error
+from components.workflows import runs
 from components.workflows.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
-from dashboard import folders, resources, runs, session
+from dashboard import folders, resources, session
 from dashboard.widgets.inputs import cluster_ui, progress_ui
 from dashboard.widgets.page import open_page
 from dashboard.widgets.results import batch_results_ui
@@ -60,7 +62,7 @@ if st.button("Run batch", key="batch_run", type="primary", icon=":material/play_
                 bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
                 model = session.model_source()
                 if client is not None and model is not None:
-                    ran = runs.batch_run_on_cluster(client, model, clf, files, names, look, progress)
+                    ran = batch_run_on_cluster(client, model, clf, files, names, look, progress)
                 else:
                     ran = runs.batch_run(clf, files, names, look, progress)
                 st.session_state["batch_result"] = ran

@@ -8,7 +8,8 @@ import streamlit as st
 
 from components.explanation.cam import ExplainError
 from components.screening.vocabulary import DEMO_WARNING
-from dashboard import folders, resources, runs, session
+from components.workflows import runs
+from dashboard import folders, resources, session
 from dashboard.present import plain
 from dashboard.widgets.inputs import modality_ui
 from dashboard.widgets.page import open_page

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from components.report import PatientInfo
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard import resources, session
 from dashboard.widgets.cases import export_ui, patient_case_ui, quick_case_ui, quick_uploader_ui
 from dashboard.widgets.clinic import clinic_ui

@@ -14,7 +14,7 @@ from components.lens.attention import AttentionResult
 from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.report import PatientInfo, safe_filename
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from components.workflows.patient_export import export_patient_zip
 from dashboard import resources, session
 from dashboard.folders import UPLOAD_TYPES

@@ -12,7 +12,7 @@ from components.interop.dicomweb import DicomWebConfig, PacsClient
 from components.interop.ledger import SENT
 from components.records import RecordStore
 from components.report import PatientInfo, safe_filename
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard import resources, session
 from models import Classifier
 

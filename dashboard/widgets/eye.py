@@ -9,7 +9,7 @@ from components.explanation.outline import draw_region
 from components.explanation.overlay import COLORMAPS, blend
 from components.lens.attention import AttentionResult
 from components.records import ExamRecord, RecordStore
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard import resources, session
 from dashboard.keys import EyeScope
 from dashboard.present import attention_badge, decision_view, map_caption, plain

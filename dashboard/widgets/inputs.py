@@ -8,7 +8,7 @@ import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
 from components.screening.vocabulary import ATTENTION_MODALITIES, MODALITY_LABELS
-from dashboard.runs import Progress
+from components.workflows.runs import Progress
 
 if TYPE_CHECKING:
     from dashboard.resources import Cluster

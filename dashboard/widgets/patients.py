@@ -10,7 +10,7 @@ from components.base.errors import CataractCamError
 from components.imaging.loading import ImageError, sha256_bytes
 from components.records import RecordStore
 from components.screening.vocabulary import EYE_LABELS, EYES, MODALITIES, MODALITY_LABELS, SEX_LABELS, SEXES
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard import resources, session
 from dashboard.folders import UPLOAD_TYPES
 from dashboard.keys import widget_key

@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 
+from components.workflows import runs
 from components.workflows.audit import AuditRow
-from dashboard import runs
 from dashboard.present import plain
 
 _PERCENT = st.column_config.ProgressColumn
@@ -39,7 +39,7 @@ def batch_results_ui(result: runs.BatchResult) -> None:
     st.caption(f"Overlays ({result.method}), highest confidence first{limit}")
     columns_ = st.columns(4)
     for i, (thumb, caption) in enumerate(gallery):
-        columns_[i % 4].image(thumb, caption=caption, width="stretch")
+        columns_[i % 4].image(thumb, caption=plain(caption), width="stretch")  # a file name is the user's text
 
 
 def _audit_gallery_ui(rows: list[AuditRow], gallery: list[tuple[str, list[str], bytes]]) -> None:

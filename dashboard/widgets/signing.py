@@ -8,7 +8,7 @@ from components.base.errors import CataractCamError
 from components.records import ExamRecord, RecordStore, ReviewRecord
 from components.screening.notes import NOTES_MAX_CHARS
 from components.screening.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard import session
 from dashboard.keys import EyeScope
 from dashboard.present import review_rows, sentence

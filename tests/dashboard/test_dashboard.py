@@ -21,7 +21,7 @@ from components.explanation.overlay import blend, colorize, resize_map
 from components.imaging.loading import load_rgb, sha256_bytes
 from components.lens.attention import check
 from components.records import RecordStore
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from components.workflows.batch import explain_files
 from dashboard.folders import MISSING_FOLDER, OUTSIDE_DATA
 from dashboard.keys import EyeScope, widget_key

@@ -6,7 +6,7 @@ import numpy as np
 
 from components.explanation.outline import draw_region
 from components.explanation.overlay import blend
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard.keys import EyeScope
 from tests.dashboard.support import expected, images, new_app, served, upload_quick
 from tests.support import CSDI

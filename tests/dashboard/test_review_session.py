@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.explanation.overlay import colorbar, colorize, resize_map
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 
 
 def test_review_session_helpers() -> None:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from components.explanation.cam import explain
 from components.imaging.loading import decode_image
 from components.screening.decision import REFER, ROUTINE
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from dashboard.keys import EyeScope
 from models import load_classifier, save_checkpoint
 from tests.dashboard.support import new_app, pdf_of, upload_quick

@@ -21,7 +21,7 @@ from components.interop.from_report import (
 )
 from components.lens.attention import AttentionError, AttentionResult
 from components.report import EyeFindings, ModelInfo, PatientInfo, ReviewInfo, build_report
-from components.workflows.review_session import attention_for
+from components.workflows.review import attention_for
 from tests.interop_support import eye_photograph
 
 

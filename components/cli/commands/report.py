@@ -62,7 +62,7 @@ def _eye(classifier: Classifier, eye: str, source: str, args: argparse.Namespace
     from components.imaging.loading import ImageError, decode_image
     from components.report import EyeFindings, ReviewInfo
     from components.typicality.score import assess, explain_options
-    from components.workflows.review_session import attention_for, guess_modality
+    from components.workflows.review import attention_for, guess_modality
 
     review = None
     if args.reviewer or args.notes:

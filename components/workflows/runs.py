@@ -1,19 +1,22 @@
-"""The Batch, Audit and Compare pages' runs, without Streamlit: the engine's results as a page keeps and shows them."""
+"""The Batch, Audit and Compare pages' runs, without Streamlit: the engine's results as a page keeps and shows them.
+
+The same run on a Dask cluster is ``components.cluster.runs``.
+"""
 
 from __future__ import annotations
 
-import functools
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from components.base.classifier import ClassifierLike
 from components.explanation.cam import METHOD_LABELS
 from components.explanation.overlay import blend
 from components.imaging.loading import ImageError, decode_image
 from components.records import data_dir
-from components.workflows import review_session as rs
+from components.workflows import review as rs
 from components.workflows.audit import (
     AuditRow,
     LabelledImage,
@@ -24,13 +27,25 @@ from components.workflows.audit import (
     write_csv,
     write_gallery,
 )
-from components.workflows.batch import BatchItem, explain_files, summary_bytes, summary_row, write_summary
-from dashboard.folders import Upload
-from dashboard.present import model_title, plain
+from components.workflows.batch import BatchItem, explain_files, write_summary
 from models import Classifier
 
 Progress = Callable[[int, int], None]
 """Told (done, total) after each photograph."""
+
+
+class Upload(Protocol):
+    """What a run reads from an uploaded file (Streamlit's UploadedFile has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def getvalue(self) -> bytes: ...
+
+
+def model_title(clf: ClassifierLike) -> str:
+    """A model as the pages name it: its name and the start of its weights' SHA-256."""
+    return f"{clf.name} · weights {clf.weights_sha256[:12]}"
 
 THUMB_SIDE = 320
 COMPARE_MIN_SIDE = 1024  # the comparison picture is at most 512 pixels; the attention check works smaller
@@ -59,7 +74,8 @@ class BatchResult:
     method: str
 
 
-def _batch_row(item: BatchItem, class_names: Sequence[str], look: Look) -> dict[str, object]:
+def batch_row(item: BatchItem, class_names: Sequence[str], look: Look) -> dict[str, object]:
+    """One photograph's row on the Batch page: the model's answer, its overlay thumbnail, the attention verdict."""
     ex = item.explanation
     thumb = verdict = None
     if ex is not None and item.image is not None:
@@ -86,7 +102,7 @@ def batch_run(clf: Classifier, files: Sequence[Path], names: Sequence[str], look
     # keep_images: the gallery needs the photograph, shrunk to a thumbnail at once.
     for done, item in enumerate(explain_files(clf, files, method=look.method, keep_images=True), start=1):
         item.file = names[done - 1]
-        rows.append(_batch_row(item, clf.class_names, look))
+        rows.append(batch_row(item, clf.class_names, look))
         item.image = None
         items.append(item)
         if progress is not None:
@@ -98,46 +114,21 @@ def batch_run(clf: Classifier, files: Sequence[Path], names: Sequence[str], look
     return BatchResult(rows, csv, METHOD_LABELS.get(look.method, look.method))
 
 
-def batch_run_on_cluster(client: Any, model: str | bytes, clf: Classifier, files: Sequence[Path],
-                         names: Sequence[str], look: Look, progress: Progress | None = None) -> BatchResult:
-    """:func:`batch_run` on a Dask cluster (``CATARACT_CAM_DASK``): the same rows, thumbnails and CSV.
-
-    ``model`` is the checkpoint the workers load: a path on the server, or an upload's bytes
-    (written to a temporary file in the data folder, which a worker on another machine cannot read).
-    """
-    from components.cluster.batch import run_batch
-
-    class_names = tuple(clf.class_names)
-    with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
-        if isinstance(model, bytes):
-            (Path(tmp) / "model.pt").write_bytes(model)
-            model = str(Path(tmp) / "model.pt")
-        # The thumbnails and the attention verdicts are made where the photographs are decoded.
-        outcomes = run_batch(client, [str(f) for f in files], tmp, model=model, method=look.method, panels=False,
-                             on_worker=functools.partial(_batch_row, class_names=class_names, look=look),
-                             progress=progress)
-    rows: list[dict[str, object]] = []
-    for outcome, name in zip(outcomes, names, strict=True):
-        outcome.item.file = name
-        rows.append({**outcome.extra, "File": name})
-    csv = summary_bytes([summary_row(o.item, class_names) for o in outcomes], class_names)
-    return BatchResult(rows, csv, METHOD_LABELS.get(look.method, look.method))
-
-
 def batch_table(rows: Sequence[dict[str, object]]) -> dict[str, list[object]]:
     """The batch's columns, without the thumbnails."""
     return {key: [r.get(key) for r in rows] for key in rows[0] if key != "_thumb"}
 
 
 def batch_gallery(rows: Sequence[dict[str, object]]) -> list[tuple[bytes, str]]:
-    """(overlay JPEG, caption) for the first readable photographs, highest confidence first."""
+    """(overlay JPEG, caption) for the first readable photographs, highest confidence first; captions hold the
+    user's file names as written (escape them where text renders Markdown)."""
     shown: list[tuple[float, bytes, str]] = []
     for row in rows:
         thumb, confidence = row["_thumb"], row["Confidence"]
         if not isinstance(thumb, bytes):
             continue
         p = float(confidence) if isinstance(confidence, (int, float)) else 0.0
-        shown.append((p, thumb, f"{plain(str(row['File']))}: {plain(str(row['Prediction']))} ({p:.0%})"))
+        shown.append((p, thumb, f"{row['File']}: {row['Prediction']} ({p:.0%})"))
         if len(shown) == BATCH_GALLERY_MAX:
             break
     shown.sort(key=lambda t: -t[0])
