@@ -53,7 +53,7 @@ def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
     for name in clf.class_names:
         assert got[f"P({name})"] == f"{ex.probabilities[name]:.1%}"
     # The eye comes from the file name (DLY-OD); the photograph is shown reduced to 1024 px.
-    assert at.radio(key=EyeScope(rs.sha256_bytes(path.read_bytes())).key("quick_eye")).value == "OD"
+    assert at.radio(key=EyeScope(sha256_bytes(path.read_bytes())).key("quick_eye")).value == "OD"
     original = served(shown["Original"])
     assert original.shape == (round(1822 * 1024 / 2734), 1024, 3)
     display = rs.downscale(pixels)
@@ -66,7 +66,7 @@ def test_landing_upload_shows_three_panels_and_the_prediction(env, clf) -> None:
     want = colorize(resize_map(ex.cam, (display.shape[1], display.shape[0])), "jet")
     assert np.abs(heat[:, : display.shape[1]].astype(int) - want).mean() < 2.5
     # The attention check's verdict for this map, on the modality it reads off the photograph.
-    modality = at.selectbox(key=EyeScope(rs.sha256_bytes(path.read_bytes())).key("quick_modality")).value
+    modality = at.selectbox(key=EyeScope(sha256_bytes(path.read_bytes())).key("quick_modality")).value
     assert modality == rs.guess_modality(display) == "fundus"
     verdict = check(display, ex.cam, modality="fundus")
     assert verdict.label == check(pixels, ex.cam, modality="fundus").label

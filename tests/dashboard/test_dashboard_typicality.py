@@ -6,6 +6,7 @@ import numpy as np
 
 from components.explanation.outline import draw_region
 from components.explanation.overlay import blend
+from components.imaging import sha256_bytes
 from components.workflows import review as rs
 from dashboard.keys import EyeScope
 from tests.dashboard.support import expected, images, new_app, served, upload_quick
@@ -19,7 +20,7 @@ def test_typicality_line_and_region_toggle(env, clf) -> None:
     assert not at.error
     # The test checkpoint carries no statistics: the screen says so rather than showing a number.
     assert any("Typicality: not available" in c.value for c in at.caption)
-    toggle = at.toggle(key=EyeScope(rs.sha256_bytes(path.read_bytes())).key("show_region"))
+    toggle = at.toggle(key=EyeScope(sha256_bytes(path.read_bytes())).key("show_region"))
     assert toggle.value is False  # off by default: the overlay is the plain blend
     display = rs.downscale(pixels)
     plain = blend(display, ex.cam, alpha=0.5, colormap="jet")

@@ -13,9 +13,9 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from components.explanation.cam import explain
+from components.imaging import sha256_bytes
 from components.imaging.loading import decode_image
 from components.screening.decision import REFER, ROUTINE
-from components.workflows import review as rs
 from dashboard.keys import EyeScope
 from models import load_classifier, save_checkpoint
 from tests.dashboard.support import new_app, pdf_of, upload_quick
@@ -103,7 +103,7 @@ def test_attention_off_the_fundus_refers_on_screen_and_in_the_report(env, checkp
                     card={"name": "test-b0"})
     monkeypatch.setenv("CATARACT_CAM_MODEL", str(model))
     at = upload_quick(new_app(), photo.name, photo.read_bytes())
-    sha = rs.sha256_bytes(photo.read_bytes())
+    sha = sha256_bytes(photo.read_bytes())
     at.selectbox(key=EyeScope(sha).key("quick_modality")).set_value("fundus").run()
     assert at.radio(key=EyeScope(sha).key("quick_eye")).value == "OS"
     badges = [m.value for m in at.markdown if "Attention:" in m.value]

@@ -35,6 +35,7 @@ from components.workflows.review.case import (
 )
 from components.workflows.review.images import (
     DISPLAY_MAX_SIDE,
+    RECENT_FULL_BYTES,
     REVIEW_MIN_SIDE,
     HeldUpload,
     ReviewImage,
@@ -47,9 +48,9 @@ from components.workflows.review.images import (
 )
 
 __all__ = [
-    "DISPLAY_MAX_SIDE", "PREDICTED", "REVIEW_MIN_SIDE", "BoundedCache", "EyeReport", "HeldUpload", "MapKey",
-    "ReviewImage", "analysis_matches", "anonymous_id", "attention_for", "case_report", "downscale",
-    "explain_cached", "export_report", "eye_decision", "eye_findings", "guess_modality", "heatmap_panel",
+    "DISPLAY_MAX_SIDE", "PREDICTED", "RECENT_FULL_BYTES", "REVIEW_MIN_SIDE", "BoundedCache", "EyeReport",
+    "HeldUpload", "MapKey", "ReviewImage", "analysis_matches", "anonymous_id", "attention_for", "case_report",
+    "downscale", "explain_cached", "export_report", "eye_decision", "eye_findings", "guess_modality", "heatmap_panel",
     "held_bytes", "image_from_pixels", "image_from_upload", "jpeg_bytes", "log_explanation", "map_key",
     "patient_info", "reattached", "record_analysis", "review_info", "review_status", "save_photo", "save_review",
     "stored_report", "typicality_for",

@@ -15,8 +15,8 @@ from components.explanation.overlay import colorbar, colorize, font, resize_map
 from components.explanation.overlay import fit_within as fit_to_side
 from components.imaging.loading import ImageError, decode_image, laterality_from_filename, sha256_bytes
 
-__all__ = ["DISPLAY_MAX_SIDE", "REVIEW_MIN_SIDE", "HeldUpload", "ReviewImage", "downscale", "heatmap_panel",
-           "image_from_pixels", "image_from_upload", "jpeg_bytes", "reattached"]
+__all__ = ["DISPLAY_MAX_SIDE", "RECENT_FULL_BYTES", "REVIEW_MIN_SIDE", "HeldUpload", "ReviewImage", "downscale",
+           "heatmap_panel", "image_from_pixels", "image_from_upload", "jpeg_bytes", "reattached"]
 
 DISPLAY_MAX_SIDE = 1024
 

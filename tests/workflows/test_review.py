@@ -9,7 +9,7 @@ from components.explanation.overlay import colorbar, colorize, resize_map
 from components.workflows import review as rs
 
 
-def test_review_session_helpers() -> None:
+def test_review_helpers() -> None:
     cache: rs.BoundedCache[str, int] = rs.BoundedCache(2, sizeof=lambda v: 1)
     cache.put("a", 1)
     cache.put("b", 2)
@@ -53,8 +53,10 @@ def test_review_session_helpers() -> None:
     assert rs.anonymous_id("ab12" * 16) == "ANON-AB12AB12"
 
 
-def test_a_map_is_cached_per_image_model_method_and_class(clf) -> None:
-    from models import Classifier
+def test_a_map_is_cached_per_image_model_method_and_class(trained_checkpoint) -> None:
+    from models import Classifier, load_classifier
+
+    clf = load_classifier(trained_checkpoint)
 
     other = Classifier(model=clf.model, class_names=clf.class_names, weights_sha256="f" * 64)
     key = rs.map_key("a" * 64, clf, method="gradcam", target=None)
