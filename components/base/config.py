@@ -30,6 +30,7 @@ __all__ = [
     "DASK",
     "DATA",
     "DB_URL",
+    "DEBUG",
     "DICOMWEB_PASSWORD",
     "DICOMWEB_TOKEN",
     "DICOMWEB_URL",
@@ -106,6 +107,8 @@ DICOMWEB_PASSWORD: Final = Setting("CATARACT_CAM_DICOMWEB_PASSWORD", "the PACS p
 DICOMWEB_TOKEN: Final = Setting("CATARACT_CAM_DICOMWEB_TOKEN", "a bearer token for the PACS instead of a password",
                                 "none", secret=True, in_secrets=True)
 ORGANIZATION: Final = Setting("CATARACT_CAM_ORGANIZATION", "the signer's organization in DICOM SR and FHIR", "none")
+DEBUG: Final = Setting("CATARACT_CAM_DEBUG", "1: the command line shows a traceback for a fault of the program",
+                       "unset: one line", "flag")
 ALLOW_NO_AUTH: Final = Setting("CATARACT_CAM_ALLOW_NO_AUTH",
                                "1: serve beyond 127.0.0.1 without [auth], only behind a platform's own login",
                                "unset: refuse", "flag")
@@ -113,6 +116,7 @@ ALLOW_NO_AUTH: Final = Setting("CATARACT_CAM_ALLOW_NO_AUTH",
 SETTINGS: Final[tuple[Setting, ...]] = (
     DATA, DB_URL, MODEL, LENS_FINDER, RETENTION_YEARS, IMAGE_STORE, S3_BUCKET, S3_ENDPOINT, AWS_S3_ENDPOINT,
     AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ALLOW_NO_AUTH,
+    DEBUG,
 )
 """Every environment variable the software reads, in the order the README lists them."""
 

@@ -9,9 +9,12 @@ codes: 0 all done, 2 bad input (one line on stderr), 3 some inputs failed and th
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from components.base import config as settings
+from components.base.errors import CataractCamError
 from components.base.heap import release_large_buffers
 from components.cli.commands import (
     audit,
@@ -29,7 +32,17 @@ from components.cli.commands import (
     train,
     typicality,
 )
-from components.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, Command, UsageError, fail
+from components.cli.common import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Command,
+    UsageError,
+    fail,
+)
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "Command", "UsageError", "build_parser", "main"]
 
@@ -69,15 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; its exit code (argparse itself exits with 2 on a malformed command line)."""
+    """Run one subcommand; its exit code (argparse itself exits with 2 on a malformed command line).
+
+    Whatever goes wrong is one line on stderr, never a traceback: what the user can mend (bad input,
+    a file that cannot be read, a service that cannot be reached) exits 2, an interruption 130, a
+    reader that closed the pipe (``| head``) quietly 141, and a fault of this program 70 with a
+    line asking to report it (``CATARACT_CAM_DEBUG=1`` shows the traceback instead).
+    """
     args = build_parser().parse_args(argv)
     release_large_buffers()
     try:
         return int(args.handler(args))
-    except UsageError as exc:
+    except (UsageError, CataractCamError) as exc:
         return fail(str(exc))
     except KeyboardInterrupt:
-        return fail("interrupted", 130)
+        return fail("interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader is gone: say nothing more, and keep the interpreter from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except MemoryError:
+        return fail("out of memory; run fewer or smaller photographs at a time.")
+    except OSError as exc:
+        # Never the path: a file name may carry a patient's name.
+        return fail(f"{exc.strerror or 'the operating system refused'}.")
+    except Exception as exc:
+        if settings.flag(settings.DEBUG):
+            raise
+        return fail(f"internal error ({type(exc).__name__}); please report it, with the command that caused it. "
+                    f"Run with {settings.DEBUG.name}=1 to see where it happened.", EXIT_INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
 """All went well; bad input (one line on stderr); some of the inputs failed, the rest were done."""
+EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 70, 130, 141
+"""A fault of this program (one line asking to report it); Ctrl-C; the reader of stdout went away."""
 
 
 AUTO = "auto"

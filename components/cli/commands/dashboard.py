@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from components.base import config
-from components.cli.common import Command, add_model_option
+from components.cli.common import Command, UsageError, add_model_option
 
 ROOT = Path(__file__).resolve().parents[3]
 APP = ROOT / "dashboard" / "app.py"
@@ -23,7 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     changes = {}
     if args.model:
-        changes[config.MODEL] = str(Path(args.model).resolve())  # the app's start-up model
+        model = Path(args.model).expanduser()
+        if not model.is_file():
+            raise UsageError("--model names no checkpoint file; expected a .pt or .pth file.")
+        changes[config.MODEL] = str(model.resolve())  # the app's start-up model
+    if not 1 <= args.port <= 65535:
+        raise UsageError(f"--port must be from 1 to 65535, got {args.port}.")
     data = config.path(config.DATA)
     if data is not None:  # the server runs from the checkout: a relative folder would move with it
         changes[config.DATA] = str(data.resolve())

@@ -99,6 +99,8 @@ def cmd_send(args: argparse.Namespace) -> int:
     stored = sum(len(s.stored) for s in summary.studies)
     held = sum(len(s.already_present) for s in summary.studies)
     print(f"sent {stored} object(s), {held} already held by the PACS", file=sys.stderr)
+    if not summary.studies:  # nothing was a DICOM file: the PACS was never asked
+        raise UsageError("none of the inputs is a DICOM file, so nothing was sent.")
     if summary.ok:
         return EXIT_OK
     anything = stored + held
