@@ -18,7 +18,11 @@ UPLOAD_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)
 MAX_UPLOAD_FILES = 24
 """The most photographs one upload box takes (Batch, Audit, Compare). Streamlit keeps every
 uploaded file in the server's memory, up to 50 MB each, for as long as the box holds it; a
-folder inside the data folder takes up to ``components.workflows.batch.MAX_FILES_PER_RUN``."""
+folder inside the data folder takes up to :data:`MAX_FOLDER_FILES`."""
+
+MAX_FOLDER_FILES = 1000
+"""The most photographs a page runs from a folder while a person waits on it: a page keeps every
+result (a row and a thumbnail) for the session. The command line has no cap: it streams."""
 
 OUTSIDE_DATA = ("Name a folder inside the data folder, for example audits/set1; the data folder itself and "
                 "places outside it cannot be used.")
@@ -33,6 +37,14 @@ def too_many_uploads(count: int) -> str | None:
         return None
     return (f"At most {MAX_UPLOAD_FILES} photographs can be uploaded at once, got {count}; remove some, "
             "or put them in a folder inside the data folder.")
+
+
+def too_many_files(count: int) -> str | None:
+    """The one sentence refusing a page's run of ``count`` photographs from a folder, or None within the cap."""
+    if count <= MAX_FOLDER_FILES:
+        return None
+    return (f"At most {MAX_FOLDER_FILES} photographs can be run from this page at once, got {count}; "
+            "run `cataract-cam batch` or `cataract-cam audit` on the folder for any number.")
 
 
 def data_subfolder(name: str) -> tuple[Path | None, str | None]:

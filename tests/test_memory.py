@@ -173,24 +173,13 @@ def test_batch_decodes_at_most_one_batch_ahead(classifier, tmp_path: Path,
         assert item.explanation.probabilities == pytest.approx(alone.explanation.probabilities, abs=1e-4)
 
 
-def test_a_run_is_capped(classifier) -> None:
-    paths = [f"eye{i}.png" for i in range(batch.MAX_FILES_PER_RUN + 1)]
-    with pytest.raises(ValueError, match=r"^At most 1000 photographs can be explained in one run, got 1001; "
-                                         r"split them into smaller folders\.$"):
-        next(iter(batch.explain_files(classifier, paths)))
+def test_a_page_run_from_a_folder_is_capped_and_the_command_line_is_not() -> None:
+    from dashboard.folders import MAX_FOLDER_FILES, too_many_files
 
-
-def test_the_batch_command_refuses_too_many_files(tmp_path: Path) -> None:
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for i in range(batch.MAX_FILES_PER_RUN + 1):
-        (folder / f"eye{i}.png").write_bytes(b"")
-    done = subprocess.run([sys.executable, "-m", "components", "batch", str(folder), "--out", str(tmp_path / "out")],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=120, check=False)
-    assert done.returncode != 0
-    assert "At most 1000 photographs can be explained in one run, got 1001" in done.stderr
-    assert not (tmp_path / "out").exists()
+    assert MAX_FOLDER_FILES == 1000
+    assert too_many_files(1000) is None
+    assert too_many_files(1001) == ("At most 1000 photographs can be run from this page at once, got 1001; "
+                                    "run `cataract-cam batch` or `cataract-cam audit` on the folder for any number.")
 
 
 def test_upload_boxes_are_capped() -> None:

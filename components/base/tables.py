@@ -22,6 +22,7 @@ from components.base.files import atomic_write_bytes
 
 __all__ = [
     "FORMULA_STARTS",
+    "CsvAppender",
     "csv_bytes",
     "neutralise",
     "parse_csv",
@@ -113,3 +114,57 @@ def parse_csv(text: str) -> tuple[list[str], list[dict[str, str]]]:
     rows = [{restore(k): restore(v if isinstance(v, str) else "") for k, v in row.items() if k is not None}
             for row in reader]
     return [restore(h) for h in header], rows
+
+
+class CsvAppender:
+    """Rows appended to a CSV as they come, each one flushed: a run killed half-way keeps every row written.
+
+    The file is what :func:`csv_bytes` would write for the same rows (header, CRLF, cells
+    neutralised), so :func:`read_csv` reads it back. With ``resume`` an existing file is continued:
+    its complete rows are kept (:attr:`earlier`), a last line cut off mid-write is dropped, and
+    new rows follow; a file with another header is refused rather than mixed.
+
+    Raises:
+        ValueError: resuming a file whose header is not ``fieldnames``, or one that is not UTF-8 text.
+        OSError: the file cannot be read or written.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fieldnames: Sequence[str], *, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.fieldnames = list(fieldnames)
+        self.earlier: list[dict[str, str]] = []
+        kept = ""
+        if resume and self.path.is_file():
+            text = self.path.read_bytes().decode("utf-8")
+            end = text.rfind("\r\n")  # rows end in CRLF: whatever follows the last one was cut off
+            kept = text[: end + 2] if end >= 0 else ""
+            header, self.earlier = parse_csv(kept)
+            if kept and header != self.fieldnames:
+                raise ValueError("The existing CSV has other columns; expected the same run's columns.")
+        self._handle = self.path.open("w" if not kept else "r+", encoding="utf-8", newline="")
+        if kept:
+            self._handle.seek(len(kept.encode("utf-8")))
+            self._handle.truncate()
+        else:
+            self._handle.write(csv_bytes(self.fieldnames, []).decode("utf-8"))
+            self._handle.flush()
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Append one row (missing keys are empty cells) and flush it to the operating system.
+
+        Raises:
+            ValueError: the row has a key that is not a field.
+        """
+        line = csv_bytes(self.fieldnames, [row]).decode("utf-8").split("\r\n", 1)[1]
+        self._handle.write(line)
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> CsvAppender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

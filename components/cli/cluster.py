@@ -32,21 +32,19 @@ def add_cluster_options(p: argparse.ArgumentParser, *, resume: bool) -> None:
                    help="S3-compatible endpoint for s3:// inputs and outputs (default: the AWS_* environment)")
     if resume:
         p.add_argument("--resume", action="store_true",
-                       help="skip the inputs already in --out's summary.csv (needs --dask)")
+                       help="continue a run: skip the inputs already in --out's summary.csv and keep its rows")
 
 
 def wants_cluster(args: argparse.Namespace, locations: Sequence[str]) -> bool:
     """True when the run goes to a cluster: ``--dask`` given, or an input or ``--out`` in object storage.
 
     Raises:
-        UsageError: object storage or ``--resume`` without ``--dask``, or a malformed ``--dask``.
+        UsageError: object storage without ``--dask``, or a malformed ``--dask``.
     """
     s3 = any(storage.is_s3(x) for x in [*locations, args.out])
     if args.dask is None:
         if s3:
             raise UsageError("s3:// inputs and outputs run on a Dask cluster; add --dask local:2 (or tcp://HOST:PORT).")
-        if getattr(args, "resume", False):
-            raise UsageError("--resume continues a cluster run; add --dask local:2 (or tcp://HOST:PORT).")
         return False
     from components.cluster.batch import check_address
 
@@ -164,4 +162,6 @@ def run_audit(args: argparse.Namespace) -> int:
                               demo=classifier.is_demo, settings=settings)
     except storage.StorageError as exc:
         raise UsageError(str(exc)) from None
-    return report_summary(rows, shown, as_json=args.json)
+    from components.workflows.audit import summary
+
+    return report_summary(summary(rows), shown, as_json=args.json)

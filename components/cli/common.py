@@ -101,6 +101,24 @@ def print_json(doc: Any, *, indent: int | None = None) -> None:
     sys.stdout.write("\n")
 
 
+class JsonList:
+    """One JSON list on stdout, written an element at a time: a long run never holds all of them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        sys.stdout.write("[")
+
+    def add(self, doc: Any) -> None:
+        text = json.dumps(doc, indent=2).replace("\n", "\n  ")
+        sys.stdout.write(f"{',' if self._count else ''}\n  {text}")
+        sys.stdout.flush()
+        self._count += 1
+
+    def close(self) -> None:
+        sys.stdout.write("\n]\n" if self._count else "]\n")
+        sys.stdout.flush()
+
+
 @contextmanager
 def progress_bar(total: int) -> Iterator[Callable[[int, int], None]]:
     """A bar on stderr (none when stderr is not a terminal); yields ``progress(done, total)``."""

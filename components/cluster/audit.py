@@ -173,6 +173,6 @@ def write_outputs(rows: Sequence[AuditRow], out: str, *, model_name: str = "", d
     with tempfile.TemporaryDirectory(prefix="cataract-cam-audit-out-") as tmp:
         audit.write_csv(rows, Path(tmp) / "audit.csv")
         shown = audit.write_gallery(rows, Path(tmp) / "gallery.html", model_name=model_name, demo=demo)
-        for name in ("audit.csv", "gallery.html"):
+        for name in ["audit.csv", *sorted(p.name for p in Path(tmp).glob("gallery*.html"))]:
             storage.write_bytes(storage.join(out, name), (Path(tmp) / name).read_bytes(), settings)
     return shown

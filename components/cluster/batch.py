@@ -311,7 +311,7 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
         out_dir = (outbox if s3_out else Path(options.out)) if options.panels else None
         items = explain_files(classifier, [p for _, _, p in placed], out_dir=out_dir,
                               method=options.method, target=options.target, layer=options.layer,
-                              alpha=options.alpha, colormap=options.colormap, workers=1,
+                              alpha=options.alpha, colormap=options.colormap, workers=1, attention=True,
                               batch_size=max(1, len(placed)), keep_images=options.on_worker is not None)
         for (index, source, _), item in zip(placed, items, strict=True):
             item.file = source

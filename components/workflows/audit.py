@@ -14,9 +14,11 @@ import base64
 import html
 import io
 import os
+import shutil
 import statistics
+import tempfile
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +50,17 @@ __all__ = [
     "SUSPECT_MAX_LABEL_PROBABILITY",
     "UNREADABLE",
     "AuditError",
+    "AuditOutputs",
     "AuditRow",
     "Comparison",
     "LabelledImage",
+    "Tally",
     "audit",
+    "audit_rows",
     "compare",
     "comparison_picture",
+    "csv_record",
+    "gallery_pages",
     "load_images",
     "ranked",
     "read_labelled_folder",
@@ -170,78 +177,138 @@ def _class_index(class_names: Sequence[str], label: str) -> int | None:
 # ================================================================================== audit
 
 
-def audit(classifier: ClassifierLike, images: Sequence[LabelledImage], *, modality: str | None = None,
-          method: str = "gradcam", suspect_max_probability: float = SUSPECT_MAX_LABEL_PROBABILITY,
-          alpha: float = 0.5, colormap: str = "jet", workers: int = 2, batch_size: int = 8,
-          progress: Callable[[int, int], None] | None = None) -> list[AuditRow]:
-    """Explain, check and flag every image; one row per image, in input order, never stopped by a bad file.
+def _judge(classifier: ClassifierLike, row: AuditRow, image: np.ndarray, ex: Explanation,
+           result: attention.AttentionResult, *, alpha: float, colormap: str) -> None:
+    """Flag a readable row from its attention check (and, for a cataract call, the cleared-lens test)."""
+    row.verdict, row.verdict_label, row.modality = result.verdict, result.label, result.modality
+    row.figures = dict(result.figures)
+    if result.off_lens:
+        row.flags.append(FLAG_OFF_LENS)
+    if result.verdict == attention.NOT_FOUND:
+        row.flags.append(FLAG_UNGRADABLE)
+    if row.prediction == _POSITIVE_CLASS and result.region.found and result.modality == "external":
+        cleared = lens_test(classifier, image, result.region.mask, target=_POSITIVE_CLASS).clear_lens_probability
+        row.figures["clear_lens_probability"] = round(float(cleared), 6)
+        if cleared >= classifier.threshold:
+            row.flags.append(FLAG_NOT_ON_LENS)
+    if row.flags:  # pictures only for the gallery's flagged images
+        # The region the check used is outlined, so a finder that got it wrong shows.
+        row.panel = three_panel(draw_region(image, result.region.as_dict()), ex.cam, alpha=alpha,
+                                colormap=colormap, caption=_row_caption(row, ex), max_side=GALLERY_PANEL_SIDE)
 
-    ``modality``: ``external``, ``fundus`` or None to detect it per image. Labels that are not
-    one of the model's classes are reported but never flagged as suspect.
+
+def audit_rows(classifier: ClassifierLike, images: Sequence[LabelledImage], *, modality: str | None = None,
+               method: str = "gradcam", suspect_max_probability: float = SUSPECT_MAX_LABEL_PROBABILITY,
+               alpha: float = 0.5, colormap: str = "jet", workers: int = 2, batch_size: int = 8,
+               progress: Callable[[int, int], None] | None = None) -> Iterator[AuditRow]:
+    """Explain, check and flag every image; yield one row per image, in input order, as each is done.
+
+    Any number of images: at most a few batches of photographs are held at once, and a row keeps
+    its picture (for the gallery) only when it is flagged. ``modality``: ``external``, ``fundus``
+    or None to detect it per image. Labels that are not one of the model's classes are reported
+    but never flagged as suspect. A bad file never stops the rest.
+
+    Raises:
+        AuditError: the suspect-label probability is outside [0, 0.5).
     """
     if not 0.0 <= suspect_max_probability < 0.5:
         raise AuditError(
             f"The suspect-label probability must lie in [0, 0.5), got {suspect_max_probability}."
         )
     names = tuple(classifier.class_names)
-    rows: list[AuditRow] = []
-    pending: deque[tuple[AuditRow, np.ndarray, Explanation, Future[attention.AttentionResult]]] = deque()
+    # Rows wait here in input order; a readable one also waits for its attention check.
+    Pending = tuple[AuditRow, np.ndarray | None, Explanation | None, Future[attention.AttentionResult] | None]
+    pending: deque[Pending] = deque()
 
     def check(image: np.ndarray, cam: np.ndarray, masks: Mapping[str, Path]) -> attention.AttentionResult:
         return attention.check(image, cam, modality=modality, masks=_read_masks(masks) or None)
 
-    def finish(row: AuditRow, image: np.ndarray, ex: Explanation, fut: Future[attention.AttentionResult]) -> None:
-        result = fut.result()
-        row.verdict, row.verdict_label, row.modality = result.verdict, result.label, result.modality
-        row.figures = dict(result.figures)
-        if result.off_lens:
-            row.flags.append(FLAG_OFF_LENS)
-        if result.verdict == attention.NOT_FOUND:
-            row.flags.append(FLAG_UNGRADABLE)
-        if row.prediction == _POSITIVE_CLASS and result.region.found and result.modality == "external":
-            cleared = lens_test(classifier, image, result.region.mask, target=_POSITIVE_CLASS).clear_lens_probability
-            row.figures["clear_lens_probability"] = round(float(cleared), 6)
-            if cleared >= classifier.threshold:
-                row.flags.append(FLAG_NOT_ON_LENS)
-        if row.flags:  # pictures only for the gallery's flagged images
-            # The region the check used is outlined, so a finder that got it wrong shows.
-            row.panel = three_panel(draw_region(image, result.region.as_dict()), ex.cam, alpha=alpha, colormap=colormap,
-                                    caption=_row_caption(row, ex), max_side=GALLERY_PANEL_SIDE)
+    def finish(row: AuditRow, image: np.ndarray | None, ex: Explanation | None,
+               fut: Future[attention.AttentionResult] | None) -> AuditRow:
+        if fut is not None and image is not None and ex is not None:
+            _judge(classifier, row, image, ex, fut.result(), alpha=alpha, colormap=colormap)
+        return row
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam-audit") as pool:
         items = explain_files(classifier, [i.path for i in images], method=method, workers=workers,
                               batch_size=batch_size, keep_images=True, progress=progress)
         for source, item in zip(images, items, strict=True):
             row = AuditRow(file=source.file, label=source.label)
-            rows.append(row)
             ex = item.explanation
             if ex is None or item.image is None:
                 row.error = item.error or "The file could not be read."
                 row.verdict = UNREADABLE
                 row.flags.append(FLAG_UNGRADABLE)
-                continue
-            row.prediction, row.confidence = ex.prediction, round(float(ex.confidence), 6)
-            row.probabilities = {k: round(float(v), 6) for k, v in ex.probabilities.items()}
-            label_index = _class_index(names, source.label)
-            if label_index is not None:
-                row.label_probability = round(float(ex.probabilities[names[label_index]]), 6)
-                if row.label_probability <= suspect_max_probability:
-                    row.flags.append(FLAG_SUSPECT)
-            # Lens finding runs on the pool while the model explains the next batch; only a
-            # bounded number of decoded images wait for their verdict.
-            pending.append((row, item.image, ex, pool.submit(check, item.image, ex.cam, source.masks)))
+                pending.append((row, None, None, None))
+            else:
+                row.prediction, row.confidence = ex.prediction, round(float(ex.confidence), 6)
+                row.probabilities = {k: round(float(v), 6) for k, v in ex.probabilities.items()}
+                label_index = _class_index(names, source.label)
+                if label_index is not None:
+                    row.label_probability = round(float(ex.probabilities[names[label_index]]), 6)
+                    if row.label_probability <= suspect_max_probability:
+                        row.flags.append(FLAG_SUSPECT)
+                # Lens finding runs on the pool while the model explains the next batch; only a
+                # bounded number of decoded images wait for their verdict.
+                pending.append((row, item.image, ex, pool.submit(check, item.image, ex.cam, source.masks)))
             while len(pending) > 2 * batch_size:
-                finish(*pending.popleft())
+                yield finish(*pending.popleft())
         while pending:
-            finish(*pending.popleft())
-    return rows
+            yield finish(*pending.popleft())
+
+
+def audit(classifier: ClassifierLike, images: Sequence[LabelledImage], **options: Any) -> list[AuditRow]:
+    """:func:`audit_rows` as a list: for a set small enough to hold (a page's run, a cluster task)."""
+    return list(audit_rows(classifier, images, **options))
 
 
 def _row_caption(row: AuditRow, ex: Explanation) -> str:
     return f"Label: {row.label} | {panel_caption(ex)} | Attention: {row.verdict_label or row.verdict}"
 
 
-def summary(rows: Sequence[AuditRow]) -> dict[str, Any]:
+class Tally:
+    """What the audit's summary needs of its rows, kept as counts and short lists: rows can stream past it."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.verdicts: Counter[str] = Counter()
+        self.ious: list[float] = []
+        self.tested = 0
+        self.suspect: list[str] = []
+        self.off_lens: list[str] = []
+        self.not_on_lens: list[str] = []
+
+    def add(self, row: AuditRow) -> None:
+        self.n += 1
+        self.verdicts[row.verdict or UNREADABLE] += 1
+        if row.figures.get("lens_iou") is not None:
+            self.ious.append(float(row.figures["lens_iou"]))
+        if row.figures.get("clear_lens_probability") is not None:
+            self.tested += 1
+            if FLAG_NOT_ON_LENS in row.flags:
+                self.not_on_lens.append(row.file)
+        if FLAG_SUSPECT in row.flags:
+            self.suspect.append(row.file)
+        if FLAG_OFF_LENS in row.flags:
+            self.off_lens.append(row.file)
+
+    def summary(self) -> dict[str, Any]:
+        """The audit in the stable JSON shape (see :func:`summary`)."""
+        n, verdicts = self.n, self.verdicts
+        return {
+            "n": n,
+            "verdicts": {v: verdicts[v] for v in (*attention.VERDICTS, UNREADABLE) if verdicts[v]},
+            "on_lens_rate": round(verdicts[attention.ON_LENS] / n, 4) if n else 0.0,
+            "suspect_labels": list(self.suspect),
+            "off_lens": list(self.off_lens),
+            "lens_iou_median": round(float(statistics.median(self.ious)), 4) if self.ious else None,
+            "lens_tested": self.tested,
+            "not_on_lens": list(self.not_on_lens),
+            "not_on_lens_rate": round(len(self.not_on_lens) / self.tested, 4) if self.tested else None,
+        }
+
+
+def summary(rows: Iterable[AuditRow]) -> dict[str, Any]:
     """The audit in the stable JSON shape: n, verdicts, on_lens_rate, suspect_labels, off_lens, lens_iou_median.
 
     ``on_lens_rate`` is over all images (unreadable ones count as not on the lens);
@@ -250,29 +317,19 @@ def summary(rows: Sequence[AuditRow]) -> dict[str, Any]:
     ``lens_iou_median`` is over the images with a pupil mask (a lens not found counts as 0), or
     None when there are none.
     """
-    n = len(rows)
-    verdicts = Counter(r.verdict or UNREADABLE for r in rows)
-    ious = [float(r.figures["lens_iou"]) for r in rows if r.figures.get("lens_iou") is not None]
-    tested = [r for r in rows if r.figures.get("clear_lens_probability") is not None]
-    not_on_lens = [r.file for r in tested if FLAG_NOT_ON_LENS in r.flags]
-    return {
-        "n": n,
-        "verdicts": {v: verdicts[v] for v in (*attention.VERDICTS, UNREADABLE) if verdicts[v]},
-        "on_lens_rate": round(verdicts[attention.ON_LENS] / n, 4) if n else 0.0,
-        "suspect_labels": [r.file for r in rows if FLAG_SUSPECT in r.flags],
-        "off_lens": [r.file for r in rows if FLAG_OFF_LENS in r.flags],
-        "lens_iou_median": round(float(statistics.median(ious)), 4) if ious else None,
-        "lens_tested": len(tested),
-        "not_on_lens": not_on_lens,
-        "not_on_lens_rate": round(len(not_on_lens) / len(tested), 4) if tested else None,
-    }
+    tally = Tally()
+    for row in rows:
+        tally.add(row)
+    return tally.summary()
+
+
+def _rank(row: AuditRow) -> tuple[bool, float, bool, str]:
+    return (FLAG_SUSPECT not in row.flags, -row.suspicion, FLAG_OFF_LENS not in row.flags, row.file)
 
 
 def ranked(rows: Iterable[AuditRow]) -> list[AuditRow]:
     """Flagged rows, most suspect first: suspect labels by the model's doubt, then attention off lens, then the rest."""
-    flagged = [r for r in rows if r.flags]
-    return sorted(flagged, key=lambda r: (FLAG_SUSPECT not in r.flags, -r.suspicion,
-                                          FLAG_OFF_LENS not in r.flags, r.file))
+    return sorted((r for r in rows if r.flags), key=_rank)
 
 
 # ================================================================================ writing
@@ -282,27 +339,29 @@ CSV_FIELDS = ("file", "label", "prediction", "confidence", "label_probability", 
               "spread", "lens_confidence", "lens_iou", "error", "clear_lens_probability")
 
 
-def write_csv(rows: Sequence[AuditRow], path: str | os.PathLike[str]) -> None:
+def csv_record(r: AuditRow) -> dict[str, Any]:
+    """One image's ``audit.csv`` row as text (the one place a row is formatted)."""
+    record: dict[str, Any] = {
+        "file": r.file, "label": r.label, "prediction": r.prediction or "",
+        "confidence": "" if r.confidence is None else f"{r.confidence:.6f}",
+        "label_probability": "" if r.label_probability is None else f"{r.label_probability:.6f}",
+        "verdict": r.verdict or "", "flags": "; ".join(r.flags), "error": r.error or "",
+        "clear_lens_probability": r.figures.get("clear_lens_probability", "")}
+    for key in CSV_FIELDS[7:15]:
+        value = r.figures.get(key)
+        record[key] = "" if value is None else (str(value).lower() if isinstance(value, bool) else f"{value}")
+    return record
+
+
+def write_csv(rows: Iterable[AuditRow], path: str | os.PathLike[str]) -> None:
     """``audit.csv``: one row per image, failures included, written whole or not at all; formula-like cells as text."""
-    records: list[dict[str, Any]] = []
-    for r in rows:
-        record: dict[str, Any] = {
-            "file": r.file, "label": r.label, "prediction": r.prediction or "",
-            "confidence": "" if r.confidence is None else f"{r.confidence:.6f}",
-            "label_probability": "" if r.label_probability is None else f"{r.label_probability:.6f}",
-            "verdict": r.verdict or "", "flags": "; ".join(r.flags), "error": r.error or "",
-            "clear_lens_probability": r.figures.get("clear_lens_probability", "")}
-        for key in CSV_FIELDS[7:15]:
-            value = r.figures.get(key)
-            record[key] = "" if value is None else (str(value).lower() if isinstance(value, bool) else f"{value}")
-        records.append(record)
-    tables.write_csv(path, CSV_FIELDS, records)
+    tables.write_csv(path, CSV_FIELDS, (csv_record(r) for r in rows))
 
 
-def _jpeg_base64(pixels: np.ndarray, quality: int = 85) -> str:
+def _jpeg(pixels: np.ndarray, quality: int = 85) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return buffer.getvalue()
 
 
 _GALLERY_STYLE = """
@@ -318,54 +377,144 @@ border-radius:3px;padding:1px 6px;margin-right:6px;font-size:12px} .flag.off{bac
 """
 
 
-def write_gallery(rows: Sequence[AuditRow], path: str | os.PathLike[str], *, model_name: str = "",
-                  demo: bool = False, title: str = "Audit: flagged images") -> int:
-    """A single HTML file (images inline as base64 JPEG, all text escaped) of the flagged images, most suspect first.
+GALLERY_PAGE_SIZE = 100
+"""Flagged images per gallery page: a page stays a few megabytes however many are flagged."""
+GALLERY_NAME = "gallery.html"
 
-    Returns the number of images shown. It opens from disk in any browser, with no server and
-    nothing fetched from the network.
-    """
-    flagged = ranked(rows)
-    stats = summary(rows)
+
+def gallery_page_name(page: int) -> str:
+    """``gallery.html`` for the first page, ``gallery-2.html`` and on for the next."""
+    return GALLERY_NAME if page == 1 else f"gallery-{page}.html"
+
+
+def _figure(r: AuditRow, jpeg: bytes | None) -> str:
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             # Nothing may load from anywhere: inline pictures and styles only.
-             '<meta http-equiv="Content-Security-Policy" '
-             'content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">',
-             f"<title>{esc(title)}</title><style>{_GALLERY_STYLE}</style></head><body>",
-             f"<h1>{esc(title)}</h1>",
-             f'<p class="meta">Model: {esc(model_name or "unnamed")}. Decision support only, not a diagnosis.</p>']
-    if demo:
-        parts.append(f'<p class="warn">{esc(DEMO_WARNING)}</p>')
-    counts = ", ".join(f"{esc(k)}: {v}" for k, v in stats["verdicts"].items())
-    parts.append('<table class="sum">'
-                 f"<tr><td>Images</td><td>{stats['n']}</td></tr>"
-                 f"<tr><td>Attention on the lens</td><td>{stats['on_lens_rate']:.1%}</td></tr>"
-                 f"<tr><td>Verdicts</td><td>{counts}</td></tr>"
-                 f"<tr><td>Suspect labels</td><td>{len(stats['suspect_labels'])}</td></tr>"
-                 f"<tr><td>Attention off lens</td><td>{len(stats['off_lens'])}</td></tr>"
-                 f"<tr><td>Cataract calls that do not rest on the lens</td><td>{len(stats['not_on_lens'])} of "
-                 f"{stats['lens_tested']} tested</td></tr>"
-                 f"<tr><td>Flagged (shown below)</td><td>{len(flagged)}</td></tr></table>")
     css = {FLAG_SUSPECT: "flag", FLAG_OFF_LENS: "flag off", FLAG_UNGRADABLE: "flag ungr", FLAG_NOT_ON_LENS: "flag off"}
-    for r in flagged:
-        badges = "".join(f'<span class="{css[f]}">{esc(f)}</span>' for f in r.flags)
-        if r.panel is not None:
-            img = f'<img alt="{esc(r.file)}" src="data:image/jpeg;base64,{_jpeg_base64(r.panel)}">'
-        else:
-            img = ""
-        if r.error:
-            detail = esc(r.error)
-        else:
-            p = "" if r.label_probability is None else f", model's probability for the label {r.label_probability:.1%}"
-            detail = (f"Label {esc(r.label)}; prediction {esc(r.prediction or '')} ({(r.confidence or 0):.1%})"
-                      f"{esc(p)}; attention: {esc(r.verdict_label or r.verdict or '')}")
-        figs = ", ".join(f"{esc(label)} {esc(value)}" for label, value in attention.describe(r.figures, r.modality))
-        parts.append(f"<figure>{img}<figcaption>{badges}<b>{esc(r.file)}</b><br>{detail}"
-                     f'<div class="figs">{figs}</div></figcaption></figure>')
-    parts.append("</body></html>")
-    atomic_write_bytes(Path(path), "\n".join(parts).encode("utf-8"))
+    badges = "".join(f'<span class="{css[f]}">{esc(f)}</span>' for f in r.flags)
+    img = (f'<img alt="{esc(r.file)}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}">'
+           if jpeg is not None else "")
+    if r.error:
+        detail = esc(r.error)
+    else:
+        p = "" if r.label_probability is None else f", model's probability for the label {r.label_probability:.1%}"
+        detail = (f"Label {esc(r.label)}; prediction {esc(r.prediction or '')} ({(r.confidence or 0):.1%})"
+                  f"{esc(p)}; attention: {esc(r.verdict_label or r.verdict or '')}")
+    figs = ", ".join(f"{esc(label)} {esc(value)}" for label, value in attention.describe(r.figures, r.modality))
+    return (f"<figure>{img}<figcaption>{badges}<b>{esc(r.file)}</b><br>{detail}"
+            f'<div class="figs">{figs}</div></figcaption></figure>')
+
+
+def gallery_pages(flagged: Sequence[AuditRow], jpeg: Callable[[AuditRow], bytes | None], stats: Mapping[str, Any], *,
+                  model_name: str = "", demo: bool = False, title: str = "Audit: flagged images",
+                  page_size: int = GALLERY_PAGE_SIZE) -> Iterator[tuple[str, bytes]]:
+    """The gallery's pages as (file name, HTML bytes): ``flagged`` in that order, ``page_size`` a page.
+
+    Each page holds its pictures inline (base64 JPEG from ``jpeg(row)``) and escapes all text, so it
+    opens from disk in any browser with no server and nothing fetched; pages link to each other.
+    """
+    esc = html.escape
+    pages = max(1, -(-len(flagged) // page_size))
+    counts = ", ".join(f"{esc(k)}: {v}" for k, v in stats["verdicts"].items())
+    for page in range(1, pages + 1):
+        parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+                 # Nothing may load from anywhere: inline pictures and styles only.
+                 '<meta http-equiv="Content-Security-Policy" '
+                 'content="default-src \'none\'; img-src data:; style-src \'unsafe-inline\'">',
+                 f"<title>{esc(title)}</title><style>{_GALLERY_STYLE}</style></head><body>",
+                 f"<h1>{esc(title)}</h1>",
+                 f'<p class="meta">Model: {esc(model_name or "unnamed")}. Decision support only, not a diagnosis.</p>']
+        if demo:
+            parts.append(f'<p class="warn">{esc(DEMO_WARNING)}</p>')
+        parts.append('<table class="sum">'
+                     f"<tr><td>Images</td><td>{stats['n']}</td></tr>"
+                     f"<tr><td>Attention on the lens</td><td>{stats['on_lens_rate']:.1%}</td></tr>"
+                     f"<tr><td>Verdicts</td><td>{counts}</td></tr>"
+                     f"<tr><td>Suspect labels</td><td>{len(stats['suspect_labels'])}</td></tr>"
+                     f"<tr><td>Attention off lens</td><td>{len(stats['off_lens'])}</td></tr>"
+                     f"<tr><td>Cataract calls that do not rest on the lens</td><td>{len(stats['not_on_lens'])} of "
+                     f"{stats['lens_tested']} tested</td></tr>"
+                     f"<tr><td>Flagged (shown most suspect first)</td><td>{len(flagged)}</td></tr></table>")
+        links = ""
+        if pages > 1:
+            first = (page - 1) * page_size + 1
+            last = min(page * page_size, len(flagged))
+            nav = [f'<a href="{gallery_page_name(page - 1)}">previous</a>'] if page > 1 else []
+            nav.append(f"page {page} of {pages}: flagged images {first} to {last}")
+            if page < pages:
+                nav.append(f'<a href="{gallery_page_name(page + 1)}">next</a>')
+            links = f'<p class="meta">{" · ".join(nav)}</p>'
+        parts.append(links)
+        parts.extend(_figure(r, jpeg(r)) for r in flagged[(page - 1) * page_size:page * page_size])
+        parts.append(links)
+        parts.append("</body></html>")
+        yield gallery_page_name(page), "\n".join(parts).encode("utf-8")
+
+
+def _panel_jpeg(row: AuditRow) -> bytes | None:
+    return None if row.panel is None else _jpeg(row.panel)
+
+
+def write_gallery(rows: Sequence[AuditRow], path: str | os.PathLike[str], *, model_name: str = "",
+                  demo: bool = False, title: str = "Audit: flagged images",
+                  page_size: int = GALLERY_PAGE_SIZE) -> int:
+    """The gallery of rows held in memory: ``path`` (``gallery.html``) and, past ``page_size`` images,
+    ``gallery-2.html`` and on beside it. Returns the number of images shown."""
+    flagged = ranked(rows)
+    folder = Path(path).parent
+    for number, (name, page) in enumerate(gallery_pages(flagged, _panel_jpeg, summary(rows), model_name=model_name,
+                                                        demo=demo, title=title, page_size=page_size), start=1):
+        atomic_write_bytes(Path(path) if number == 1 else folder / name, page)
     return len(flagged)
+
+
+class AuditOutputs:
+    """``audit.csv`` and the gallery of a run of any size, written as its rows stream past.
+
+    Each row is appended to ``audit.csv`` (flushed) as it comes; a flagged row's picture is saved
+    as a JPEG in a working folder and let go; the summary is kept as counts. :meth:`finish`
+    ranks the flagged images, writes the paged gallery from the saved pictures and removes them.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self._csv = tables.CsvAppender(folder / "audit.csv", CSV_FIELDS)
+        self._work = Path(tempfile.mkdtemp(prefix=".gallery-", dir=folder))
+        self._pictures: dict[int, Path] = {}
+        self.flagged: list[AuditRow] = []
+        self.tally = Tally()
+
+    def add(self, row: AuditRow) -> None:
+        self._csv.write(csv_record(row))
+        self.tally.add(row)
+        if row.flags:
+            if row.panel is not None:
+                picture = self._work / f"{len(self.flagged)}.jpg"
+                picture.write_bytes(_jpeg(row.panel))
+                self._pictures[id(row)] = picture
+            row.panel = None
+            row.probabilities = {}
+            self.flagged.append(row)
+
+    def finish(self, *, model_name: str = "", demo: bool = False, page_size: int = GALLERY_PAGE_SIZE) -> int:
+        """Write the gallery's pages; returns the number of images they show."""
+        self._csv.close()
+        self.flagged.sort(key=_rank)
+
+        def jpeg(row: AuditRow) -> bytes | None:
+            picture = self._pictures.get(id(row))
+            return None if picture is None else picture.read_bytes()
+
+        try:
+            for name, page in gallery_pages(self.flagged, jpeg, self.tally.summary(), model_name=model_name,
+                                            demo=demo, page_size=page_size):
+                atomic_write_bytes(self.folder / name, page)
+        finally:
+            shutil.rmtree(self._work, ignore_errors=True)
+        return len(self.flagged)
 
 
 # ================================================================================ compare

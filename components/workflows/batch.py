@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import io
+import errno
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from PIL import Image
 
 from components.base.classifier import ClassifierLike
 from components.base.files import atomic_write_bytes
-from components.base.tables import csv_bytes
+from components.base.tables import CsvAppender, csv_bytes
 from components.explanation.cam import Explanation, explain, resolve_targets
 from components.explanation.overlay import three_panel
 from components.imaging.loading import IMAGE_EXTENSIONS, ImageError, decode_image
+from components.lens.attention import AttentionResult
+from components.lens.attention import check as check_attention
 from components.screening.vocabulary import TYPICALITY_NOT_AVAILABLE
 from components.typicality.score import Typicality, assess, explain_options
 
-__all__ = ["MAX_FILES_PER_RUN", "BatchItem", "collect_inputs", "explain_files", "panel_caption", "save_jpeg",
-           "too_many_files", "typicality_columns", "write_summary"]
+__all__ = ["SUMMARY_NAME", "BatchItem", "SummaryWriter", "collect_inputs", "explain_files", "panel_caption",
+           "save_jpeg", "summary_fields", "summary_row", "typicality_columns", "write_summary"]
 
 PANEL_MAX_SIDE = 1024
-
-MAX_FILES_PER_RUN = 1000
-"""The most photographs one run explains. Decoding streams, but every result keeps its map
-(about 0.2 MB at 224 pixels) until the summary is written: a thousand stay near 200 MB."""
+SUMMARY_NAME = "summary.csv"
 
 
 @dataclass
@@ -43,6 +42,7 @@ class BatchItem:
     error: str | None = None
     original_size: tuple[int, int] | None = None
     typicality: Typicality | None = None  # with explain_files(..., typicality=True)
+    attention: AttentionResult | None = None  # with explain_files(..., attention=True)
 
 
 def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -57,12 +57,6 @@ def collect_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return found
 
 
-def too_many_files(count: int) -> str:
-    """The one sentence refusing a run of ``count`` photographs, more than :data:`MAX_FILES_PER_RUN`."""
-    return (f"At most {MAX_FILES_PER_RUN} photographs can be explained in one run, got {count}; "
-            "split them into smaller folders.")
-
-
 def panel_caption(ex: Explanation) -> str:
     from components.explanation.cam import METHOD_LABELS
 
@@ -72,10 +66,15 @@ def panel_caption(ex: Explanation) -> str:
 
 
 def save_jpeg(pixels: np.ndarray, path: Path, quality: int = 90) -> None:
-    """Write an RGB image as a JPEG with no metadata, whole or not at all."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality, optimize=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    """Write an RGB image as a JPEG with no metadata, whole or not at all.
+
+    Raises:
+        OSError: the file cannot be written (nothing is left half-written).
+    """
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # OpenCV refuses only an impossible picture (empty, too large for JPEG)
+        raise OSError(errno.EINVAL, "The picture could not be encoded as JPEG")
+    atomic_write_bytes(path, encoded.tobytes())
 
 
 def _unique_names(paths: Sequence[Path]) -> list[str]:
@@ -137,25 +136,30 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
                   out_dir: Path | None = None, method: str = "gradcam", target: Any = None,
                   layer: str | None = None, alpha: float = 0.5, colormap: str = "jet",
                   workers: int = 2, batch_size: int = 8, panel_max_side: int = PANEL_MAX_SIDE,
-                  keep_images: bool = False, typicality: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[BatchItem]:
-    """Yield one :class:`BatchItem` per file, in input order.
+                  keep_images: bool = False, typicality: bool = False, attention: bool = False,
+                  skip: Collection[str] = (), progress: Callable[[int, int], None] | None = None
+                  ) -> Iterator[BatchItem]:
+    """Yield one :class:`BatchItem` per file, in input order, as each is done: any number of files.
 
     Decoding runs on ``workers`` threads at most one batch ahead of the model (PIL and OpenCV
     release the GIL), so no more than two batches of photographs are held whatever the number
-    of files. Photographs are decoded at the smallest size that still fills a panel (DCT
-    scaling for JPEG, a box reduction right after decoding otherwise), and panels are written
-    by the same threads. A file that cannot be read becomes an item with ``error`` set. With
-    ``typicality`` each item also says how unlike the model's training photographs it is.
+    of files; nothing is kept once its item is yielded. Photographs are decoded at the smallest
+    size that still fills a panel (DCT scaling for JPEG, a box reduction right after decoding
+    otherwise), and panels are written by the same threads. A file that cannot be read becomes an
+    item with ``error`` set. With ``typicality`` each item also says how unlike the model's
+    training photographs it is, and with ``attention`` whether its map rests on the lens (the
+    check runs on the same threads as the panels). Files in ``skip`` (as given) are left out,
+    and every other keeps the panel name it would have had in the whole run.
 
     Raises:
-        ValueError: more than :data:`MAX_FILES_PER_RUN` files, or a bad target.
+        ValueError: a bad target.
     """
-    paths = [Path(f) for f in files]
-    if len(paths) > MAX_FILES_PER_RUN:
-        raise ValueError(too_many_files(len(paths)))
+    every = [Path(f) for f in files]
+    names_all = _unique_names(every)
+    kept = [i for i, f in enumerate(files) if str(f) not in skip] if skip else range(len(every))
+    paths = [every[i] for i in kept]
+    names = [names_all[i] for i in kept]
     targets = resolve_targets(classifier.class_names, target, len(paths))
-    names = _unique_names(paths)
     min_side = max(classifier.input_size, panel_max_side * 3 // 4)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -165,14 +169,16 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
         decoded = decode_image(path, min_side=min_side)
         return decoded.pixels, decoded.original_size
 
-    def write(item: BatchItem, name: str) -> BatchItem:
+    def finish(item: BatchItem, name: str) -> BatchItem:
         assert item.explanation is not None
         assert item.image is not None
-        assert out_dir is not None
-        panel = three_panel(item.image, item.explanation.cam, alpha=alpha, colormap=colormap,
-                            caption=panel_caption(item.explanation), max_side=panel_max_side)
-        item.panel_path = out_dir / f"gradcam_{name}.jpg"
-        save_jpeg(panel, item.panel_path)
+        if attention:
+            item.attention = check_attention(item.image, item.explanation.cam)
+        if out_dir is not None:
+            panel = three_panel(item.image, item.explanation.cam, alpha=alpha, colormap=colormap,
+                                caption=panel_caption(item.explanation), max_side=panel_max_side)
+            item.panel_path = out_dir / f"gradcam_{name}.jpg"
+            save_jpeg(panel, item.panel_path)
         return item
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="cataract-cam") as pool:
@@ -187,8 +193,8 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
                            batch_size=batch_size, typicality=typicality)
             writes: list[Future[BatchItem] | None] = []
             for i, item in zip(range(start, stop), items, strict=True):
-                if out_dir is not None and item.explanation is not None:
-                    writes.append(pool.submit(write, item, names[i]))
+                if (out_dir is not None or attention) and item.explanation is not None:
+                    writes.append(pool.submit(finish, item, names[i]))
                 else:
                     writes.append(None)
             for item, fut in zip(items, writes, strict=True):
@@ -206,8 +212,9 @@ def explain_files(classifier: ClassifierLike, files: Sequence[str | os.PathLike[
 
 
 def summary_fields(class_names: Sequence[str]) -> list[str]:
+    """``summary.csv``'s columns for a model with these classes."""
     return (["file", "prediction", "confidence"] + [f"p_{c}" for c in class_names]
-            + ["target", "method", "layer", "panel", "error", "ood_score", "unlike_training"])
+            + ["target", "method", "layer", "panel", "error", "ood_score", "unlike_training", "attention"])
 
 
 def typicality_columns(result: Typicality | None) -> dict[str, str]:
@@ -229,6 +236,7 @@ def summary_row(item: BatchItem, class_names: Sequence[str]) -> dict[str, str]:
                    panel=str(item.panel_path) if item.panel_path else "")
         row.update({f"p_{c}": f"{ex.probabilities[c]:.6f}" for c in class_names})
     row.update(typicality_columns(item.typicality))
+    row["attention"] = item.attention.verdict if item.attention is not None else ""
     return row
 
 
@@ -247,3 +255,33 @@ def write_summary(items: Sequence[BatchItem], class_names: Sequence[str], path: 
     (:mod:`components.base.tables`); :func:`components.base.tables.read_csv` gives them back as they were.
     """
     atomic_write_bytes(path, summary_bytes((summary_row(i, class_names) for i in items), class_names))
+
+
+class SummaryWriter:
+    """``summary.csv`` written row by row as a run goes, each row flushed, so a killed run keeps what it did.
+
+    With ``resume`` an earlier run's summary in the same place is continued: :attr:`done` holds
+    the inputs it has rows for (to be skipped), and new rows follow its own.
+
+    Raises:
+        ValueError: resuming a summary of other columns (another model's classes).
+        OSError: the folder cannot be written.
+    """
+
+    def __init__(self, path: Path, class_names: Sequence[str], *, resume: bool = False) -> None:
+        self.class_names = list(class_names)
+        self._csv = CsvAppender(path, summary_fields(self.class_names), resume=resume)
+        self.done = frozenset(row["file"] for row in self._csv.earlier)
+
+    def add(self, item: BatchItem) -> None:
+        self._csv.write(summary_row(item, self.class_names))
+
+    def close(self) -> None:
+        self._csv.close()
+
+    def __enter__(self) -> SummaryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

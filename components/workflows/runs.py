@@ -82,7 +82,8 @@ def batch_row(item: BatchItem, class_names: Sequence[str], look: Look) -> dict[s
         small = rs.downscale(item.image, THUMB_SIDE)
         # Kept as JPEG bytes in the session: a few KB each, even for a long batch.
         thumb = rs.jpeg_bytes(blend(small, ex.cam, alpha=look.alpha, colormap=look.colormap))
-        verdict = rs.attention_for(item.image, ex).label
+        checked = item.attention if item.attention is not None else rs.attention_for(item.image, ex)
+        verdict = checked.label
     return {
         "File": item.file,
         "Prediction": ex.prediction if ex else None,
@@ -100,7 +101,8 @@ def batch_run(clf: Classifier, files: Sequence[Path], names: Sequence[str], look
     items: list[BatchItem] = []
     rows: list[dict[str, object]] = []
     # keep_images: the gallery needs the photograph, shrunk to a thumbnail at once.
-    for done, item in enumerate(explain_files(clf, files, method=look.method, keep_images=True), start=1):
+    for done, item in enumerate(explain_files(clf, files, method=look.method, keep_images=True, attention=True),
+                                start=1):
         item.file = names[done - 1]
         rows.append(batch_row(item, clf.class_names, look))
         item.image = None
@@ -157,7 +159,9 @@ def audit_run(clf: Classifier, items: Sequence[LabelledImage], modality: str | N
                  progress=progress)
     with tempfile.TemporaryDirectory(dir=data_dir()) as tmp:
         write_csv(rows, Path(tmp) / "audit.csv")
-        write_gallery(rows, Path(tmp) / "gallery.html", model_name=clf.name, demo=clf.is_demo)
+        # One page: the page offers the gallery as one file to download (a page's runs are capped).
+        write_gallery(rows, Path(tmp) / "gallery.html", model_name=clf.name, demo=clf.is_demo,
+                      page_size=max(1, len(rows)))
         csv = (Path(tmp) / "audit.csv").read_bytes()
         html = (Path(tmp) / "gallery.html").read_bytes()
     # The session keeps a few JPEG panels for the screen, not every row's full picture.

@@ -62,7 +62,11 @@ if st.button("Run audit", key="audit_run", type="primary", icon=":material/play_
                 items, outside = folders.confined_items(read_labelled_folder(folder))
             if outside:
                 st.warning(folders.LEFT_OUT.format(n=outside))
-            st.session_state["audit_result"] = runs.audit_run(clf, items, modality, session.look(), progress)
+            too_many_files = folders.too_many_files(len(items))
+            if too_many_files:
+                st.error(too_many_files)
+            else:
+                st.session_state["audit_result"] = runs.audit_run(clf, items, modality, session.look(), progress)
     except AuditError as error:
         st.error(str(error))
     except OSError as error:  # the uploads' copies and the results go to the data folder: full or read-only

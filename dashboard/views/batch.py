@@ -12,7 +12,7 @@ from components.explanation.cam import METHOD_LABELS
 from components.records import data_dir
 from components.records.errors import storage_error
 from components.workflows import runs
-from components.workflows.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
+from components.workflows.batch import collect_inputs
 from dashboard import folders, resources, session
 from dashboard.widgets.inputs import cluster_ui, progress_ui
 from dashboard.widgets.page import open_page
@@ -56,8 +56,8 @@ if st.button("Run batch", key="batch_run", type="primary", icon=":material/play_
                     st.warning(folders.LEFT_OUT.format(n=outside))
             if not files:
                 st.warning("The folder holds no photographs.")
-            elif len(files) > MAX_FILES_PER_RUN:
-                st.error(too_many_files(len(files)))
+            elif folders.too_many_files(len(files)):
+                st.error(folders.too_many_files(len(files)))
             else:
                 bar, progress = progress_ui(f"Explaining {len(files)} photographs…")
                 model = session.model_source()

@@ -189,3 +189,46 @@ def test_audit_command_json(classifier, labelled, tmp_path, capsys):
     assert Path(good[0]["picture"]).is_file()
     assert main(["compare", str(labelled / "normal" / "broken.jpg"), "--model", str(ckpt)]) == 2
     assert "exactly twice" in capsys.readouterr().err
+
+
+def test_a_large_audit_streams_into_a_paged_gallery(tmp_path):
+    from components.base.tables import read_csv
+    from components.workflows.audit import (
+        FLAG_OFF_LENS,
+        FLAG_SUSPECT,
+        AuditOutputs,
+        AuditRow,
+        gallery_page_name,
+        summary,
+    )
+
+    rows = []
+    for i in range(260):
+        flags = [FLAG_SUSPECT] if i % 2 == 0 else ([FLAG_OFF_LENS] if i % 3 == 0 else [])
+        row = AuditRow(file=f"cataract/eye{i:03d}.png", label="cataract", prediction="Normal", confidence=0.9,
+                       label_probability=round(0.001 * (i % 50), 6), verdict="on lens", flags=flags,
+                       figures={"energy_in_lens": 0.5})
+        if flags:
+            row.panel = np.full((12, 30, 3), i % 256, np.uint8)
+        rows.append(row)
+    expected = summary(rows)
+    ranked_files = [r.file for r in sorted((r for r in rows if r.flags),
+                                           key=lambda r: (FLAG_SUSPECT not in r.flags, -r.suspicion,
+                                                          FLAG_OFF_LENS not in r.flags, r.file))]
+    outputs = AuditOutputs(tmp_path / "out")
+    for row in rows:
+        outputs.add(row)
+        assert row.panel is None  # let go as soon as it is saved
+    shown = outputs.finish(model_name="m", page_size=100)
+    assert shown == len(ranked_files) == 173
+    assert outputs.tally.summary() == expected
+    _, written = read_csv(tmp_path / "out" / "audit.csv")
+    assert [r["file"] for r in written] == [r.file for r in rows]
+    pages = [(tmp_path / "out" / gallery_page_name(p)).read_text() for p in (1, 2)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["audit.csv", "gallery-2.html", "gallery.html"]
+    order = [f for page in pages for f in re.findall(r"<b>(cataract/eye\d+\.png)</b>", page)]
+    assert order == ranked_files
+    assert [page.count("<img ") for page in pages] == [100, 73]
+    assert 'href="gallery-2.html">next</a>' in pages[0]
+    assert 'href="gallery.html">previous</a>' in pages[1]
+    assert "page 2 of 2: flagged images 101 to 173" in pages[1]

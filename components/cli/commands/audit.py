@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     classifier = load_model(args.model)
     out = Path(args.out)
     check_out_folder(out)
+    # Rows stream into audit.csv and the gallery's saved pictures: any number of images.
+    outputs = audit.AuditOutputs(out)
     with progress_bar(len(items)) as progress:
-        rows = audit.audit(classifier, items, modality=modality_option(args.modality), method=args.method,
-                           progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    audit.write_csv(rows, out / "audit.csv")
-    shown = audit.write_gallery(rows, out / "gallery.html", model_name=classifier.name,
-                                demo=classifier.is_demo)
-    return report_summary(rows, shown, as_json=args.json)
+        for row in audit.audit_rows(classifier, items, modality=modality_option(args.modality), method=args.method,
+                                    progress=progress):
+            outputs.add(row)
+    shown = outputs.finish(model_name=classifier.name, demo=classifier.is_demo)
+    return report_summary(outputs.tally.summary(), shown, as_json=args.json)
 
 
 COMMAND = Command("audit", "check a labelled folder: suspect labels, attention off the lens, unreadable images",

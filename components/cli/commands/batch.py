@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from components.workflows.batch import MAX_FILES_PER_RUN, collect_inputs, too_many_files
+    from components.workflows.batch import collect_inputs
 
     if cluster.wants_cluster(args, args.inputs):
         return cluster.run_batch(args)
@@ -31,11 +31,9 @@ def run(args: argparse.Namespace) -> int:
     files += [Path(p) for p in missing]  # reported as failed rows, not silently dropped
     if not files:
         raise UsageError("No image files found in the given inputs.")
-    if len(files) > MAX_FILES_PER_RUN:
-        raise UsageError(too_many_files(len(files)))
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}.")
-    return run_files(args, files, Path(args.out), summary=True, workers=args.workers)
+    return run_files(args, files, Path(args.out), summary=True, resume=args.resume, workers=args.workers)
 
 
 COMMAND = Command("batch", "explain folders of images; panels plus summary.csv", add_arguments, run)
