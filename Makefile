@@ -41,8 +41,9 @@ system:
 	  else echo "Install PostgreSQL (sudo apt-get install postgresql)"; exit 1; fi; \
 	fi
 
+# `python -m dashboard` warms the app (modules, model, demo patients), then serves it as `streamlit run`.
 run: $(RUNTIME)
-	$(VENV)/bin/streamlit run dashboard/app.py --server.port $(PORT)
+	$(PY) -m dashboard --server.port $(PORT)
 
 # The tests run after the lint: a change that breaks the rules or the types fails `make test` too.
 test: lint system

@@ -42,6 +42,7 @@ __all__ = [
     "load_checkpoint_file",
     "map_cache",
     "panel_cache",
+    "seed_demo_patients",
     "store",
     "typicality_cache",
 ]
@@ -64,11 +65,18 @@ def _seed_demo_patients(store: RecordStore) -> None:
     # Demo patients belong with the demo model: a clinic that names its own model gets none.
     if config.text(config.MODEL):
         return
-    try:
-        from components.workflows.demo_patients import ensure_demo_patients
-    except ModuleNotFoundError:
-        return
+    from components.workflows.demo_patients import ensure_demo_patients
+
     ensure_demo_patients(store)
+
+
+def seed_demo_patients() -> None:
+    """Create the demo patients in a fresh record store now (``python -m dashboard`` does, before it serves)."""
+    store = RecordStore(config.text(config.DB_URL) or None, data_dir=data_dir())
+    try:
+        _seed_demo_patients(store)
+    finally:
+        store.close()
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda store: store.close())

@@ -23,13 +23,22 @@ __all__ = ["BORDERS", "VARIATIONS", "Varied", "vary"]
 
 VARIATIONS: tuple[str, ...] = (
     "dark_iris", "white_pupil", "glare", "ring_flash", "lids", "oblique", "rotate_shear", "macro", "half_face",
-    "small", "jpeg", "text",
+    "small", "jpeg", "text", "far", "macro_white",
 )
+# The last two (added 2026-12-07, after the finder missed them in real photographs) are drawn from a
+# stream of their own, so every photograph the first twelve made keeps its bytes unless one of them
+# is chosen too:
+# - far: half-face framing with the eye far from the camera, a pupil of 6 to 20 px in a photograph
+#   250 to 370 px wide;
+# - macro_white: a macro close-up of a mature cataract, a white or grey pupil of 75 to 92 px radius
+#   filling most of a photograph about 240 px wide, its iris mostly outside the frame.
+_EXTRA: tuple[str, ...] = ("far", "macro_white")
 BORDERS: tuple[str, ...] = ("smear", "white", "black")
 # Chance of each variation per photograph; the geometry ones exclude each other where noted in vary().
 _CHANCE: dict[str, float] = {
     "dark_iris": 0.35, "white_pupil": 0.15, "glare": 0.4, "ring_flash": 0.15, "lids": 0.3, "oblique": 0.35,
     "rotate_shear": 0.4, "macro": 0.2, "half_face": 0.2, "small": 0.5, "jpeg": 0.5, "text": 0.15,
+    "far": 0.12, "macro_white": 0.1,
 }
 
 
@@ -81,7 +90,10 @@ def _photometric_eye(rng: np.random.Generator, img: np.ndarray, masks: dict[str,
         tint = np.array([1.0, 0.8, 0.6], np.float32) * gain
         f[iris_ring] *= tint
         applied["dark_iris"] = {"gain": round(gain, 3)}
-    if "white_pupil" in chosen:
+    if "macro_white" in chosen:
+        _mature_pupil(rng, f, masks, applied)
+        pupil = masks["pupil"] > 0
+    if "white_pupil" in chosen and "macro_white" not in chosen:
         level = float(rng.uniform(150, 235))
         soft = cv2.GaussianBlur(pupil.astype(np.float32), (0, 0), 1.5)[..., None]
         f = f * (1 - soft * 0.9) + soft * 0.9 * np.array([level, level * 0.97, level * 0.9], np.float32)
@@ -103,6 +115,29 @@ def _photometric_eye(rng: np.random.Generator, img: np.ndarray, masks: dict[str,
         f += 230 * ring[..., None]
         applied["ring_flash"] = {"radius": round(rr, 1)}
     return np.clip(f, 0, 255)
+
+
+def _mature_pupil(rng: np.random.Generator, f: np.ndarray, masks: dict[str, np.ndarray],
+                  applied: dict[str, Any]) -> None:
+    """A dilated pupil (0.72-0.9 iris radii) filled by a mature cataract: white or grey, mottled, soft-edged.
+
+    The pupil mask grows with it: the pupil is what the cataract fills.
+    """
+    cx, cy, r_pupil = _circle(masks["pupil"] > 0)
+    _, _, r_iris = _circle(masks["iris"] > 0)
+    radius = max(r_pupil, r_iris * float(rng.uniform(0.72, 0.9)))
+    h, w = f.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    inside = np.hypot(xx - cx, yy - cy) <= radius
+    masks["pupil"] = np.where(inside, 255, 0).astype(np.uint8)
+    level = float(rng.uniform(150, 240))
+    tint = np.array([1.0, float(rng.uniform(0.92, 1.0)), float(rng.uniform(0.8, 0.97))], np.float32)
+    mottle = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(1.0, radius / 10))
+    mottle = mottle * np.float32(float(rng.uniform(8, 28)) / max(float(mottle.std()), 1e-6))
+    cataract = (level + mottle)[..., None] * tint
+    soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(1.0, radius / 25))[..., None]
+    f[:] = f * (1 - soft) + np.clip(cataract, 0, 255) * soft
+    applied["macro_white"] = {"pupil_radius": round(radius, 1), "level": round(level, 1)}
 
 
 def _lids(rng: np.random.Generator, f: np.ndarray, masks: dict[str, np.ndarray], applied: dict[str, Any]) -> None:
@@ -139,7 +174,26 @@ def _geometry(rng: np.random.Generator, img: np.ndarray, masks: dict[str, np.nda
         m = sh @ rot @ m
         applied["rotate_shear"] = {"angle": round(angle, 2), "shear": round(shear, 3), "border": border}
     out_w, out_h = w, h
-    if "macro" in chosen:
+    if "macro_white" in chosen:
+        # Tight about the big pupil: it fills most of the frame's height, the iris mostly outside.
+        _, _, r_pupil = _circle(masks["pupil"] > 0)
+        half = r_pupil * float(rng.uniform(0.95, 1.25))
+        ox, oy = (rng.uniform(-0.15, 0.15, 2) * r_pupil).tolist()
+        pcx, pcy, _ = (m @ np.array([cx, cy, 1.0])).tolist()
+        x0, y0 = pcx + ox - half * 4 / 3, pcy + oy - half
+        m = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ m
+        out_w, out_h = round(half * 8 / 3), round(2 * half)
+        applied["macro_white"] = {**applied.get("macro_white", {}), "half_height": round(half, 1)}
+    elif "far" in chosen:
+        # The eye far from the camera: shrunk about a random point, the rest of the frame filled by the border.
+        _, _, r_pupil = _circle(masks["pupil"] > 0)
+        width = float(rng.uniform(250, 370))
+        radius = float(rng.uniform(6, 20))
+        zoom = min(0.9, max(0.08, radius / max(r_pupil, 1.0) * w / width))
+        m = np.array([[zoom, 0, w * (1 - zoom) * rng.uniform(0.15, 0.85)],
+                      [0, zoom, h * (1 - zoom) * rng.uniform(0.15, 0.85)], [0, 0, 1]]) @ m
+        applied["far"] = {"zoom": round(zoom, 3), "width": round(width), "pupil_radius": round(radius, 1)}
+    elif "macro" in chosen:
         # A tight frame about the iris, which the frame's edge may cut.
         half = r_iris * float(rng.uniform(0.9, 1.6))
         ox, oy = (rng.uniform(-0.5, 0.5, 2) * r_iris).tolist()
@@ -156,7 +210,8 @@ def _geometry(rng: np.random.Generator, img: np.ndarray, masks: dict[str, np.nda
         applied["half_face"] = {"zoom": round(zoom, 3)}
     if np.allclose(m, np.eye(3)) and (out_w, out_h) == (w, h):
         return img, masks
-    half_face_border = "smear" if "half_face" in chosen and border != "smear" and rng.uniform() < 0.5 else border
+    wide = "half_face" in chosen or "far" in chosen
+    half_face_border = "smear" if wide and border != "smear" and rng.uniform() < 0.5 else border
     return _warp(img, masks, m[:2].astype(np.float64), (max(out_w, 8), max(out_h, 8)), half_face_border)
 
 
@@ -198,10 +253,17 @@ def vary(image: np.ndarray, masks: Mapping[str, np.ndarray], seed: int, *,
         if unknown:
             raise ValueError(f"Unknown variation {unknown[0]!r}; expected some of {', '.join(VARIATIONS)}.")
         chosen = set(only)
-        rng.uniform(size=len(VARIATIONS))  # the same draws follow either way
+        rng.uniform(size=len(VARIATIONS) - len(_EXTRA))  # the same draws follow either way
     else:
-        draws = rng.uniform(size=len(VARIATIONS))
-        chosen = {v for v, u in zip(VARIATIONS, draws, strict=True) if u < _CHANCE[v]}
+        base = VARIATIONS[: -len(_EXTRA)]
+        draws = rng.uniform(size=len(base))
+        chosen = {v for v, u in zip(base, draws, strict=True) if u < _CHANCE[v]}
+        extra = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7A42])).uniform(size=len(_EXTRA))
+        chosen |= {v for v, u in zip(_EXTRA, extra, strict=True) if u < _CHANCE[v]}
+    if "macro_white" in chosen:  # one framing at a time: the new kinds take the place of the old
+        chosen -= {"far", "macro", "half_face", "white_pupil"}
+    elif "far" in chosen:
+        chosen -= {"macro", "half_face"}
     border = BORDERS[int(rng.integers(0, len(BORDERS)))]
     applied: dict[str, Any] = {}
     # 0/255 uint8 whatever came in (bool or 0/1), so nearest-neighbour warps and resizes apply.
@@ -214,7 +276,14 @@ def vary(image: np.ndarray, masks: Mapping[str, np.ndarray], seed: int, *,
     img, current = _geometry(rng, img, current, chosen, border, applied)
     if "text" in chosen:
         img = _text(rng, img, applied)
-    if "small" in chosen:
+    if "far" in chosen or "macro_white" in chosen:
+        # Their photographs' sizes are part of what they are: about 250-370 px and 240 px wide.
+        width = applied["far"]["width"] if "far" in chosen else float(rng.uniform(220, 260))
+        size = (max(8, round(width)), max(8, round(width * img.shape[0] / img.shape[1])))
+        shrink = size[0] < img.shape[1]
+        img = cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        current = {k: cv2.resize(v, size, interpolation=cv2.INTER_NEAREST) for k, v in current.items()}
+    elif "small" in chosen:
         side = float(rng.uniform(90, 300))
         factor = min(1.0, side / max(img.shape[:2]))
         size = (max(8, round(img.shape[1] * factor)), max(8, round(img.shape[0] * factor)))

@@ -129,13 +129,14 @@ def free_port() -> int:
 def dashboard_server(folder: Path, *, address: str = "127.0.0.1", env: dict[str, str] | None = None,
                      args: Sequence[str] = (), port: int | None = None,
                      ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`streamlit run dashboard/app.py` on a free port, logging to ``folder/server.log``; stopped by PID at the end."""
+    """The dashboard as `make run` starts it, on a free port, logging to ``folder/server.log``; stopped by PID."""
     port = port or free_port()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("CATARACT_CAM_")}
     environ.update({"CATARACT_CAM_DATA": str(folder / "data"), "PYTHONPATH": str(ROOT)}, **(env or {}))
     log = (folder / "server.log").open("wb")
+    # As `make run` starts it: `python -m dashboard` warms the shared resources, then serves.
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.headless", "true",
+        [sys.executable, "-m", "dashboard", "--server.headless", "true",
          "--server.port", str(port), "--server.address", address, *args],
         cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -12,7 +12,6 @@ from components.base import config
 from components.cli.common import Command, UsageError, add_model_option
 
 ROOT = Path(__file__).resolve().parents[3]
-APP = ROOT / "dashboard" / "app.py"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,9 +32,11 @@ def run(args: argparse.Namespace) -> int:
     if data is not None:  # the server runs from the checkout: a relative folder would move with it
         changes[config.DATA] = str(data.resolve())
     env = config.child_environment(changes)
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
-    # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in) applies
-    # wherever the command is typed; elsewhere the app would listen on every interface and refuse.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    # `python -m dashboard` warms the app (modules, model, demo patients) and then serves it as
+    # `streamlit run` would, from the checkout so that its .streamlit/ (127.0.0.1, allowed hosts, no
+    # telemetry, sign-in) applies wherever the command is typed.
+    command = [sys.executable, "-m", "dashboard", "--server.port", str(args.port)]
     os.chdir(ROOT)
     if os.name == "posix":
         # This process becomes the server: a signal to its PID (Ctrl-C, a service manager) reaches
