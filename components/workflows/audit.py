@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import os
 import shutil
 import statistics
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import cv2
 import numpy as np
@@ -467,12 +468,46 @@ def write_gallery(rows: Sequence[AuditRow], path: str | os.PathLike[str], *, mod
     return len(flagged)
 
 
+class _SpilledRows(Sequence[AuditRow]):
+    """Flagged rows kept on disk as JSON lines, read back one at a time in the order of ``offsets``."""
+
+    def __init__(self, path: Path, offsets: list[int]) -> None:
+        self._path = path
+        self._offsets = offsets
+        self.pictures: dict[int, str | None] = {}  # id of a row read back -> its saved picture
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    def _load(self, offset: int) -> AuditRow:
+        with self._path.open("rb") as f:
+            f.seek(offset)
+            data = json.loads(f.readline())
+        picture = data.pop("picture")
+        row = AuditRow(**data)
+        row.panel = None
+        self.pictures[id(row)] = picture
+        return row
+
+    @overload
+    def __getitem__(self, index: int) -> AuditRow: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[AuditRow]: ...
+
+    def __getitem__(self, index: int | slice) -> AuditRow | list[AuditRow]:
+        if isinstance(index, slice):
+            return [self._load(o) for o in self._offsets[index]]
+        return self._load(self._offsets[index])
+
+
 class AuditOutputs:
     """``audit.csv`` and the gallery of a run of any size, written as its rows stream past.
 
-    Each row is appended to ``audit.csv`` (flushed) as it comes; a flagged row's picture is saved
-    as a JPEG in a working folder and let go; the summary is kept as counts. :meth:`finish`
-    ranks the flagged images, writes the paged gallery from the saved pictures and removes them.
+    Each row is appended to ``audit.csv`` (flushed) as it comes; a flagged row goes to a working
+    file as one JSON line and its picture to a JPEG beside it, so that only its ranking key stays
+    in memory; the summary is kept as counts. :meth:`finish` ranks the flagged images, writes the
+    paged gallery reading them back a page at a time, and removes the working folder.
 
     Raises:
         OSError: the folder cannot be written.
@@ -483,38 +518,57 @@ class AuditOutputs:
         self.folder = folder
         self._csv = tables.CsvAppender(folder / "audit.csv", CSV_FIELDS)
         self._work = Path(tempfile.mkdtemp(prefix=".gallery-", dir=folder))
-        self._pictures: dict[int, Path] = {}
-        self.flagged: list[AuditRow] = []
+        self._rows = (self._work / "flagged.jsonl").open("wb")
+        self._keys: list[tuple[tuple[bool, float, bool, str], int]] = []
         self.tally = Tally()
+
+    @property
+    def flagged_count(self) -> int:
+        """How many flagged images the gallery will show."""
+        return len(self._keys)
 
     def add(self, row: AuditRow) -> None:
         self._csv.write(csv_record(row))
         self.tally.add(row)
-        if row.flags:
-            if row.panel is not None:
-                picture = self._work / f"{len(self.flagged)}.jpg"
-                picture.write_bytes(_jpeg(row.panel))
-                self._pictures[id(row)] = picture
-            row.panel = None
-            row.probabilities = {}
-            self.flagged.append(row)
+        if not row.flags:
+            return
+        picture = None
+        if row.panel is not None:
+            picture = str(self._work / f"{len(self._keys)}.jpg")
+            Path(picture).write_bytes(_jpeg(row.panel))
+            row.panel = None  # the caller's row need not hold it either
+        record = {"file": row.file, "label": row.label, "prediction": row.prediction, "confidence": row.confidence,
+                  "label_probability": row.label_probability, "verdict": row.verdict,
+                  "verdict_label": row.verdict_label, "modality": row.modality, "figures": row.figures,
+                  "flags": row.flags, "error": row.error, "picture": picture}
+        self._keys.append((_rank(row), self._rows.tell()))
+        self._rows.write(json.dumps(record, default=_plain).encode("utf-8") + b"\n")
 
     def finish(self, *, model_name: str = "", demo: bool = False, page_size: int = GALLERY_PAGE_SIZE) -> int:
         """Write the gallery's pages; returns the number of images they show."""
         self._csv.close()
-        self.flagged.sort(key=_rank)
+        self._rows.close()
+        self._keys.sort(key=lambda k: k[0])
+        flagged = _SpilledRows(self._work / "flagged.jsonl", [offset for _, offset in self._keys])
 
         def jpeg(row: AuditRow) -> bytes | None:
-            picture = self._pictures.get(id(row))
-            return None if picture is None else picture.read_bytes()
+            picture = flagged.pictures.pop(id(row), None)
+            return None if picture is None else Path(picture).read_bytes()
 
         try:
-            for name, page in gallery_pages(self.flagged, jpeg, self.tally.summary(), model_name=model_name,
+            for name, page in gallery_pages(flagged, jpeg, self.tally.summary(), model_name=model_name,
                                             demo=demo, page_size=page_size):
                 atomic_write_bytes(self.folder / name, page)
         finally:
             shutil.rmtree(self._work, ignore_errors=True)
-        return len(self.flagged)
+        return len(flagged)
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars in a row's figures as plain numbers for JSON."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 # ================================================================================ compare
