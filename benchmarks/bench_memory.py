@@ -1,7 +1,7 @@
 """Peak memory (RSS) of whole runs: few huge photographs, and many small ones.
 
     python benchmarks/bench_memory.py [--part large,many] [--count 24] [--side 5000] [--formats png,jpeg]
-                                      [--many 20000] [--few 1000] [--commands batch,audit]
+                                      [--many 20000] [--few 1000] [--commands batch,audit] [--dask local:2]
 
 Each run is a fresh child process whose peak resident set size is read from the kernel when it
 exits (``os.wait4``); the baselines are measured in the same run.
@@ -13,7 +13,8 @@ exits (``os.wait4``); the baselines are measured in the same run.
   the demo model's weights at a 32-pixel input so that each costs little), against the same over
   1,000. Rows stream to summary.csv and audit.csv, the audit's figures come from running tallies
   and its gallery is paged, so memory does not grow with the number of photographs. Target: the
-  20,000 within 50 MiB of the 1,000.
+  20,000 within 50 MiB of the 1,000. With ``--dask ADDRESS`` the same commands run on a cluster
+  and the client process is measured (the workers are other processes).
 """
 
 from __future__ import annotations
@@ -112,21 +113,23 @@ def small_model(path: Path) -> Path:
     return path
 
 
-def many_small(tmp: Path, many: int, few: int, commands: list[str]) -> bool:
+def many_small(tmp: Path, many: int, few: int, commands: list[str], dask: str | None = None) -> bool:
     """Peak RSS of each command over ``few`` and ``many`` labelled small photographs; True when on target."""
     model = small_model(tmp / "small.pt")
     ok = True
     for n in (few, many):
         small_photographs(tmp / f"set{n}" / "cataract", n // 2, seed=1)
         small_photographs(tmp / f"set{n}" / "normal", n - n // 2, seed=2)
-    print(f"\nMany small photographs (48x36 PNG; the demo model's weights at {SMALL_INPUT} px):")
+    where = f", on the cluster {dask} (the client process)" if dask else ""
+    print(f"\nMany small photographs (48x36 PNG; the demo model's weights at {SMALL_INPUT} px{where}):")
     for command in commands:
         peaks = {}
         for n in (few, many):
             data, out = tmp / f"set{n}", tmp / f"{command}{n}"
             started = time.perf_counter()
+            cluster = ["--dask", dask] if dask else []
             peaks[n] = _child_peak([sys.executable, "-m", "components", command, str(data), "--out", str(out),
-                                    "--model", str(model)])
+                                    "--model", str(model), *cluster])
             seconds = time.perf_counter() - started
             print(f"  {command} over {n:6d}: peak RSS {peaks[n] / 2**20:7.0f} MiB ({seconds:.0f} s, "
                   f"{seconds / n * 1000:.1f} ms a photograph)")
@@ -147,12 +150,13 @@ def main() -> int:
     parser.add_argument("--many", type=int, default=20000)
     parser.add_argument("--few", type=int, default=1000)
     parser.add_argument("--commands", default="batch,audit")
+    parser.add_argument("--dask", default=None, help="run the many-photograph commands on this cluster")
     args = parser.parse_args()
     parts = set(args.part.split(","))
     ok = True
     if "many" in parts:
         with tempfile.TemporaryDirectory() as tmp:
-            ok = many_small(Path(tmp), args.many, args.few, args.commands.split(","))
+            ok = many_small(Path(tmp), args.many, args.few, args.commands.split(","), args.dask)
     if "large" in parts:
         ok = large(args) and ok
     return 0 if ok else 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,12 +116,20 @@ def run_batch(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if not sources:
         raise UsageError("No image files found in the given inputs.")
+    counts = {"done": 0, "failed": 0}
+
+    def count(outcome: distributed.BatchOutcome) -> None:
+        counts["done"] += 1
+        counts["failed"] += bool(outcome.item.error)
+
     with _cluster(args) as client, _bar() as progress:
         try:
+            # Only --json needs the outcomes kept; otherwise nothing grows with the number of inputs.
             outcomes = distributed.run_batch(
                 client, sources, args.out, model=args.model, settings=settings, method=args.method,
                 target=args.target, layer=args.layer, alpha=args.alpha, colormap=args.colormap,
-                resume=args.resume, torch_threads=distributed.local_torch_threads(args.dask), progress=progress)
+                resume=args.resume, torch_threads=distributed.local_torch_threads(args.dask), progress=progress,
+                on_outcome=count, keep=args.json)
         except KeyboardInterrupt:
             print("cataract-cam: interrupted; summary.csv holds the rows done so far: run again with --resume",
                   file=sys.stderr)
@@ -128,10 +137,9 @@ def run_batch(args: argparse.Namespace) -> int:
     if args.json:
         # The local batch's JSON; only the panel's place comes from the worker.
         print_json([{**item_json(o.item), "panel": o.panel or None} for o in outcomes], indent=2)
-    failed = sum(1 for o in outcomes if o.item.error)
-    if failed:
-        print(f"cataract-cam: {failed} of {len(outcomes)} file(s) failed", file=sys.stderr)
-    return EXIT_PARTIAL if failed else EXIT_OK
+    if counts["failed"]:
+        print(f"cataract-cam: {counts['failed']} of {counts['done']} file(s) failed", file=sys.stderr)
+    return EXIT_PARTIAL if counts["failed"] else EXIT_OK
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -143,8 +151,9 @@ def run_audit(args: argparse.Namespace) -> int:
     from components.cli.common import modality_option
     from components.cli.outputs import report_summary
     from components.cluster import batch as distributed
-    from components.cluster.audit import labelled_sources, write_outputs
+    from components.cluster.audit import labelled_sources, publish_outputs
     from components.cluster.audit import run_audit as audit_on_cluster
+    from components.workflows.audit import AuditOutputs
 
     settings = _settings(args)
     _check_out(args.out)
@@ -154,14 +163,23 @@ def run_audit(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     modality = modality_option(args.modality)
     threads = distributed.local_torch_threads(args.dask)
-    with _cluster(args) as client, _bar() as progress:
-        rows, classifier = audit_on_cluster(client, items, model=args.model, settings=settings, modality=modality,
-                                            method=args.method, torch_threads=threads, progress=progress)
-    try:
-        shown = write_outputs(rows, args.out, model_name=classifier.name,
-                              demo=classifier.is_demo, settings=settings)
-    except storage.StorageError as exc:
-        raise UsageError(str(exc)) from None
-    from components.workflows.audit import summary
-
-    return report_summary(summary(rows), shown, as_json=args.json)
+    s3_out = storage.is_s3(args.out)
+    # Rows stream into audit.csv and the gallery's saved pictures, here or (for a prefix) in a
+    # working folder copied up at the end: any number of images.
+    with tempfile.TemporaryDirectory(prefix="cataract-cam-audit-") as tmp:
+        folder = Path(tmp) if s3_out else Path(args.out)
+        try:
+            outputs = AuditOutputs(folder)
+        except OSError:
+            raise UsageError("--out cannot be written; choose a folder you may write to.") from None
+        with _cluster(args) as client, _bar() as progress:
+            _, classifier = audit_on_cluster(client, items, model=args.model, settings=settings, modality=modality,
+                                             method=args.method, torch_threads=threads, progress=progress,
+                                             on_row=outputs.add)
+        shown = outputs.finish(model_name=classifier.name, demo=classifier.is_demo)
+        if s3_out:
+            try:
+                publish_outputs(folder, args.out, settings)
+            except storage.StorageError as exc:
+                raise UsageError(str(exc)) from None
+    return report_summary(outputs.tally.summary(), shown, as_json=args.json)

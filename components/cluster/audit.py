@@ -16,13 +16,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from components.cluster import storage
-from components.cluster.batch import CHUNK_SIZE, place_input, register_model, run_chunks, worker_classifier
+from components.cluster.batch import (
+    CHUNK_SIZE,
+    InOrder,
+    place_input,
+    register_model,
+    run_chunks,
+    worker_classifier,
+)
 from components.cluster.storage import S3Settings
 from components.imaging.loading import IMAGE_EXTENSIONS
 from components.workflows import audit
 from components.workflows.audit import FLAG_UNGRADABLE, UNREADABLE, AuditRow, LabelledImage
 
-__all__ = ["AuditOutcome", "LabelledSource", "labelled_sources", "run_audit", "write_outputs"]
+__all__ = ["AuditOutcome", "LabelledSource", "labelled_sources", "publish_outputs", "run_audit", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -121,12 +128,14 @@ def _audit_task(chunk: Sequence[tuple[int, LabelledSource]], options: _AuditOpti
 def run_audit(client: Any, items: Sequence[LabelledSource], *, model: str | os.PathLike[str] | None = None,
               settings: S3Settings | None = None, modality: str | None = None, method: str = "gradcam",
               suspect_max_probability: float = audit.SUSPECT_MAX_LABEL_PROBABILITY, chunk_size: int = CHUNK_SIZE,
-              torch_threads: int | None = None,
-              progress: Callable[[int, int], None] | None = None) -> tuple[list[AuditRow], Any]:
+              torch_threads: int | None = None, progress: Callable[[int, int], None] | None = None,
+              on_row: Callable[[AuditRow], None] | None = None) -> tuple[list[AuditRow], Any]:
     """Audit ``items`` on the cluster: one row per image in input order, and the client's copy of the model.
 
     The rows are those :func:`components.workflows.audit.audit` gives locally; write them with
-    :func:`write_outputs`.
+    :func:`write_outputs`. With ``on_row`` each row is handed to it in input order as soon as the
+    rows before it are in, and none is kept (the list returned is empty): give it
+    :meth:`~components.workflows.audit.AuditOutputs.add` to audit any number of images.
 
     Raises:
         TypeError: ``items`` are not :class:`LabelledSource`.
@@ -143,15 +152,28 @@ def run_audit(client: Any, items: Sequence[LabelledSource], *, model: str | os.P
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
     plugin, classifier = register_model(client, model, settings=settings, torch_threads=torch_threads)
     options = _AuditOptions(plugin, settings, modality, method, suspect_max_probability)
-    indexed = list(enumerate(items))
-    chunks = [indexed[k:k + chunk_size] for k in range(0, len(indexed), chunk_size)]
-    results: dict[int, AuditOutcome] = {}
+    kept: list[AuditRow] = []
+    sink = on_row if on_row is not None else kept.append
 
     def failed(message: str, chunk: Sequence[tuple[int, LabelledSource]]) -> list[AuditOutcome]:
         return [AuditOutcome(i, _unreadable(item, message)) for i, item in chunk]
 
-    run_chunks(client, _audit_task, chunks, options, results, failed=failed, progress=progress)
-    return [results[i].row for i in range(len(items))], classifier
+    in_order = InOrder(range(len(items)), lambda outcome: sink(outcome.row))
+    chunks = [[(k + j, item) for j, item in enumerate(items[k:k + chunk_size])]
+              for k in range(0, len(items), chunk_size)]
+    run_chunks(client, _audit_task, chunks, options, in_order.add, failed=failed,
+               progress=in_order.progress(progress))
+    return kept, classifier
+
+
+def publish_outputs(folder: Path, out: str, settings: S3Settings | None = None) -> None:
+    """Copy ``audit.csv`` and the gallery's pages from a local folder to an ``s3://`` prefix.
+
+    Raises:
+        StorageError: they cannot be written there.
+    """
+    for name in ["audit.csv", *sorted(p.name for p in folder.glob("gallery*.html"))]:
+        storage.write_bytes(storage.join(out, name), (folder / name).read_bytes(), settings)
 
 
 def write_outputs(rows: Sequence[AuditRow], out: str, *, model_name: str = "", demo: bool = False,
@@ -173,6 +195,5 @@ def write_outputs(rows: Sequence[AuditRow], out: str, *, model_name: str = "", d
     with tempfile.TemporaryDirectory(prefix="cataract-cam-audit-out-") as tmp:
         audit.write_csv(rows, Path(tmp) / "audit.csv")
         shown = audit.write_gallery(rows, Path(tmp) / "gallery.html", model_name=model_name, demo=demo)
-        for name in ["audit.csv", *sorted(p.name for p in Path(tmp).glob("gallery*.html"))]:
-            storage.write_bytes(storage.join(out, name), (Path(tmp) / name).read_bytes(), settings)
+        publish_outputs(Path(tmp), out, settings)
     return shown

@@ -32,6 +32,7 @@ from components.cluster import storage
 from components.cluster.storage import S3Settings
 from components.workflows.batch import (
     BatchItem,
+    SummaryWriter,
     _unique_names,
     explain_files,
     summary_bytes,
@@ -43,6 +44,7 @@ __all__ = [
     "CHUNK_SIZE",
     "BatchOutcome",
     "ClusterError",
+    "InOrder",
     "ModelPlugin",
     "check_address",
     "connect",
@@ -386,17 +388,22 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
               layer: str | None = None, alpha: float = 0.5, colormap: str = "jet", resume: bool = False,
               chunk_size: int = CHUNK_SIZE, torch_threads: int | None = None, checkpoint_every_s: float = 10.0,
               on_worker: Callable[[BatchItem], Any] | None = None, panels: bool = True,
-              progress: Callable[[int, int], None] | None = None) -> list[BatchOutcome]:
+              progress: Callable[[int, int], None] | None = None,
+              on_outcome: Callable[[BatchOutcome], None] | None = None, keep: bool = True) -> list[BatchOutcome]:
     """Explain ``sources`` (paths or ``s3://`` objects, see :func:`storage.collect_sources`) on the cluster.
 
     Panels (unless ``panels`` is False) go to ``out`` (a folder or an ``s3://`` prefix) from the
-    workers; ``summary.csv`` is written there by this client, with the local batch's rows in input order, every
-    ``checkpoint_every_s`` seconds and at the end, including when the run is interrupted. With
-    ``resume`` the inputs already in ``out``'s summary are skipped and their rows kept.
+    workers; ``summary.csv`` is written there by this client with the local batch's rows in input
+    order: in a folder each row is appended and flushed as soon as the rows before it are in, as
+    a local run does; under a prefix (objects cannot be appended to) the whole file is written
+    every ``checkpoint_every_s`` seconds and at the end, including when the run is interrupted.
+    With ``resume`` the inputs already in ``out``'s summary are skipped and their rows kept.
     ``on_worker(item)``, an importable function, runs on the worker for each item (failed ones too)
     while it still holds its decoded photograph and full-size map; its result comes back as
-    :attr:`BatchOutcome.extra` (the dashboard makes its thumbnails so). Returns the outcomes of
-    the inputs run now, in input order.
+    :attr:`BatchOutcome.extra` (the dashboard makes its thumbnails so). ``on_outcome`` sees each
+    outcome here, in input order. Returns the outcomes of the inputs run now, in input order, or
+    none with ``keep=False`` (for runs of any size: nothing then grows with the number of inputs
+    but a set of the indices done and, under a prefix, the summary's rows as text).
 
     Raises:
         TypeError: ``sources`` is not a sequence of text.
@@ -414,32 +421,87 @@ def run_batch(client: Any, sources: Sequence[str], out: str, *, model: str | os.
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}.")
     plugin, classifier = register_model(client, model, settings=settings, torch_threads=torch_threads)
     class_names = list(classifier.class_names)
-    earlier = read_summary(out, class_names, settings) if resume else []
-    done_files = {r["file"] for r in earlier}
+    local_out = not storage.is_s3(out)
+    writer: SummaryWriter | None = None
+    earlier: list[dict[str, str]] = []
+    if local_out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        try:
+            writer = SummaryWriter(Path(out) / SUMMARY_NAME, class_names, resume=resume)
+        except ValueError:
+            raise storage.StorageError("The existing summary.csv has other columns (another model's classes?); "
+                                       "use another --out or remove it.") from None
+        except OSError:
+            raise storage.StorageError("The output folder cannot be written.") from None
+        done_files = writer.done
+    else:
+        earlier = read_summary(out, class_names, settings) if resume else []
+        done_files = frozenset(r["file"] for r in earlier)
     names = _unique_names([Path(storage.source_name(s)) for s in sources])  # as the local batch names them
     todo = [(i, s, names[i]) for i, s in enumerate(sources) if s not in done_files]
     options = _BatchOptions(plugin, out, settings, method, target, layer, alpha, colormap, on_worker, panels)
-    results: dict[int, BatchOutcome] = {}
+    kept: list[BatchOutcome] = []
+    rows: list[dict[str, str]] = list(earlier)
+
+    def emit(outcome: BatchOutcome) -> None:
+        if writer is not None:
+            writer.add_row(_row(outcome, class_names))
+        else:
+            rows.append(_row(outcome, class_names))
+        if on_outcome is not None:
+            on_outcome(outcome)
+        if keep:
+            kept.append(outcome)
 
     def save() -> None:
-        rows = earlier + [_row(results[i], class_names) for i in sorted(results)]
-        storage.write_bytes(storage.join(out, SUMMARY_NAME), summary_bytes(rows, class_names), settings)
+        if writer is None:
+            storage.write_bytes(storage.join(out, SUMMARY_NAME), summary_bytes(rows, class_names), settings)
 
+    in_order = InOrder([i for i, _, _ in todo], emit)
     chunks = [list(todo[k:k + chunk_size]) for k in range(0, len(todo), chunk_size)]
-    run_chunks(client, _batch_task, chunks, options, results, failed=_failed_batch_chunk, save=save,
-               checkpoint_every_s=checkpoint_every_s, progress=progress)
-    return [results[i] for i in sorted(results)]
+    try:
+        run_chunks(client, _batch_task, chunks, options, in_order.add, failed=_failed_batch_chunk, save=save,
+                   checkpoint_every_s=checkpoint_every_s, progress=in_order.progress(progress))
+    finally:
+        if writer is not None:
+            writer.close()
+    return kept
+
+
+class InOrder:
+    """Outcomes that arrive in any order handed on in the order of ``indices``, each as soon as it can be.
+
+    Only those that arrived ahead of a missing one are held: about the work in flight.
+    """
+
+    def __init__(self, indices: Sequence[int], emit: Callable[[Any], None]) -> None:
+        self._indices = indices
+        self._emit = emit
+        self.emitted = 0
+        self._waiting: dict[int, Any] = {}
+
+    def add(self, outcome: Any) -> None:
+        self._waiting[outcome.index] = outcome
+        while self.emitted < len(self._indices) and self._indices[self.emitted] in self._waiting:
+            self._emit(self._waiting.pop(self._indices[self.emitted]))
+            self.emitted += 1
+
+    def progress(self, report: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
+        """``report`` told how many have been handed on (not merely arrived), for progress bars and checkpoints."""
+        if report is None:
+            return None
+        return lambda _arrived, total: report(self.emitted, total)
 
 
 def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Sequence[tuple[Any, ...]]],
-               options: Any, results: dict[int, Any], *, failed: Callable[[str, Any], list[Any]],
+               options: Any, deliver: Callable[[Any], None], *, failed: Callable[[str, Any], list[Any]],
                save: Callable[[], None] | None = None, checkpoint_every_s: float = 10.0,
                progress: Callable[[int, int], None] | None = None) -> None:
-    """Run ``task(chunk, options)`` for every chunk on the cluster and put each result under its index.
+    """Run ``task(chunk, options)`` for every chunk on the cluster and ``deliver`` each result once.
 
     A chunk is a sequence of tuples whose first element is the input's index; a task returns
     objects with an ``index``. Results stream back as tasks finish; a result that arrives twice
-    (a task run again after its worker died) is kept once. A chunk whose task fails for good
+    (a task run again after its worker died) is delivered once. A chunk whose task fails for good
     gets ``failed(message, chunk)`` instead. ``save`` runs every ``checkpoint_every_s`` seconds
     and always at the end, an interruption included.
 
@@ -452,6 +514,7 @@ def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Seq
     from distributed import as_completed
 
     total = sum(len(c) for c in chunks)
+    delivered: set[int] = set()
     futures = [client.submit(task, list(chunk), options, pure=False, retries=1) for chunk in chunks]
     chunk_of = {f.key: c for f, c in zip(futures, chunks, strict=True)}
     last_save = time.monotonic()
@@ -470,9 +533,11 @@ def run_chunks(client: Any, task: Callable[..., list[Any]], chunks: Sequence[Seq
                 raise ClusterError("The connection to the Dask scheduler was lost; run again with --resume "
                                    "to finish the remaining inputs.") from None
             for outcome in outcomes:
-                results.setdefault(outcome.index, outcome)  # a task run twice still gives one row
+                if outcome.index not in delivered:  # a task run twice still gives one row
+                    delivered.add(outcome.index)
+                    deliver(outcome)
             if progress is not None:
-                progress(len(results), total)
+                progress(len(delivered), total)
             if save is not None and time.monotonic() - last_save >= checkpoint_every_s:
                 save()
                 last_save = time.monotonic()

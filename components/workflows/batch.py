@@ -272,9 +272,14 @@ class SummaryWriter:
         self.class_names = list(class_names)
         self._csv = CsvAppender(path, summary_fields(self.class_names), resume=resume)
         self.done = frozenset(row["file"] for row in self._csv.earlier)
+        self._csv.earlier = []  # only the names are needed: let the earlier rows go
 
     def add(self, item: BatchItem) -> None:
         self._csv.write(summary_row(item, self.class_names))
+
+    def add_row(self, row: Mapping[str, str]) -> None:
+        """Append a row already formatted by :func:`summary_row` (a cluster run's, with its panel's place)."""
+        self._csv.write(row)
 
     def close(self) -> None:
         self._csv.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import socket
 
 import pytest
@@ -69,6 +70,12 @@ def test_batch_with_dask_same_rows_and_exit_3(run_cli, tmp_path, images, trained
     assert (code, json.loads(stdout)) == (0, [])
     with (cluster / "summary.csv").open(encoding="utf-8") as handle:
         assert list(csv.DictReader(handle)) == rows
+    # Without --json nothing is kept but the counts: the same summary, the same failure line.
+    code, stdout, err = run_cli(["batch", photos, "--out", tmp_path / "plain", "--dask", "local:2",
+                                 "--model", trained_checkpoint])
+    assert (code, err.strip().splitlines()[-1]) == (3, "cataract-cam: 1 of 4 file(s) failed")
+    with (tmp_path / "plain" / "summary.csv").open(encoding="utf-8") as handle:
+        assert [r["file"] for r in csv.DictReader(handle)] == [r["file"] for r in rows]
 
 
 def test_audit_with_dask_same_summary(run_cli, tmp_path, trained_checkpoint):
@@ -87,3 +94,9 @@ def test_audit_with_dask_same_summary(run_cli, tmp_path, trained_checkpoint):
     local_csv = (tmp_path / "a" / "audit.csv").read_text(encoding="utf-8").splitlines()
     cluster_csv = (tmp_path / "b" / "audit.csv").read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[:2] for line in cluster_csv] == [line.split(",")[:2] for line in local_csv]
+    # The gallery streamed from the cluster's rows shows the same images in the same order.
+    shown = [re.findall(r"<b>([^<]+)</b>", (tmp_path / d / "gallery.html").read_text(encoding="utf-8"))
+             for d in ("a", "b")]
+    assert shown[0] == shown[1]
+    assert shown[0]
+    assert not list((tmp_path / "b").glob(".gallery-*"))  # the working folder is gone

@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -94,11 +95,31 @@ def test_cluster_is_two_local_worker_processes(dask_client):
     assert os.getpid() not in pids.values()
 
 
+def test_in_order_hands_on_each_outcome_as_soon_as_those_before_it_are_in():
+    handed: list[int] = []
+    in_order = dist.InOrder([3, 5, 8, 9], lambda o: handed.append(o.index))
+    arrivals = []
+    for index in (8, 5, 3, 9):
+        in_order.add(SimpleNamespace(index=index))
+        arrivals.append(list(handed))
+    assert arrivals == [[], [], [3, 5, 8], [3, 5, 8, 9]]
+    assert in_order.emitted == 4
+
+
 def test_same_rows_as_local_run(dask_client, trained_checkpoint, inputs, reference, tmp_path):
     seen: list[tuple[int, int]] = []
+    on_disk: list[int] = []
+
+    def progress(done: int, total: int) -> None:
+        seen.append((done, total))
+        if (tmp_path / "summary.csv").is_file():
+            on_disk.append(len(_rows(tmp_path / "summary.csv")))
+
     outcomes = dist.run_batch(dask_client, inputs, str(tmp_path), model=trained_checkpoint, torch_threads=1,
-                              progress=lambda done, total: seen.append((done, total)))
+                              progress=progress)
     assert [o.item.file for o in outcomes] == inputs  # in input order
+    # Each row reached summary.csv as soon as the rows before it were in, not at a checkpoint.
+    assert on_disk == [done for done, _ in seen]
     rows = _rows(tmp_path / "summary.csv")
     assert [r["file"] for r in rows] == inputs
     _assert_same_rows(rows, reference)
