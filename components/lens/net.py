@@ -35,6 +35,7 @@ MIN_PUPIL_CELLS = 4  # fewer pupil cells on the 48x48 grid: too small to place a
 MIN_SOLIDITY = 0.85  # blob area over its convex hull: a ragged blob is not a pupil
 MIN_MEAN_PROBABILITY = 0.75  # the blob's mean pupil probability: below it the net is unsure
 MIN_IRIS_SUPPORT = 0.6  # share of the pupil ellipse's ring (1.0-1.4 radii) the net calls iris (or pupil)
+MIN_RING_VISIBLE = 0.35  # share of that ring that must lie inside the photograph for the iris to be judged
 MAX_AXIS_RATIO = 3.0  # pupils seen obliquely are ellipses, but not slivers
 
 
@@ -168,8 +169,12 @@ def _no(reason: str, confidence: float = 0.0) -> PupilFit:
     return PupilFit(found=False, confidence=confidence, reason=reason)
 
 
-def fit_pupil(probabilities: np.ndarray, shape: tuple[int, int]) -> PupilFit:
+def fit_pupil(probabilities: np.ndarray, shape: tuple[int, int], visible: np.ndarray | None = None) -> PupilFit:
     """The pupil ellipse from one photograph's (2, G, G) probabilities, in a photograph of ``shape`` (h, w).
+
+    ``visible`` (G, G) marks the cells that show the photograph (a window cut past its edge shows
+    smeared edge pixels elsewhere): the iris round the pupil is looked for there only, and at
+    least ``MIN_RING_VISIBLE`` of the ring must be seen.
 
     Raises:
         ValueError: ``probabilities`` is not (2, G, G).
@@ -205,7 +210,11 @@ def fit_pupil(probabilities: np.ndarray, shape: tuple[int, int]) -> PupilFit:
     cv2.ellipse(ring, ((ex, ey), (a1, a2), angle), 0, thickness=-1)
     ring_cells = ring.astype(bool)
     if ring_cells.any():
-        support = float(((iris > PROBABILITY) | (pupil > PROBABILITY))[ring_cells].mean())
+        seen = ring_cells if visible is None else ring_cells & visible
+        if seen.sum() < MIN_RING_VISIBLE * ring_cells.sum():
+            return _no("No pupil was found: too little of the photograph shows round the candidate to see an iris.",
+                       confidence)
+        support = float(((iris > PROBABILITY) | (pupil > PROBABILITY))[seen].mean())
         if support < MIN_IRIS_SUPPORT:
             return _no("No pupil was found: the candidate is not surrounded by an iris.", confidence)
     h, w = shape
@@ -267,6 +276,13 @@ def _window(image: np.ndarray, cx: float, cy: float, side: float) -> tuple[np.nd
     return crop, scale * pre
 
 
+def _visible_cells(g: int, cx: float, cy: float, scale: float, w: int, h: int) -> np.ndarray:
+    """(G, G): the window's grid cells whose centres fall inside the photograph (w x h) it was cut from."""
+    centres = (np.arange(g) + 0.5) * CROP_SIDE / g - CROP_SIDE / 2
+    xs, ys = cx + centres / scale, cy + centres / scale
+    return ((ys >= 0) & (ys < h))[:, None] & ((xs >= 0) & (xs < w))[None, :]
+
+
 def _iris_in_window(probabilities: np.ndarray, pupil: PupilFit) -> tuple[tuple[float, float], tuple[float, float],
                                                                           float] | None:
     """The iris ellipse (centre, full axes, angle) on the second look, in window pixels, around the pupil."""
@@ -307,7 +323,7 @@ def locate(net: LensNet, image: np.ndarray) -> EyeFit:
     radius = math.sqrt(xs.size * sx * sy / math.pi)
     crop, scale = _window(image, cx, cy, 2 * CROP_SCALE * radius)
     second = predict_masks(net, [crop])[0]
-    found = fit_pupil(second, (CROP_SIDE, CROP_SIDE))
+    found = fit_pupil(second, (CROP_SIDE, CROP_SIDE), _visible_cells(second.shape[1], cx, cy, scale, w, h))
     if not found.found or found.center is None or found.axes is None:
         return EyeFit(found)
     iris = _iris_in_window(second, found)

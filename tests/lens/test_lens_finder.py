@@ -56,6 +56,28 @@ def test_unsure_answers_are_lens_not_found_with_a_reason(probabilities, reason):
     assert not fit.mask((200, 200)).any()
 
 
+def test_the_iris_is_looked_for_where_the_window_shows_the_photograph():
+    # A big pupil in the window's corner; past the photograph's edge (3 rows, 3 columns) the net
+    # saw smeared edge pixels and no iris.
+    probabilities = _grid((9.0, 9.0), (14.0, 14.0))
+    visible = np.ones((G, G), bool)
+    visible[:3, :] = False
+    visible[:, :3] = False
+    probabilities[1][~visible] = 0.0
+    assert "not surrounded by an iris" in fit_pupil(probabilities, (200, 200)).reason
+    fit = fit_pupil(probabilities, (200, 200), visible)
+    assert fit.found
+    assert fit.center == pytest.approx((9.5 * 200 / G, 9.5 * 200 / G), abs=200 / G)
+    # Iris missing where the photograph does show: still refused.
+    bare = probabilities.copy()
+    bare[1] = 0.0
+    assert "not surrounded by an iris" in fit_pupil(bare, (200, 200), visible).reason
+    # Too little of the ring inside the photograph to judge: refused, with its own reason.
+    scarce = np.zeros((G, G), bool)
+    scarce[9:, 9:] = True
+    assert "too little of the photograph" in fit_pupil(probabilities, (200, 200), scarce).reason
+
+
 def test_input_is_standardised_per_image():
     image = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
     x = to_input([image])
@@ -127,7 +149,8 @@ def test_shipped_finder_outlines_varied_eyes_and_draws_no_wrong_circle():
 
 
 @pytest.mark.parametrize("only", [("half_face", "small"), ("oblique",), ("macro",), ("dark_iris", "glare"),
-                                  ("white_pupil", "ring_flash"), ("rotate_shear", "lids")])
+                                  ("white_pupil", "ring_flash"), ("rotate_shear", "lids"), ("far",),
+                                  ("macro_white",)])
 def test_shipped_finder_on_each_kind_of_real_photograph_variation(only):
     ious = []
     for seed in range(941_000, 941_006):
@@ -180,6 +203,11 @@ def test_shipped_finder_finds_no_pupil_where_there_is_no_eye(csdi_jpeg):
                 decode_image(csdi_jpeg, min_side=512).pixels]
     # The packaging photograph and its crops (the portrait beside it has real eyes in it).
     pictures += non_eye_pictures()[4:]
+    # A bright disc filling much of the frame, as a mature cataract does in a close-up, but no iris.
+    for background, radius in ((60, 60), (128, 85), (200, 100)):
+        disc = np.full((180, 240, 3), background, np.uint8)
+        cv2.circle(disc, (120, 90), radius, (225, 225, 215), -1)
+        pictures.append(disc)
     for picture in pictures:
         region = _learned(picture)
         assert not region.found, picture.shape
