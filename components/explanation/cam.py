@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -180,6 +181,31 @@ def _torchvision_head_forward(model: nn.Module) -> Callable[[torch.Tensor], torc
     return head
 
 
+def _linear_head(model: nn.Module, layer: str) -> nn.Linear | None:
+    """The Linear of a head that is average pooling then one Linear, when ``layer`` feeds it directly.
+
+    Then the gradient of class c's logit at every position of the layer's map is that Linear's
+    weight for c over the map's area, so no backward pass is needed (Grad-CAM is CAM there: Zhou et
+    al. 2016, Selvaraju et al. 2017, section 3.1). Only for eval mode, Dropouts beside the Linear,
+    the last step of ``features``, and no hooks on the head that could change what it computes.
+    """
+    if model.training or not _is_known_chain_model(model) or type(model).__name__ == "MobileNetV2":
+        return None
+    features = model.get_submodule("features")
+    if not isinstance(features, nn.Sequential) or not _is_chain(features) or layer != f"features.{len(features) - 1}":
+        return None
+    avgpool, classifier = model.get_submodule("avgpool"), model.get_submodule("classifier")
+    parts = list(classifier) if isinstance(classifier, nn.Sequential) else [classifier]
+    linears = [m for m in parts if isinstance(m, nn.Linear)]
+    if len(linears) != 1 or not all(isinstance(m, (nn.Linear, nn.Dropout)) for m in parts):
+        return None
+    if not isinstance(avgpool, nn.AdaptiveAvgPool2d) or avgpool.output_size not in (1, (1, 1)):
+        return None
+    if any(m._forward_hooks or m._forward_pre_hooks for m in [model, avgpool, classifier, *parts]):
+        return None
+    return linears[0]
+
+
 def _pool(output: Any, name: str) -> np.ndarray:
     """A layer's output averaged over its spatial dimensions, (N, C) float64, off the autograd graph."""
     if not isinstance(output, torch.Tensor) or output.ndim < 2:
@@ -298,16 +324,36 @@ def _forward_with_hook(model: nn.Module, layer: str, x: torch.Tensor, taps: Sequ
     return captured[0], logits
 
 
-def _normalise(raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """ReLU then per-image min-max to [0, 1], in float64 so maps of 1e-12 still span the range."""
-    cam = raw.double().clamp(min=0)
-    flat = cam.flatten(1)
-    lo = flat.min(dim=1).values.view(-1, 1, 1)
-    hi = flat.max(dim=1).values.view(-1, 1, 1)
+def _normalise(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ReLU then per-image min-max of maps (N, h, w) to [0, 1], in float64 so maps of 1e-12 still span the range.
+
+    Returns the maps as float32 and each map's maximum after the ReLU. A flat map becomes zeros.
+    """
+    cam = np.maximum(raw, 0.0)
+    flat = cam.reshape(cam.shape[0], -1)
+    lo = flat.min(axis=1)[:, None, None]
+    hi = flat.max(axis=1)[:, None, None]
     span = hi - lo
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    norm = torch.where(span > 0, (cam - lo) / safe, torch.zeros_like(cam))
-    return norm.float(), hi.view(-1)
+    norm = np.where(span > 0, (cam - lo) / np.where(span > 0, span, 1.0), 0.0)
+    return norm.astype(np.float32), hi.reshape(-1)
+
+
+def _upsample(low: np.ndarray, size: int) -> np.ndarray:
+    """One map in [0, 1] (h, w) bilinearly to (size, size), pixel centres aligned, then onto [0, 1] again.
+
+    OpenCV's bilinear resize takes the same half-pixel centres and edge clamping as
+    ``F.interpolate(..., align_corners=False)``. The upsampled map's range shrinks a little
+    (pixel centres miss the coarse cells' centres), so it is stretched back, a linear map that
+    leaves correlations unchanged; in float32, the spans being near 1. A flat map becomes zeros.
+    """
+    cam = np.asarray(cv2.resize(low, (size, size), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    lo, hi = cv2.minMaxLoc(cam)[:2]
+    if hi <= lo:
+        return np.zeros_like(cam)
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    cam -= lo32
+    cam /= hi32 - lo32  # the peak's own float32 difference, so it becomes exactly 1
+    return cam
 
 
 def explain(classifier: Explainable, images: Sequence[Any], *, method: str = "gradcam",
@@ -365,14 +411,18 @@ def _explain_batch(classifier: Explainable, model: nn.Module, x: torch.Tensor,
     # inference_mode(False): explaining still works when a caller is inside inference mode.
     with torch.inference_mode(False):
         try:
+            linear = None if split is None else _linear_head(model, layer)
             if split is not None:
                 prefix, suffix = split
                 with torch.inference_mode():
                     acts = prefix(x)
-                # Inference tensors cannot enter autograd; a copy of one layer's output is cheap.
-                acts = acts.clone().requires_grad_(True)
-                with torch.enable_grad():
-                    logits = suffix(acts)
+                    if linear is not None:
+                        logits = suffix(acts)
+                if linear is None:
+                    # Inference tensors cannot enter autograd; a copy of one layer's output is cheap.
+                    acts = acts.clone().requires_grad_(True)
+                    with torch.enable_grad():
+                        logits = suffix(acts)
             else:
                 # Hooks go on a private copy that shares the weights, never on the shared model.
                 acts, logits = _forward_with_hook(_private_copy(model), layer, x, taps, pooled)
@@ -386,35 +436,36 @@ def _explain_batch(classifier: Explainable, model: nn.Module, x: torch.Tensor,
             predicted = probs.argmax(dim=1).tolist()
             chosen = [p if t is None else t for t, p in zip(targets, predicted, strict=True)]
             index = torch.tensor(chosen, dtype=torch.long)
-            with torch.enable_grad():
-                score = logits.gather(1, index.view(-1, 1)).sum()
-                (grads,) = torch.autograd.grad(score, acts)
+            if linear is not None:
+                with torch.inference_mode():
+                    area = acts.shape[2] * acts.shape[3]
+                    # In float64 already and expanded (not copied): the methods take float64 gradients.
+                    grads = (linear.weight[index].double() / area)[:, :, None, None].expand(acts.shape)
+            else:
+                with torch.enable_grad():
+                    score = logits.gather(1, index.view(-1, 1)).sum()
+                    (grads,) = torch.autograd.grad(score, acts)
         finally:
             torch.set_grad_enabled(grad_was)
     with torch.no_grad():
         raw = METHODS[method](acts.detach().double(), grads.double())
-        low, raw_max = _normalise(raw)
-        size = classifier.input_size
-        # Pixel centres of the upsampled map miss the coarse cells' centres, so its range shrinks
-        # a little: normalise again (a linear map, so correlations are unchanged).
-        cam = F.interpolate(low.double().unsqueeze(1), size=(size, size), mode="bilinear",
-                            align_corners=False).squeeze(1)
-        cam, _ = _normalise(cam)
+    low, raw_max = _normalise(raw.numpy())
     names = classifier.class_names
     out: list[Explanation] = []
     for i in range(x.shape[0]):
         p = probs[i].tolist()
         zero = not bool(low[i].max() > 0)
+        logit_values = logits[i].detach().tolist()
         out.append(Explanation(
             prediction=names[predicted[i]],
             confidence=float(p[predicted[i]]),
             probabilities={n: float(v) for n, v in zip(names, p, strict=True)},
             target=names[chosen[i]],
-            cam=cam[i].numpy().astype(np.float32, copy=False),
+            cam=_upsample(low[i], classifier.input_size),
             method=method,
             layer=layer,
-            cam_lowres=low[i].numpy().astype(np.float32, copy=False),
-            logits=tuple(float(v) for v in logits[i].detach().tolist()),
+            cam_lowres=low[i].copy(),
+            logits=tuple(float(v) for v in logit_values),
             raw_max=float(raw_max[i]),
             is_zero=zero,
             pooled={name: pooled[name][i].copy() for name in taps} if taps else None,

@@ -335,3 +335,31 @@ def test_pooled_layers_are_checked(classifier, images):
     with pytest.raises(ExplainError, match=r"no layer named 'features\.42'"):
         explain(classifier, images[:1], pooled=["features.42"])
     assert _state(classifier.model)[0] == 0
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_linear_head_needs_no_backward_pass_and_gives_the_same_maps(classifier, images, method):
+    """Pooling then one Linear after features.8: the gradient is read from the Linear's weights.
+
+    The same model with a do-nothing hook on its head takes the autograd path; the two agree.
+    """
+    from components.explanation.cam import _linear_head
+
+    model = classifier.model
+    assert _linear_head(model, "features.8") is model.classifier[1]
+    assert _linear_head(model, "features.6") is None  # blocks between the layer and the head
+    targets = [0, 1, None, "Normal"]
+    quick = explain(classifier, images[:4], method=method, target=targets)
+    handle = model.classifier.register_forward_hook(lambda _m, _i, out: out)
+    try:
+        assert _linear_head(model, "features.8") is None
+        full = explain(classifier, images[:4], method=method, target=targets)
+    finally:
+        handle.remove()
+    for a, b in zip(quick, full, strict=True):
+        assert a.logits == pytest.approx(b.logits, abs=1e-6)
+        assert (a.prediction, a.target) == (b.prediction, b.target)
+        np.testing.assert_allclose(a.cam_lowres, b.cam_lowres, atol=1e-5)
+        np.testing.assert_allclose(a.cam, b.cam, atol=1e-5)
+        assert a.is_zero == b.is_zero
+        assert a.raw_max == pytest.approx(b.raw_max, rel=1e-5, abs=1e-12)  # the scale of the gradient too

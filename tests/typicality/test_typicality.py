@@ -228,3 +228,22 @@ def test_input_cues_equal_the_plain_formulas(images):
         np.testing.assert_allclose(cues, _plain_input_cues(np.ascontiguousarray(pixels), size), rtol=5e-4, atol=1e-6)
         exact = np.asarray(pixels, np.float32).reshape(-1, 3).astype(np.float64)
         np.testing.assert_allclose(cues[2:8], [*exact.mean(0), *exact.std(0)], rtol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["random", "ties", "odd", "sorted", "sample misses", "small"])
+def test_median_is_numpys_median(case):
+    from components.typicality.score import _median
+
+    rng = np.random.default_rng(7)
+    values = rng.random(65536, dtype=np.float32)
+    if case == "ties":  # a flat photograph's Laplacian: most values the same
+        values[rng.random(values.size) < 0.7] = 0
+    elif case == "odd":
+        values = values[:50001]
+    elif case == "sorted":
+        values = np.sort(values)
+    elif case == "sample misses":  # every value the strided sample sees is far above the median
+        values[::16] = 10 + values[::16]
+    elif case == "small":
+        values = values[:1001]
+    assert _median(values) == float(np.median(values))

@@ -34,6 +34,10 @@ def _open_patient(tab: Tab, pseudo_id: str) -> None:
     tab.page.get_by_role("heading", name=f"Patient {pseudo_id}", exact=True).wait_for(timeout=WAIT_MS)
     tab.settle()
     tab.wait_panels(6)
+    # The forms and the report button are drawn after the panels, in the same run: wait for the last of them.
+    tab.page.get_by_role("button", name="Export PDF report").wait_for(timeout=WAIT_MS)
+    _visible_review_forms(tab).nth(1).wait_for(timeout=WAIT_MS)
+    tab.settle()
     for eye in ("Right eye (OD)", "Left eye (OS)"):
         assert tab.page.get_by_role("heading", name=eye, exact=True).count() == 1, eye
     captions = tab.page.locator('[data-testid="stImageCaption"]').all_inner_texts()
