@@ -273,7 +273,8 @@ def _level_cues(image: np.ndarray) -> np.ndarray:
     whole sum of the three planes, its Laplacian a whole number (so the median is read from
     counts), the clipping tests are thresholds on levels (> 0.97 is from 248 up, < 0.03 up to 7),
     and means and spreads are summed in float64. Equal to :func:`_plane_cues` of the levels within
-    float32 rounding, and about half its cost: it runs in every ``explain`` that keeps the cues.
+    float32 rounding, and cheaper (about 1 ms after a forward pass against 1.4): it runs in every
+    ``explain`` that keeps the cues.
     """
     n = image.shape[0] * image.shape[1]
     mean, std = cv2.meanStdDev(image)

@@ -247,3 +247,29 @@ def test_median_is_numpys_median(case):
     elif case == "small":
         values = values[:1001]
     assert _median(values) == float(np.median(values))
+
+
+def test_level_cues_equal_the_plain_formulas_and_come_back_from_the_model_input(images):
+    """The cues explain keeps: worked on whole levels, equal to the float formulas of ``levels / 255``."""
+    import cv2
+
+    from components.typicality.score import _cue_summary, _level_cues
+    from models import Classifier
+    from tests.support import seeded_model
+
+    rng = np.random.default_rng(5)
+    edges = rng.choice(np.array([0, 7, 8, 247, 248, 255], np.uint8), size=(96, 96, 3))  # the clipping thresholds
+    probes = [cv2.resize(im, (224, 224), interpolation=cv2.INTER_AREA) for im in images[:3]]
+    probes += [rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), edges, np.full((64, 64, 3), 9, np.uint8)]
+    for levels in probes:
+        plain = _plain_input_cues(levels.astype(np.float32) / 255, (10, 10))[2:]
+        np.testing.assert_allclose(_level_cues(levels), plain, rtol=5e-4, atol=1e-6)
+    # The model's normalised input gives its levels back exactly, so explain keeps these very cues.
+    clf = Classifier(model=seeded_model(0), class_names=("Cataract", "Normal"))
+    summary = _cue_summary(clf)
+    for image in images[:3]:
+        x = clf.preprocess([image])[0]
+        size = clf.input_size
+        shrink = image.shape[0] >= size and image.shape[1] >= size
+        levels = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        np.testing.assert_array_equal(summary(x), _level_cues(levels))

@@ -28,15 +28,23 @@ REVIEW_FORM = '[data-testid="stForm"]'
 UPLOAD = '[data-testid="stFileUploaderDropzoneInput"]'
 
 
-def _open_patient(tab: Tab, pseudo_id: str) -> None:
-    """Pick the patient on the Review page; both eyes, their six panels and the report button are drawn."""
+READING_ONLY = "Reading only: reviewing and signing need the clinician role."
+
+
+def _open_patient(tab: Tab, pseudo_id: str, *, reading_only: bool = False) -> None:
+    """Pick the patient on the Review page; both eyes, their six panels and the report button are drawn.
+
+    Under the left eye's panels comes its review form, or for a reader the line saying reading only.
+    """
     tab.choose("Patient", pseudo_id)
     tab.page.get_by_role("heading", name=f"Patient {pseudo_id}", exact=True).wait_for(timeout=WAIT_MS)
     tab.settle()
     tab.wait_panels(6)
-    # The forms and the report button are drawn after the panels, in the same run: wait for the last of them.
-    tab.page.get_by_role("button", name="Export PDF report").wait_for(timeout=WAIT_MS)
-    _visible_review_forms(tab).nth(1).wait_for(timeout=WAIT_MS)
+    # The left eye's form (or reading-only line) is drawn after the panels, in the same run: wait for it.
+    if reading_only:
+        tab.page.get_by_text(READING_ONLY).nth(1).wait_for(timeout=WAIT_MS)
+    else:
+        _visible_review_forms(tab).nth(1).wait_for(timeout=WAIT_MS)
     tab.settle()
     for eye in ("Right eye (OD)", "Left eye (OS)"):
         assert tab.page.get_by_role("heading", name=eye, exact=True).count() == 1, eye
@@ -276,8 +284,8 @@ def test_signed_in_clinician_reviews_and_viewer_only_reads(clinic_app, provider,
     with viewer.step("sign in as a viewer"):
         _sign_in(viewer, "viewer")
     with viewer.step(f"open {patient}, signed"):
-        _open_patient(viewer, patient)
-        assert viewer.page.get_by_text("Reading only: reviewing and signing need the clinician role.").count() == 2
+        _open_patient(viewer, patient, reading_only=True)
+        assert viewer.page.get_by_text(READING_ONLY).count() == 2
     for title in ("Review", "Worklist", "Batch", "Audit", "Compare", "PACS", "Model"):
         with viewer.step(f"open {title} as a viewer"):
             viewer.go(title)
