@@ -156,6 +156,17 @@ def _lids(rng: np.random.Generator, f: np.ndarray, masks: dict[str, np.ndarray],
     applied["lids"] = {"cover": round(cover, 3)}
 
 
+def _frame_about(m: np.ndarray, centre: tuple[float, float], half: float, offset: tuple[float, float]
+                 ) -> tuple[np.ndarray, int, int]:
+    """``m`` then a 4:3 frame of height ``2 * half`` about where ``m`` takes ``centre``, moved by ``offset``.
+
+    Returns the new transform and the frame's width and height.
+    """
+    pcx, pcy, _ = (m @ np.array([centre[0], centre[1], 1.0])).tolist()
+    x0, y0 = pcx + offset[0] - half * 4 / 3, pcy + offset[1] - half
+    return np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ m, round(half * 8 / 3), round(2 * half)
+
+
 def _geometry(rng: np.random.Generator, img: np.ndarray, masks: dict[str, np.ndarray], chosen: set[str],
               border: str, applied: dict[str, Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     h, w = img.shape[:2]
@@ -179,10 +190,7 @@ def _geometry(rng: np.random.Generator, img: np.ndarray, masks: dict[str, np.nda
         _, _, r_pupil = _circle(masks["pupil"] > 0)
         half = r_pupil * float(rng.uniform(0.95, 1.25))
         ox, oy = (rng.uniform(-0.15, 0.15, 2) * r_pupil).tolist()
-        pcx, pcy, _ = (m @ np.array([cx, cy, 1.0])).tolist()
-        x0, y0 = pcx + ox - half * 4 / 3, pcy + oy - half
-        m = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ m
-        out_w, out_h = round(half * 8 / 3), round(2 * half)
+        m, out_w, out_h = _frame_about(m, (cx, cy), half, (ox, oy))
         applied["macro_white"] = {**applied.get("macro_white", {}), "half_height": round(half, 1)}
     elif "far" in chosen:
         # The eye far from the camera: shrunk about a random point, the rest of the frame filled by the border.
@@ -197,10 +205,7 @@ def _geometry(rng: np.random.Generator, img: np.ndarray, masks: dict[str, np.nda
         # A tight frame about the iris, which the frame's edge may cut.
         half = r_iris * float(rng.uniform(0.9, 1.6))
         ox, oy = (rng.uniform(-0.5, 0.5, 2) * r_iris).tolist()
-        pcx, pcy, _ = (m @ np.array([cx, cy, 1.0])).tolist()
-        x0, y0 = pcx + ox - half * 4 / 3, pcy + oy - half
-        m = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]]) @ m
-        out_w, out_h = round(half * 8 / 3), round(2 * half)
+        m, out_w, out_h = _frame_about(m, (cx, cy), half, (ox, oy))
         applied["macro"] = {"half_height": round(half, 1)}
     elif "half_face" in chosen:
         # Zoom out: the eye becomes a small part of a wider frame, the rest filled by the border rule.
