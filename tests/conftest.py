@@ -84,6 +84,8 @@ def trained_checkpoint(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("model") / "screening model.pt"
     shutil.copyfile(DEMO_MODEL_PATH, path)
+    # With its card beside it, as a checkpoint travels: the card carries the typicality statistics.
+    shutil.copyfile(DEMO_MODEL_PATH.with_suffix(".json"), path.with_suffix(".json"))
     return path
 
 

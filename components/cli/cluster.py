@@ -66,10 +66,13 @@ def _settings(args: argparse.Namespace) -> storage.S3Settings:
 @contextmanager
 def _cluster(args: argparse.Namespace) -> Iterator[Any]:
     """The client for ``--dask``; what the cluster, the model or the storage refuses is a usage error."""
-    from components.cluster.batch import connect
+    from components.cluster.batch import connect, oversubscribed
 
     # Dask logs its own reconnection attempts as tracebacks; the one line below says what matters.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    note = oversubscribed(args.dask)
+    if note is not None:
+        print(f"Note: {note}", file=sys.stderr)
     try:
         with connect(args.dask) as client:
             yield client

@@ -52,6 +52,7 @@ __all__ = [
     "load_model",
     "local_torch_threads",
     "open_client",
+    "oversubscribed",
     "place_input",
     "read_summary",
     "register_model",
@@ -125,9 +126,12 @@ class ModelPlugin(WorkerPlugin):
     def setup(self, worker: Any = None) -> None:
         """Load the model on this worker; raises :class:`ClusterError` when its checkpoint differs."""
         if self.torch_threads is not None:
+            import cv2
             import torch
 
+            # OpenCV's own pool too: left at the machine's cores it competes with the other workers.
             torch.set_num_threads(self.torch_threads)
+            cv2.setNumThreads(self.torch_threads)
         self.classifier, _ = load_model(self.model, self.settings, expected_sha256=self.sha256)
 
     def teardown(self, worker: Any = None) -> None:
@@ -234,6 +238,19 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator[Any
         client.close()
 
 
+def oversubscribed(address: str) -> str | None:
+    """A sentence when ``local:N`` asks for more worker processes than this machine has cores, else None.
+
+    Such workers share the cores and each gets one thread: the run is no faster than with one
+    worker per core, only heavier in memory (a model per process).
+    """
+    cores = os.cpu_count() or 1
+    if not address.startswith("local:") or not address[6:].isdigit() or int(address[6:]) <= cores:
+        return None
+    return (f"{address} asks for more workers than this machine's {cores} cores: they share the cores, so the run "
+            f"is no faster than local:{cores}, and each holds its own copy of the model.")
+
+
 def local_torch_threads(address: str) -> int | None:
     """PyTorch threads per worker for ``local:N`` (the machine's cores shared out), None for a remote cluster."""
     if not address.startswith("local:") or not address[6:].isdigit():
@@ -313,7 +330,8 @@ def _batch_task(chunk: Sequence[tuple[int, str, str]], options: _BatchOptions) -
         out_dir = (outbox if s3_out else Path(options.out)) if options.panels else None
         items = explain_files(classifier, [p for _, _, p in placed], out_dir=out_dir,
                               method=options.method, target=options.target, layer=options.layer,
-                              alpha=options.alpha, colormap=options.colormap, workers=1, attention=True,
+                              alpha=options.alpha, colormap=options.colormap, workers=1,
+                              typicality=True, attention=True,  # as the local batch of the command line
                               batch_size=max(1, len(placed)), keep_images=options.on_worker is not None)
         for (index, source, _), item in zip(placed, items, strict=True):
             item.file = source

@@ -47,12 +47,12 @@ def inputs(photos) -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(trained_checkpoint, inputs, tmp_path_factory) -> dict[str, dict[str, str]]:
-    """The local batch's summary rows for the same inputs, by file."""
+    """The local batch's rows for the same inputs, by file, with typicality and the attention check (as the CLI)."""
     from models import load_classifier
 
     classifier = load_classifier(trained_checkpoint)
     out = tmp_path_factory.mktemp("local")
-    items = list(explain_files(classifier, [Path(p) for p in inputs], out_dir=out))
+    items = list(explain_files(classifier, [Path(p) for p in inputs], out_dir=out, typicality=True, attention=True))
     write_summary(items, classifier.class_names, out / "summary.csv")
     rows = _rows(out / "summary.csv")
     return {r["file"]: {**r, "panel": r["panel"].replace(str(out), "OUT")} for r in rows}
@@ -70,10 +70,11 @@ def _assert_same_rows(rows: list[dict[str, str]], reference: dict[str, dict[str,
     assert set(files) == set(reference)
     for r in rows:
         ref = reference[key(r["file"])]
-        for column in ("prediction", "target", "method", "layer", "error"):
+        for column in ("prediction", "target", "method", "layer", "error", "unlike_training", "attention"):
             assert r[column] == ref[column], (column, r["file"])
-        for column in ("confidence", *(f"p_{c}" for c in CLASSES)):
+        for column in ("confidence", "ood_score", *(f"p_{c}" for c in CLASSES)):
             if ref[column]:
+                assert ref[column] != "not available", (column, r["file"])  # the statistics were there
                 assert abs(float(r[column]) - float(ref[column])) <= 1e-5, (column, r["file"])
             else:
                 assert r[column] == ""
@@ -84,6 +85,8 @@ def test_reference_has_good_and_bad_rows(reference, inputs):
     errors = {f for f, r in reference.items() if r["error"]}
     assert {Path(f).name for f in errors} == {"broken.jpg", "empty.png", "notes.jpg", "gone.jpg"}
     assert all(reference[f]["prediction"] in CLASSES for f in reference if f not in errors)
+    # Typicality and the attention check ran, so comparing those columns compares something.
+    assert all(reference[f]["ood_score"] and reference[f]["attention"] for f in reference if f not in errors)
 
 
 def test_cluster_is_two_local_worker_processes(dask_client):
@@ -304,3 +307,15 @@ def test_on_worker_sees_the_photograph_and_the_map(dask_client, trained_checkpoi
         shape, cam_sum = outcome.extra
         assert shape == item.image.shape
         assert cam_sum == pytest.approx(float(item.explanation.cam.sum()), rel=1e-3)
+
+
+def test_more_local_workers_than_cores_is_said_to_be_pointless(monkeypatch):
+    monkeypatch.setattr(dist.os, "cpu_count", lambda: 2)
+    note = dist.oversubscribed("local:3")
+    assert note is not None
+    assert "2 cores" in note
+    assert "no faster than local:2" in note
+    assert dist.oversubscribed("local:2") is None
+    assert dist.oversubscribed("local:1") is None
+    assert dist.oversubscribed("tcp://127.0.0.1:8786") is None
+    assert dist.local_torch_threads("local:3") == 1
