@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import os
 import pickle
 import platform
@@ -63,12 +64,16 @@ def other_cpu(seconds: float = 3.0) -> float:
     return total
 
 
-def quiet(label: str) -> bool:
-    """Print whether the machine is quiet now (load average and others' CPU), and return it."""
+def quiet(label: str, *, load_counts: bool = True) -> bool:
+    """Print whether the machine is quiet now (load average and others' CPU), and return it.
+
+    After the runs the load average is this benchmark's own, so only the others' CPU counts then.
+    """
     load = os.getloadavg()[0]
     others = other_cpu()
-    ok = load < QUIET_LOAD and others < QUIET_OTHERS
-    print(f"machine {label}: load average {load:.2f} (quiet below {QUIET_LOAD}), other processes {others:.0f}% "
+    ok = (load < QUIET_LOAD or not load_counts) and others < QUIET_OTHERS
+    held = f"quiet below {QUIET_LOAD}" if load_counts else "ours, not counted"
+    print(f"machine {label}: load average {load:.2f} ({held}), other processes {others:.0f}% "
           f"of a core (quiet below {QUIET_OTHERS:.0f}%): {'quiet' if ok else 'NOT QUIET'}")
     return ok
 
@@ -182,8 +187,45 @@ def _echo(x: object) -> object:
     return x
 
 
+def timeline(tasks: list[dict], start: float, end: float, path: Path, title: str) -> str:
+    """Write one run's task stream as an HTML timeline (a row per worker thread); a line on where the time went.
+
+    Each task's ``startstops`` say when it computed and when it fetched data. The line gives each
+    worker's busy share of the run, the wait before its first task and its idle tail.
+    """
+    rows: dict[str, list[tuple[float, float, str]]] = {}
+    for task in tasks:
+        for part in task.get("startstops", ()):
+            rows.setdefault(task.get("worker", "?"), []).append(
+                (part["start"] - start, part["stop"] - start, part["action"]))
+    span = max(end - start, 1e-9)
+    width, lane = 1000, 28
+    colours = {"compute": "#4477aa", "transfer": "#ee6677", "disk-read": "#ccbb44", "disk-write": "#228833"}
+    svg = [f'<svg width="{width + 220}" height="{lane * len(rows) + 40}" xmlns="http://www.w3.org/2000/svg">']
+    notes = []
+    for k, (worker, parts) in enumerate(sorted(rows.items())):
+        y = 20 + k * lane
+        svg.append(f'<text x="0" y="{y + 16}" font-size="12">{html.escape(worker)}</text>')
+        for a, b, action in parts:
+            x = 220 + a / span * width
+            w = max((b - a) / span * width, 0.5)
+            svg.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{lane - 6}" '
+                       f'fill="{colours.get(action, "#999999")}">'
+                       f'<title>{html.escape(action)} {b - a:.3f} s</title></rect>')
+        busy = sum(b - a for a, b, action in parts if action == "compute")
+        first = min(a for a, _, _ in parts)
+        last = max(b for _, b, _ in parts)
+        notes.append(f"{worker}: busy {busy / span:.0%}, first task after {first:.2f} s, idle tail {span - last:.2f} s")
+    svg.append("</svg>")
+    path.write_text(f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
+                    f"<h1>{html.escape(title)}: {span:.1f} s</h1><p>blue: compute, red: transfer</p>"
+                    + "".join(svg) + "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+                    encoding="utf-8")
+    return f"{title}, {span:.1f} s: " + "; ".join(notes)
+
+
 def main() -> None:
-    from distributed import performance_report
+    from distributed import get_task_stream
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
@@ -216,16 +258,18 @@ def main() -> None:
                     for way, client, name in (("dask local:2", local_client, "local2"),
                                               ("dask tcp:// (2 workers)", tcp_client, "tcp2")):
                         if repeat == 0:
-                            report = args.work / f"dask-report-{name}.html"
+                            report = args.work / f"dask-timeline-{name}.html"
                             reports.append(report)
-                            with performance_report(filename=str(report)):
+                            start = time.time()
+                            with client.as_current(), get_task_stream() as stream:
                                 times[way].append(run_dask(client, files, Path(tmp) / name, 1))
+                            print(timeline(stream.data, start, time.time(), report, way))
                         else:
                             times[way].append(run_dask(client, files, Path(tmp) / name, 1))
             split = cost_split(files, local_client)
     finally:
         stop(processes)
-    quiet_after = quiet("after")
+    quiet_after = quiet("after", load_counts=False)
     local_ips = len(files) / statistics.median(times["local"])
     print(f"\n| way | median of {args.repeats} runs (s) | images/s | x local |\n| --- | ---: | ---: | ---: |")
     ratios = {}
@@ -233,7 +277,7 @@ def main() -> None:
         ips = len(files) / statistics.median(runs)
         ratios[way] = ips / local_ips
         print(f"| {way} | {statistics.median(runs):.1f} | {ips:.1f} | {ratios[way]:.2f} |")
-    print("Dask performance reports (task stream, worker profiles): " + ", ".join(str(r) for r in reports))
+    print("Per-worker timelines of each cluster's first run: " + ", ".join(str(r) for r in reports))
     if quiet_before and quiet_after:
         for way, target in TARGETS.items():
             verdict = "PASS" if ratios[way] >= target else "FAIL"

@@ -59,8 +59,33 @@ __all__ = [
     "run_batch",
     "run_chunks",
     "task_failure",
+    "tune_allocator",
     "worker_classifier",
 ]
+
+# glibc's allocator in a worker process (mallopt's parameter numbers and values). Dask starts
+# workers with MALLOC_TRIM_THRESHOLD_=65536 to hand memory back early, and setting it also stops
+# glibc from raising its mmap threshold: every activation over 128 KiB is then mapped and unmapped
+# afresh, paying its page faults each time, and the model ran at about half speed in a worker.
+# ModelPlugin.setup keeps large blocks in the heap instead, on every worker however it was started
+# (a worker holds one model and a chunk of eight photographs: its peak is what it maps anyway).
+WORKER_MALLOC = {-3: 32 * 2**20, -1: 256 * 2**20, -2: 64 * 2**20}  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, M_TOP_PAD
+
+
+def tune_allocator() -> bool:
+    """Set :data:`WORKER_MALLOC` in this process's glibc allocator; False where there is no glibc."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return all(libc.mallopt(param, value) == 1 for param, value in WORKER_MALLOC.items())
+    except (OSError, AttributeError):  # not glibc: musl and others have no mallopt
+        return False
+
 
 CHUNK_SIZE = 8  # inputs per task: the local batch's model batch, so both runs batch the same images
 CONNECT_TIMEOUT_S = 10.0
@@ -132,6 +157,7 @@ class ModelPlugin(WorkerPlugin):
             # OpenCV's own pool too: left at the machine's cores it competes with the other workers.
             torch.set_num_threads(self.torch_threads)
             cv2.setNumThreads(self.torch_threads)
+        tune_allocator()
         self.classifier, _ = load_model(self.model, self.settings, expected_sha256=self.sha256)
 
     def teardown(self, worker: Any = None) -> None:

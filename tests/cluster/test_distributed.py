@@ -319,3 +319,13 @@ def test_more_local_workers_than_cores_is_said_to_be_pointless(monkeypatch):
     assert dist.oversubscribed("local:1") is None
     assert dist.oversubscribed("tcp://127.0.0.1:8786") is None
     assert dist.local_torch_threads("local:3") == 1
+
+
+def test_workers_keep_large_blocks_in_the_heap():
+    """glibc takes every setting (an mmap threshold above its 32 MiB ceiling would be refused)."""
+    import ctypes.util
+
+    if ctypes.util.find_library("c") is None:
+        pytest.skip("no C library to tune here")
+    assert dist.tune_allocator() is True
+    assert dist.WORKER_MALLOC[-3] <= 32 * 2**20
