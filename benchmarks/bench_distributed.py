@@ -147,12 +147,23 @@ def wait_for_workers(client: object, count: int, timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def cost_split(files: list[str], client: object) -> dict[str, float]:
-    """Milliseconds per image of each stage, one thread each (as one worker process does it)."""
+def cost_split(files: list[str], client: object, threads: int) -> dict[str, float]:
+    """Milliseconds per image of each stage of the batch's work on ``threads`` PyTorch and OpenCV threads.
+
+    One thread is what a worker process has; the machine's cores what the local batch has (its
+    decode and panel threads overlap these stages; here they run one after another).
+    """
+    import cv2
+
+    from components.lens import attention
+    from components.lens.finder import find_lens
+    from components.typicality.score import assess, explain_options
     from models import load_classifier
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
     classifier = load_classifier(None)
+    options = explain_options(classifier)
     sample = files[:48]
     min_side = max(classifier.input_size, 1024 * 3 // 4)
     t = time.perf_counter()
@@ -161,8 +172,13 @@ def cost_split(files: list[str], client: object) -> dict[str, float]:
     t = time.perf_counter()
     explanations = []
     for k in range(0, len(images), 8):
-        explanations += explain(classifier, images[k:k + 8], batch_size=8)
+        explanations += explain(classifier, images[k:k + 8], batch_size=8, **options)
+        assess(classifier, images[k:k + 8], explanations=explanations[k:k + 8])
     model = (time.perf_counter() - t) / len(sample)
+    t = time.perf_counter()
+    for image, ex in zip(images, explanations, strict=True):
+        attention.check(image, ex.cam, region=find_lens(image))
+    check = (time.perf_counter() - t) / len(sample)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         for i, (image, ex) in enumerate(zip(images, explanations, strict=True)):
@@ -170,6 +186,7 @@ def cost_split(files: list[str], client: object) -> dict[str, float]:
             save_jpeg(panel, Path(tmp) / f"p{i}.jpg")
         panels = (time.perf_counter() - t) / len(sample)
     torch.set_num_threads(os.cpu_count() or 1)
+    cv2.setNumThreads(os.cpu_count() or 1)
     # What a chunk's results cost to bring back: a task that only returns 8 outcomes of real size.
     outcome = dist.BatchOutcome(0, dist.BatchItem(file=sample[0]))
     row_bytes = len(pickle.dumps(outcome))
@@ -178,7 +195,8 @@ def cost_split(files: list[str], client: object) -> dict[str, float]:
         t = time.perf_counter()
         client.submit(_echo, [outcome] * 8, pure=False).result()  # type: ignore[attr-defined]
         rounds.append((time.perf_counter() - t) / 8)
-    return {"decode": decode * 1e3, "model": model * 1e3, "panels": panels * 1e3,
+    return {"decode": decode * 1e3, "model and typicality": model * 1e3, "attention check": check * 1e3,
+            "panels": panels * 1e3,
             "transfer": statistics.median(rounds) * 1e3, "row_bytes": float(row_bytes),
             "input_bytes": statistics.mean(Path(f).stat().st_size for f in sample)}
 
@@ -266,7 +284,8 @@ def main() -> None:
                             print(timeline(stream.data, start, time.time(), report, way))
                         else:
                             times[way].append(run_dask(client, files, Path(tmp) / name, 1))
-            split = cost_split(files, local_client)
+            splits = {"a worker (1 thread)": cost_split(files, local_client, 1),
+                      f"the local batch ({cores} threads)": cost_split(files, local_client, cores)}
     finally:
         stop(processes)
     quiet_after = quiet("after", load_counts=False)
@@ -284,9 +303,11 @@ def main() -> None:
             print(f"{way} vs local: {ratios[way]:.2f}x (target >= {target}x): {verdict}")
     else:
         print("No verdict: the machine was not quiet, so the ratios above say little about the cluster.")
-    total = split["decode"] + split["model"] + split["panels"] + split["transfer"]
-    print("\nPer image, one thread (ms): " + ", ".join(
-        f"{k} {split[k]:.1f} ({split[k] / total:.0%})" for k in ("decode", "model", "panels", "transfer")))
+    stages = ("decode", "model and typicality", "attention check", "panels", "transfer")
+    for who, split in splits.items():
+        total = sum(split[k] for k in stages)
+        print(f"\nPer image, {who}, stages one after another (ms): " + ", ".join(
+            f"{k} {split[k]:.1f} ({split[k] / total:.0%})" for k in stages) + f"; {total:.1f} in all")
     print(f"An input is {split['input_bytes'] / 1024:.0f} KB read by the worker; a row comes back in "
           f"{split['row_bytes']:.0f} bytes.")
     per_machine = len(files) / min(statistics.median(times[w]) for w in times if w != "local") * 3600
