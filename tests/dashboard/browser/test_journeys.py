@@ -192,8 +192,10 @@ def test_batch_audit_and_compare_one_small_run_each(demo_app, new_tab, tmp_path)
         boxes = tab.page.locator(UPLOAD)
         boxes.nth(0).set_input_files(photos[:1])
         tab.page.get_by_text("LZ-OD.jpg").wait_for(timeout=WAIT_MS)
+        tab.settle()  # the first upload's run redraws the boxes: the second goes into the new one
         boxes.nth(1).set_input_files(photos[1:])
         tab.page.get_by_text("HAY1.jpg").wait_for(timeout=WAIT_MS)
+        tab.settle()
         tab.page.get_by_role("button", name="Run audit").click()
         tab.page.get_by_role("heading", name="Results: 3 photographs").wait_for(timeout=WAIT_MS)
     with tab.step("download the audit CSV and gallery"):
@@ -215,8 +217,11 @@ def test_batch_audit_and_compare_one_small_run_each(demo_app, new_tab, tmp_path)
         tab.page.get_by_text("Checkpoint (.pt or .pth)").wait_for(timeout=WAIT_MS)
         boxes = tab.page.locator(UPLOAD)
         boxes.nth(0).set_input_files(str(model_b))
+        tab.page.get_by_text(model_b.name).wait_for(timeout=WAIT_MS)
+        tab.settle()  # as above: the second box is the one the first upload's run drew
         boxes.nth(1).set_input_files(photos[:2])
         tab.page.get_by_text("LZ-OS.jpg").wait_for(timeout=WAIT_MS)
+        tab.settle()
         tab.page.get_by_role("button", name="Compare", exact=True).click()
         tab.page.get_by_role("heading", name="Results: 2 photographs").wait_for(timeout=WAIT_MS)
         assert tab.page.get_by_text("Model B: journey-b", exact=False).count() == 1
