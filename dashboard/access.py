@@ -122,8 +122,22 @@ def _claimed_roles(value: Any) -> set[str]:
     return {n.strip().lower() for n in names} & set(ROLES)
 
 
+def _verified_email(claims: Mapping[str, Any]) -> set[str]:
+    # An address the provider has not verified may be anyone's (a provider that lets users register
+    # or change their address): it matches no allow-list entry. Providers send true, some "true".
+    email, verified = claims.get("email"), claims.get("email_verified")
+    if not isinstance(email, str) or not email.strip():
+        return set()
+    if verified is True or (isinstance(verified, str) and verified.strip().lower() == "true"):
+        return {email.strip().lower()}
+    return set()
+
+
 def person_from_claims(claims: Mapping[str, Any], settings: AccessSettings) -> Person:
     """The signed-in person of an ID token's claims (``st.user``), with roles from the claim and the allow-list.
+
+    The allow-list matches the subject, ``issuer|subject`` (the strongest: unique across providers)
+    and the e-mail address only when the token says it is verified (``email_verified`` true).
 
     Raises:
         TypeError: ``claims`` is not a mapping or ``settings`` not ``AccessSettings``.
@@ -136,8 +150,7 @@ def person_from_claims(claims: Mapping[str, Any], settings: AccessSettings) -> P
     issuer, subject = claims.get("iss"), claims.get("sub")
     if not isinstance(issuer, str) or not issuer or not isinstance(subject, str) or not subject:
         raise ValueError("the identity provider's token names no issuer (iss) or no subject (sub)")
-    email = claims.get("email") if isinstance(claims.get("email"), str) else None
-    ids = {subject.lower(), f"{issuer}|{subject}".lower()} | ({email.lower()} if email else set())
+    ids = {subject.lower(), f"{issuer}|{subject}".lower()} | _verified_email(claims)
     roles = _claimed_roles(_claim(claims, settings.role_claim))
     roles |= {role for role, allowed in settings.allow.items() if ids & allowed}
     name = next((str(claims[k]).strip() for k in ("name", "preferred_username", "email")

@@ -15,7 +15,8 @@ from dashboard.access import (
 )
 
 ISSUER = "https://idp.example.org/realms/clinic"
-CLAIMS = {"iss": ISSUER, "sub": "f3c1-77", "name": "Dr Ada Example", "email": "Ada@Clinic.example"}
+CLAIMS = {"iss": ISSUER, "sub": "f3c1-77", "name": "Dr Ada Example", "email": "Ada@Clinic.example",
+          "email_verified": True}
 
 
 def test_roles_come_from_the_configured_claim_as_a_list_or_text() -> None:
@@ -34,6 +35,23 @@ def test_the_allow_list_matches_subject_issuer_and_subject_or_email() -> None:
     assert person.roles == {"clinician", "admin"}
     assert (person.name, person.issuer, person.subject) == ("Dr Ada Example", ISSUER, "f3c1-77")
     assert person.authenticated
+
+
+@pytest.mark.parametrize("verified", [False, "false", None, "yes", 1])
+def test_an_unverified_email_matches_no_allow_list_entry(verified) -> None:
+    # Before the fix the e-mail matched whatever email_verified said: anyone who could register a
+    # clinician's address at the provider became a clinician.
+    settings = AccessSettings.from_mapping({"roles": {"clinician": ["ada@clinic.example"]}})
+    claims = {**CLAIMS, "sub": "intruder-1"}
+    if verified is None:
+        del claims["email_verified"]
+    else:
+        claims["email_verified"] = verified
+    person = person_from_claims(claims, settings)
+    assert person.roles == frozenset()
+    assert not person.may("read")
+    assert not person.may("review")
+    assert person_from_claims({**claims, "email_verified": "TRUE"}, settings).roles == {"clinician"}
 
 
 def test_permissions_follow_roles() -> None:
@@ -119,5 +137,9 @@ def test_the_example_secrets_file_is_valid() -> None:
                                     "server_metadata_url"}
     settings = AccessSettings.from_mapping(example["access"])
     assert settings.role_claim == "roles"
-    person = person_from_claims({"iss": ISSUER, "sub": "x1", "email": "Ada.Lovelace@clinic.example"}, settings)
+    person = person_from_claims({"iss": ISSUER, "sub": "x1", "email": "Ada.Lovelace@clinic.example",
+                                 "email_verified": True}, settings)
     assert person.roles == {"clinician"}
+    by_subject = person_from_claims({"iss": "https://id.clinic.example/realms/clinic",
+                                     "sub": "2F6C1D0E-7b1a-4c55-9e0d-3a8f5b7c9d21"}, settings)
+    assert by_subject.roles == {"clinician"}
