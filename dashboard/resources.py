@@ -81,10 +81,14 @@ def seed_demo_patients() -> None:
 
 @st.cache_resource(show_spinner=False, on_release=lambda store: store.close())
 def _store(folder: str, db_url: str, require_sign_in: bool) -> RecordStore:
-    # With sign-in configured the store itself refuses a typed name as author, signer or admin.
-    store = RecordStore(db_url or None, data_dir=Path(folder), require_sign_in=require_sign_in)
-    _seed_demo_patients(store)
-    return store
+    # With sign-in configured the store itself refuses a typed name as a writer, author, signer or admin,
+    # so the software's own demo patients are written through a store that names them "demo" first.
+    seeding = RecordStore(db_url or None, data_dir=Path(folder))
+    try:
+        _seed_demo_patients(seeding)
+    finally:
+        seeding.close()
+    return RecordStore(db_url or None, data_dir=Path(folder), require_sign_in=require_sign_in)
 
 
 def auth_configured() -> bool:

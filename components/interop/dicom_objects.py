@@ -18,6 +18,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
+from components.base.text import without_controls
 from components.interop.exam import EyeResult, SignedExam, derived_uid
 from components.screening.decision import CATARACT, NO_CATARACT, NO_RESULT, UNGRADABLE
 from components.screening.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
@@ -107,7 +108,8 @@ def person_name(text: str) -> str:
     """
     if not isinstance(text, str):
         raise TypeError(f"A name must be a str, got {type(text).__name__}.")
-    return " ".join(text.translate(_PN_FORBIDDEN).split())[:64] + "^"
+    # Control characters never reach the header (an ESC would switch the character set).
+    return " ".join(without_controls(text).translate(_PN_FORBIDDEN).split())[:64] + "^"
 
 
 def _identity(exam: SignedExam) -> Dataset:

@@ -20,6 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from components.base.errors import CataractCamError
+from components.base.text import without_controls
 from components.interop.dicom_objects import (
     AGREES,
     ATTENTION,
@@ -141,7 +142,7 @@ def _identity_resources(exam: SignedExam, imaging_study: bool) -> list[dict[str,
                                "identifier": [{"system": "urn:cataract-cam:pseudo-id",
                                                "value": exam.patient.pseudo_id}]}
     if exam.patient.name:
-        patient["name"] = [{"text": exam.patient.name}]
+        patient["name"] = [{"text": " ".join(without_controls(exam.patient.name).split())}]  # FHIR forbids controls
     if exam.patient.birth_date:
         patient["birthDate"] = exam.patient.birth_date.isoformat()
     if exam.patient.sex:

@@ -12,7 +12,7 @@ from components.records.chain import review_hash
 from components.records.errors import NotFound, ReviewLocked, ValidationError
 from components.records.identity import Identity
 from components.records.schema import ExamRow, ReviewRow, exam_row, utc_now
-from components.records.validation import choice, row_id
+from components.records.validation import choice, free_text, row_id
 from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
 from components.screening.vocabulary import FINDINGS, GRADES
 
@@ -33,7 +33,8 @@ def review_content(*, agrees: object, finding: object, grade: object, notes: obj
         raise ValidationError("a normal finding takes grade 'none' and a cataract finding takes a grade above it")
     if not isinstance(notes, str):
         raise ValidationError(f"the notes must be text of at most {NOTES_MAX_CHARS} characters")
-    notes = tidy_notes(notes)  # blank runs collapsed before the cap, so ten thousand newlines fit as one
+    # A tab becomes a space; blank runs are collapsed before the cap, so ten thousand newlines fit as one.
+    notes = free_text(tidy_notes(notes.replace("\t", " ")), "the notes", newlines=True)
     if len(notes) > NOTES_MAX_CHARS:
         raise ValidationError(f"the notes must be text of at most {NOTES_MAX_CHARS} characters")
     return {"agrees": bool(agrees), "finding": finding, "grade": grade, "notes": notes}

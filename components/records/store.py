@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from sqlalchemy import Select, or_, select
@@ -73,6 +73,9 @@ __all__ = ["RecordStore"]
 # Who grants the first admin: the operator at the server, who can reach the database anyway.
 _COMMAND_LINE = Identity.unauthenticated("server command line")
 _TAKEN = "a patient with this pseudonymous ID already exists; choose another ID"
+
+
+_WRITERS: Final = ("clinician",)  # who adds and changes patients and photographs (PERMISSIONS["review"])
 
 
 def _actor(actor: object) -> Identity:
@@ -171,12 +174,19 @@ class RecordStore:
         sex: str | None = None,
         actor: Identity = SYSTEM,
     ) -> PatientRecord:
-        """Create a patient under a new pseudonymous ID."""
+        """Create a patient under a new pseudonymous ID.
+
+        Raises:
+            ValidationError: a value is not one the store accepts.
+            PermissionDenied: ``actor`` is not a clinician (or not signed in where sign-in is required).
+            AlreadyExists: another patient has this ID.
+        """
         pseudo_id = checked_pseudo_id(pseudo_id)
         values = patient_values({"name": name, "birth_date": birth_date, "sex": sex})
         actor = _actor(actor)
         try:
             with self._write() as session:
+                require_role(session, actor, _WRITERS, "add a patient", sign_in=self.require_sign_in)
                 if session.scalar(select(PatientRow.id).where(PatientRow.pseudo_id == pseudo_id)) is not None:
                     raise AlreadyExists(_TAKEN)
                 row = PatientRow(pseudo_id=pseudo_id, created_at=utc_now(), **values)
@@ -197,11 +207,18 @@ class RecordStore:
             return to_record(PatientRecord, patient_row(session, pseudo_id))
 
     def update_patient(self, pseudo_id: str, /, *, actor: Identity, **fields: Any) -> PatientRecord:
-        """Change name, birth_date or sex; the audit event names the fields, never their values."""
+        """Change name, birth_date or sex; the audit event names the fields, never their values.
+
+        Raises:
+            ValidationError: a value is not one the store accepts.
+            PermissionDenied: ``actor`` is not a clinician (or not signed in where sign-in is required).
+            NotFound: no patient has this ID.
+        """
         pseudo_id = checked_pseudo_id(pseudo_id)
         actor = _actor(actor)
         values = patient_values(fields)
         with self._write() as session:
+            require_role(session, actor, _WRITERS, "change a patient", sign_in=self.require_sign_in)
             row = patient_row(session, pseudo_id)
             changed = sorted(key for key, value in values.items() if getattr(row, key) != value)
             for key in changed:
@@ -259,6 +276,7 @@ class RecordStore:
 
         Raises:
             ValidationError: a value is not one the store accepts.
+            PermissionDenied: ``actor`` is not a clinician (or not signed in where sign-in is required).
             NotFound: no patient has this ID.
             StorageError: the data folder or the database is full, read-only or cannot be written.
         """
@@ -268,7 +286,9 @@ class RecordStore:
         taken_on = calendar_date(exam_date, "the exam date") or date.today()
         actor = _actor(actor)
         png = png_bytes(pixels)
-        # Fail on an unknown patient before any file is written.
+        # Fail on a writer without the role, or an unknown patient, before any file is written.
+        with self._read() as session:
+            require_role(session, actor, _WRITERS, "add a photograph", sign_in=self.require_sign_in)
         self.get_patient(pseudo_id)
         sha256, created = self._images.put_new(png)
         try:
@@ -289,6 +309,7 @@ class RecordStore:
     def _insert_exam(self, pseudo_id: str, eye: str, taken_on: date, modality: str, sha256: str,
                      actor: Identity) -> ExamRecord:
         with self._write() as session:
+            require_role(session, actor, _WRITERS, "add a photograph", sign_in=self.require_sign_in)
             patient = patient_row(session, pseudo_id)
             row = ExamRow(
                 patient_id=patient.id,
@@ -355,6 +376,8 @@ class RecordStore:
         )
         actor = _actor(actor)
         with self._write() as session:
+            # Any role may record the model's analysis of what it opened (a viewer's look computes it).
+            require_role(session, actor, ROLES, "record an analysis", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id)
             row = AnalysisRow(exam_id=exam.id, created_at=utc_now(), **columns)
             session.add(row)
@@ -520,10 +543,12 @@ class RecordStore:
 
     # The patient's rights --------------------------------------------------------------------
 
-    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity) -> dict[str, Any]:
+    def export_patient(self, pseudo_id: str, folder: Path, *, actor: Identity,
+                       files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         """Write everything held on one patient into ``folder``: ``patient.json``, its photographs
         as ``images/<sha256>.png`` and each class-activation map as ``maps/analysis-<id>.npy``;
-        return the JSON document. The export is logged.
+        return the JSON document. ``files``: more files by name (such as the PDF report), written
+        with them. The export is logged once every file is written.
 
         Raises:
             PermissionDenied: ``actor`` is neither a clinician nor an admin.
@@ -550,6 +575,10 @@ class RecordStore:
             np.save(folder / "maps" / f"analysis-{analysis.id}.npy", analysis.cam, allow_pickle=False)
         plain = jsonable(document)
         atomic_write_bytes(folder / "patient.json", json.dumps(plain, indent=1, sort_keys=True).encode())
+        for name, content in (files or {}).items():
+            if Path(name).name != name or name in ("", ".", "..", "patient.json"):
+                raise ValidationError("an extra export file must be a plain file name other than patient.json")
+            atomic_write_bytes(folder / name, content)
         self.log("exported", actor=identity, patient_pseudo_id=pseudo_id, object_type="patient_export",
                  details={"exams": len(exams), "analyses": len(analyses)})
         return dict(plain)

@@ -11,14 +11,17 @@ from typing import Any
 
 import numpy as np
 
+from components.base.text import CONTROL, CONTROL_BUT_NEWLINE
 from components.records.errors import ValidationError
 from components.records.model import PATIENT_FIELDS
 from components.screening.vocabulary import SEXES
 
 __all__ = [
+    "PSEUDO_ID_PATTERN",
     "birth_date",
     "calendar_date",
     "choice",
+    "free_text",
     "patient_values",
     "plain_json",
     "pseudo_id",
@@ -30,7 +33,9 @@ __all__ = [
     "unit_float",
 ]
 
-_PSEUDO_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# A letter or digit first, so that no ID is "." or "..", starts like an option ("-x") or hides a file (".x").
+PSEUDO_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_PSEUDO_ID = re.compile(PSEUDO_ID_PATTERN)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _MAX_DEPTH = 6
 
@@ -50,9 +55,21 @@ def row_id(value: object, what: str) -> int:
 
 
 def pseudo_id(value: object) -> str:
-    """A pseudonymous patient ID, which also names nothing outside the database."""
+    """A pseudonymous patient ID (``PSEUDO_ID_PATTERN``), which also names nothing outside the database."""
     if not isinstance(value, str) or _PSEUDO_ID.fullmatch(value) is None:
-        raise ValidationError("a pseudonymous ID must be 1 to 64 letters, digits, '-', '_' or '.', with no spaces")
+        raise ValidationError("a pseudonymous ID must be 1 to 64 letters, digits, '-', '_' or '.', "
+                              "starting with a letter or a digit, with no spaces")
+    return value
+
+
+def free_text(value: str, what: str, *, newlines: bool = False) -> str:
+    """``value`` unchanged when it holds no control character (newlines allowed where ``newlines``); else refused.
+
+    Tabs are control characters here: a name or an ID has no use for them, and notes take spaces.
+    """
+    found = (CONTROL_BUT_NEWLINE if newlines else CONTROL).search(value)
+    if found is not None:
+        raise ValidationError(f"{what} must not contain control characters (found U+{ord(found.group()):04X})")
     return value
 
 
@@ -69,7 +86,7 @@ def text(value: object, what: str, max_length: int, *, required: bool) -> str | 
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{what} must be text")
-    value = value.strip()
+    value = free_text(value.strip(), what)
     if required and not value:
         raise ValidationError(f"{what} must not be empty")
     if len(value) > max_length:

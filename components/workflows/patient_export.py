@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from components.base.classifier import ClassifierLike
-from components.base.files import atomic_write_bytes
 from components.records import Identity, RecordStore
 from components.workflows.review import stored_report
 
@@ -20,14 +19,17 @@ def export_patient(store: RecordStore, pseudo_id: str, folder: Path, classifier:
                    actor: Identity) -> dict[str, Any]:
     """Everything held on one patient into ``folder``: the store's export (JSON, photographs, maps) and the PDF.
 
-    The export is logged by the store. Returns the store's JSON document.
+    A patient with no photographs has no report: the JSON's exams, analyses and reviews are empty.
+    The PDF is made before anything is written, so the store logs the export only once all of it
+    is in ``folder``. Returns the store's JSON document.
 
     Raises:
         RecordsError: the actor may not export, or the patient or a photograph is not stored.
+        ReportError: the report cannot be made (nothing is written or logged then).
     """
-    document = store.export_patient(pseudo_id, folder, actor=actor)
-    atomic_write_bytes(folder / "report.pdf", stored_report(store, pseudo_id, classifier))
-    return document
+    pdf = stored_report(store, pseudo_id, classifier) if store.exams(pseudo_id) else None
+    return store.export_patient(pseudo_id, folder, actor=actor,
+                                files={"report.pdf": pdf} if pdf is not None else None)
 
 
 def export_patient_zip(store: RecordStore, pseudo_id: str, classifier: ClassifierLike, *, actor: Identity) -> bytes:

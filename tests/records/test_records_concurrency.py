@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.records import RecordStore
+from components.records import Identity, RecordStore
 from tests.support import ROOT
 
 SIGNER = """
@@ -46,8 +46,9 @@ def test_two_processes_sign_reviews_of_the_same_exams(
 ) -> None:
     store = RecordStore(db_url, data_dir=folder, require_sign_in=True)
     try:
-        store.create_patient("RACE")
-        exams = [store.add_exam("RACE", eye="OD", pixels=make_pixels(70 + k)).id for k in range(N_EXAMS)]
+        setup = Identity("https://idp.example", "dr-setup", "dr-setup", role="clinician")
+        store.create_patient("RACE", actor=setup)
+        exams = [store.add_exam("RACE", eye="OD", pixels=make_pixels(70 + k), actor=setup).id for k in range(N_EXAMS)]
         go = tmp_path / "go"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         workers = [

@@ -32,15 +32,16 @@ def test_patient_create_read_update_and_search(store: RecordStore) -> None:
     assert [p.pseudo_id for p in store.list_patients("_")] == ["Q_2.b"]
 
 
-@pytest.mark.parametrize("bad_id", ["", "has space", "x" * 65, "slash/id", "accént", "tab\t", None, 42])
+@pytest.mark.parametrize("bad_id", ["", "has space", "x" * 65, "slash/id", "accént", "tab\t", None, 42,
+                                    ".", "..", ".hidden", "-option", "_x"])
 def test_bad_pseudo_ids_are_refused(store: RecordStore, bad_id: object) -> None:
-    with pytest.raises(ValidationError, match="pseudonymous ID must be 1 to 64"):
+    with pytest.raises(ValidationError, match=r"pseudonymous ID must be 1 to 64.*starting with a letter or a digit"):
         store.create_patient(bad_id)  # type: ignore[arg-type]
     assert store.list_patients() == []
 
 
 def test_longest_and_punctuated_ids_are_accepted(store: RecordStore) -> None:
-    for pseudo_id in ["x" * 64, "a", "A-b_c.9"]:
+    for pseudo_id in ["x" * 64, "a", "A-b_c.9", "9..x", "z."]:
         assert store.create_patient(pseudo_id).pseudo_id == pseudo_id
 
 
@@ -70,3 +71,18 @@ def test_patient_field_validation(store: RecordStore) -> None:
         store.update_patient("nobody", actor=who("dr"), name="x")
     assert issubclass(NotFound, RecordsError)
     assert issubclass(RecordsError, ValueError)
+
+
+@pytest.mark.parametrize("control", ["\x1b", "\x00", "\n", "\t", "\x7f", "\x85", "\u2028"])
+def test_control_characters_in_names_are_refused_with_one_sentence(store: RecordStore, control: str) -> None:
+    # Before the fix an ESC in a name reached DICOM PatientName (pydicom then chose another
+    # character set per file) and FHIR name.text, where FHIR forbids control characters.
+    with pytest.raises(ValidationError, match=r"^the name must not contain control characters \(found U\+"):
+        store.create_patient("CTRL-1", name=f"Ada{control}Lovelace")
+    assert store.list_patients() == []
+    store.create_patient("CTRL-1", name="Ada Lovelace")
+    with pytest.raises(ValidationError, match="must not contain control characters"):
+        store.update_patient("CTRL-1", actor=who("dr"), name=f"Eve{control}X")
+    assert store.get_patient("CTRL-1").name == "Ada Lovelace"
+    with pytest.raises(ValidationError, match="the search must not contain control characters"):
+        store.list_patients(f"Ada{control}x")

@@ -140,3 +140,18 @@ def test_worklist_summarises_each_patient(
     assert [r.pseudo_id for r in store.worklist(status="reviewed")] == ["W1", "W2"]
     with pytest.raises(ValidationError, match="review status must be one of"):
         store.worklist(status="done")
+
+
+def test_notes_keep_lines_lose_tabs_and_refuse_other_control_characters(
+    store: RecordStore, make_pixels: Callable[..., np.ndarray]
+) -> None:
+    store.create_patient("NT")
+    exam = store.add_exam("NT", eye="OD", pixels=make_pixels(11))
+    kept = store.save_review(exam.id, author=who("dr.a"), agrees=True, finding="normal", grade="none",
+                             notes="clear lens\r\n\tno opacity")
+    assert kept.notes == "clear lens\n no opacity"
+    for control in ("\x1b[31m", "\x00", "\x0c", "\x7f", "\x9b", "\u2029"):
+        with pytest.raises(ValidationError, match=r"^the notes must not contain control characters \(found U\+"):
+            store.save_review(exam.id, author=who("dr.a"), agrees=True, finding="normal", grade="none",
+                              notes=f"clear{control}lens")
+    assert [r.version for r in store.review_history(exam.id)] == [1]

@@ -137,3 +137,33 @@ def test_without_sign_in_a_typed_name_signs_as_unauthenticated(
     assert (signed.signer, signed.signer_issuer, signed.authenticated) == ("Dr Local", "unauthenticated", False)
     with pytest.raises(TypeError, match="must be an Identity"):
         store.sign_review(signed.id, signer="Dr Local")  # type: ignore[arg-type]
+
+
+def test_the_store_checks_the_role_of_every_writer(clinic: RecordStore, make_pixels: Callable[..., np.ndarray]) -> None:
+    # Before the fix only the pages checked: a viewer renamed a patient through the store.
+    exam_id = _exam(clinic, make_pixels(41))
+    refused = [
+        ("add a patient", lambda actor: clinic.create_patient("SIG-2", actor=actor)),
+        ("change a patient", lambda actor: clinic.update_patient("SIG", actor=actor, name="Someone Else")),
+        ("add a photograph", lambda actor: clinic.add_exam("SIG", eye="OS", pixels=make_pixels(42), actor=actor)),
+    ]
+    for what, write in refused:
+        with pytest.raises(PermissionDenied, match=f"only a clinician may {what}"):
+            write(VIEWER)
+        with pytest.raises(PermissionDenied, match=f"sign in to {what}"):
+            write(who("Dr Real Clinician"))
+    assert [p.pseudo_id for p in clinic.list_patients()] == ["SIG"]
+    assert clinic.get_patient("SIG").name is None
+    assert [e.id for e in clinic.exams("SIG")] == [exam_id]
+    assert len(list(clinic.images_dir.rglob("*.png"))) == 1  # the refused photograph left no file
+    # Recording the model's analysis of what one opened takes any role, and a sign-in.
+    analysis = {"model_sha256": "a" * 64, "model_name": "m", "method": "gradcam", "layer": "features.8",
+                "target": "Cataract", "prediction": "Cataract", "confidence": 0.9,
+                "probabilities": {"Cataract": 0.9, "Normal": 0.1}, "cam": np.zeros((8, 8), np.float32)}
+    with pytest.raises(PermissionDenied, match="sign in to record an analysis"):
+        clinic.add_analysis(exam_id, actor=who("Vera"), **analysis)
+    with pytest.raises(PermissionDenied, match="may record an analysis"):
+        clinic.add_analysis(exam_id, actor=Identity(ISSUER, "sub-n", "No Role"), **analysis)
+    assert clinic.add_analysis(exam_id, actor=VIEWER, **analysis).prediction == "Cataract"
+    assert clinic.update_patient("SIG", actor=DR_A, name="Ada Patient").name == "Ada Patient"
+    assert clinic.verify().ok
