@@ -10,14 +10,14 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from components.records.chain import chain_entry
+from components.records.chain import chain_entry, facts_of
 from components.records.errors import ValidationError
 from components.records.identity import Identity, as_identity
 from components.records.model import AuditEvent, to_record
 from components.records.schema import AuditRow, PatientRow, utc_now
 from components.records.validation import choice, plain_json
 
-__all__ = ["AUDIT_ACTIONS", "append_event", "audit_details", "checked_event", "events"]
+__all__ = ["AUDIT_ACTIONS", "append_event", "audit_details", "checked_event", "events", "sealed"]
 
 AUDIT_ACTIONS: Final = (
     "created",
@@ -30,6 +30,7 @@ AUDIT_ACTIONS: Final = (
     "deleted",
     "erased",
     "granted",
+    "sealed",
 )
 _OBJECT_TYPE = re.compile(r"[a-z][a-z_]{0,31}")
 # Audit details describe what happened, never who the patient is or what the image showed.
@@ -60,7 +61,15 @@ def append_event(
         "object_id": None if object_id is None else str(object_id),
         "details": details,
     }
-    session.add(chain_entry(session, fields))
+    chain_entry(session, fields)
+
+
+def sealed(session: Session, kind: str, row: Any, patient_id: int) -> dict[str, str]:
+    """The seals of ``row``'s facts (a row of kind ``kind``, see ``chain.FACTS``), keyed by its patient's key."""
+    key = session.scalar(select(PatientRow.seal_key).where(PatientRow.id == patient_id))
+    if not key:
+        raise ValidationError("the patient has no key for its facts; open the records with this program to upgrade")
+    return facts_of(kind, row, key)
 
 
 def audit_details(details: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -14,14 +14,16 @@ from sqlalchemy.engine import Connection
 
 from components.base.files import atomic_write_bytes
 from components.records.errors import RecordsError
+from components.records.migrations import reserve_ids
 from components.records.objects import ImageStore
 from components.records.schema import SCHEMA_VERSION, AuditHeadRow, AuditRow, Base, PatientRow, UTCDateTime
 
 __all__ = ["BACKUP_FORMAT", "dump_rows", "load_rows", "read_backup", "write_backup"]
 
 BACKUP_FORMAT: Final = "cataract-cam-records-backup"
-# The schema version and the chain head are the restoring database's own; the head is checked instead.
-_SKIPPED: Final = frozenset({"schema_version", "audit_head"})
+# The schema version, the chain head and the ID counters are the restoring database's own: the head is
+# checked instead, and the counters are moved past every ID the rows and the audit trail name.
+_SKIPPED: Final = frozenset({"schema_version", "audit_head", "row_ids"})
 
 
 def _tables() -> list[Table]:
@@ -82,7 +84,9 @@ def load_rows(connection: Connection, lines: Iterator[str]) -> int:
         table = tables[item["table"]]
         connection.execute(insert(table).values(**_decode(table, item["row"])))
         restored += 1
-    connection.execute(update(AuditHeadRow).values(seq=header["head_seq"], hash=header["head_hash"]))
+    if header["head_seq"]:
+        connection.execute(update(AuditHeadRow).values(seq=header["head_seq"], hash=header["head_hash"]))
+    reserve_ids(connection)
     if connection.dialect.name == "postgresql":
         for table in tables.values():
             if "id" in table.columns and table.c.id.autoincrement is not False and table.name != "user_roles":

@@ -1,20 +1,30 @@
-"""The hash chain that makes the audit trail and signed reviews tamper-evident, and its verification."""
+"""The hash chain that makes the audit trail and every clinical fact tamper-evident, and its verification.
+
+Each audit entry hashes the one before it. An entry that writes a clinical fact also carries that
+fact's seal: for each field of the row it wrote (a patient's ID, name, birth date and sex; an
+exam's patient, eye, date, modality and photograph; an analysis; every review version), an HMAC
+keyed by the patient's own random key (``PatientRow.seal_key``). ``verify_chain`` recomputes the
+seals of every row from the latest entry that wrote it, so a change made around the store names
+the first changed fact. Erasing a patient deletes its key: the entries it leaves behind can no
+longer be linked to any value, only their counts remain meaningful.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from components.records.schema import GENESIS_HASH, AuditHeadRow, AuditRow, ReviewRow
+from components.records.schema import GENESIS_HASH, AnalysisRow, AuditHeadRow, AuditRow, ExamRow, PatientRow, ReviewRow
 
-__all__ = ["ChainReport", "audit_hash", "chain_entry", "review_hash", "verify_chain"]
+__all__ = ["FACTS", "ChainReport", "audit_hash", "chain_entry", "facts_of", "review_hash", "verify_chain"]
 
 # Fields of a review that its signature covers, in the order they are hashed.
 _SIGNED_FIELDS: Final = (
@@ -27,11 +37,50 @@ _AUDIT_FIELDS: Final = (
 )
 
 
+# The facts of each kind of row that the chain vouches for, as (object type, column, words for a message).
+FACTS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
+    "patient": (("pseudo_id", "pseudonymous ID"), ("name", "name"), ("birth_date", "birth date"), ("sex", "sex")),
+    "exam": (("patient_id", "patient"), ("eye", "eye"), ("exam_date", "date"), ("modality", "modality"),
+             ("image_sha256", "photograph")),
+    "analysis": (("exam_id", "exam"), ("model_sha256", "model"), ("model_name", "model name"),
+                 ("method", "method"), ("layer", "layer"), ("target", "target class"),
+                 ("prediction", "prediction"), ("confidence", "confidence"),
+                 ("probabilities", "probabilities"), ("attention", "attention check"), ("cam", "map")),
+    "review": (("exam_id", "exam"), ("version", "version"), ("supersedes", "earlier version"),
+               ("author", "author"), ("author_issuer", "author"), ("author_subject", "author"),
+               ("agrees", "agreement"), ("finding", "finding"), ("grade", "grade"), ("notes", "notes"),
+               ("status", "status"), ("signed_at", "signing time"), ("signer", "signer"),
+               ("signer_issuer", "signer"), ("signer_subject", "signer"), ("content_hash", "signed content")),
+}
+_ROWS: Final[dict[str, type[PatientRow | ExamRow | AnalysisRow | ReviewRow]]] = {
+    "patient": PatientRow, "exam": ExamRow, "analysis": AnalysisRow, "review": ReviewRow}
+_SEAL_CHARS: Final = 32  # 128 bits of each HMAC-SHA-256
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, datetime):
         # Microseconds are kept by both SQLite (as text) and PostgreSQL, so a read-back hashes the same.
         return value.astimezone(UTC).isoformat(timespec="microseconds")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return hashlib.sha256(value).hexdigest()
     return value
+
+
+def facts_of(kind: str, row: Any, key: str) -> dict[str, str]:
+    """The seals of a row's facts: for each field of ``FACTS[kind]``, an HMAC of its value keyed by ``key``.
+
+    ``key`` is the patient's ``seal_key`` (hexadecimal); the row's kind and ID are in every message,
+    so a seal cannot be moved to another row or field.
+    """
+    secret = bytes.fromhex(key)
+    seals = {}
+    for field, _words in FACTS[kind]:
+        value = json.dumps(_plain(getattr(row, field)), sort_keys=True, allow_nan=False, separators=(",", ":"))
+        message = f"{kind}:{row.id}:{field}:{value}".encode()
+        seals[field] = hmac.new(secret, message, hashlib.sha256).hexdigest()[:_SEAL_CHARS]
+    return seals
 
 
 def _digest(prefix: str, values: dict[str, Any]) -> str:
@@ -49,18 +98,22 @@ def review_hash(row: object) -> str:
     return _digest("review:", {name: _plain(getattr(row, name)) for name in _SIGNED_FIELDS})
 
 
-def chain_entry(session: Session, fields: dict[str, Any]) -> AuditRow:
-    """An audit row for ``fields`` (all but seq and the hashes), chained after the last entry.
+def chain_entry(session: Session, fields: dict[str, Any]) -> None:
+    """Append an audit row for ``fields`` (all but seq and the hashes), chained after the last entry.
 
     The head row is locked until the transaction ends, so appends from threads and processes take
-    turns and no two entries claim the same place.
+    turns and no two entries claim the same place. The entry is written before the head moves on
+    to it: the database refuses any other change of the head (a trigger).
     """
     head = session.scalars(select(AuditHeadRow).where(AuditHeadRow.id == 1).with_for_update()).one()
     values = {**fields, "seq": head.seq + 1}
     previous = head.hash
     digest = audit_hash(previous, values)
+    entry = AuditRow(**values, prev_hash=previous, hash=digest)
+    session.add(entry)
+    session.flush()
     head.seq, head.hash = values["seq"], digest
-    return AuditRow(**values, prev_hash=previous, hash=digest)
+    session.flush()
 
 
 @dataclass(frozen=True)
@@ -119,7 +172,37 @@ def verify_chain(session: Session) -> ChainReport:
     for review_id, content_hash in signed_entries.items():
         if content_hash and not _present(session, review_id, erased):
             return ChainReport(entries, checked, f"signed review {review_id} was removed")
-    return ChainReport(entries, checked, None)
+    return ChainReport(entries, checked, _first_fact_problem(session, erased))
+
+
+def _first_fact_problem(session: Session, erased: set[int]) -> str | None:
+    """The first row whose facts differ from the seals of the latest entry that wrote it, or that is gone."""
+    sealed: dict[tuple[str, str], tuple[int | None, dict[str, str]]] = {}
+    writes = select(AuditRow.object_type, AuditRow.object_id, AuditRow.patient_id, AuditRow.details).where(
+        AuditRow.object_type.in_(tuple(FACTS))).order_by(AuditRow.seq)
+    for kind, object_id, patient_id, details in session.execute(writes):
+        facts = details.get("facts") if isinstance(details, dict) else None
+        if isinstance(facts, dict) and object_id is not None:
+            sealed[(kind, object_id)] = (patient_id, facts)
+    keys = dict(session.execute(select(PatientRow.id, PatientRow.seal_key)).all())
+    for kind, table in _ROWS.items():
+        # Streamed: an analysis row carries its map.
+        rows: Iterable[Any] = session.scalars(select(table).order_by(table.id).execution_options(yield_per=256))
+        for row in rows:
+            found = sealed.pop((kind, str(row.id)), None)
+            if found is None:
+                return f"{kind} {row.id} is in no audit entry: it was written around the store"
+            patient_id, facts = found
+            key = keys.get(patient_id) if patient_id is not None else None
+            if not key:
+                return f"{kind} {row.id}: the key of its patient's facts is missing"
+            for (field, words), (_, seal) in zip(FACTS[kind], facts_of(kind, row, key).items(), strict=True):
+                if not hmac.compare_digest(str(facts.get(field, "")), seal):
+                    return f"{kind} {row.id}: its {words} was changed after it was recorded"
+    for (kind, object_id), (patient_id, _facts) in sorted(sealed.items()):
+        if patient_id not in erased:
+            return f"{kind} {object_id} was removed"
+    return None
 
 
 def _present(session: Session, review_id: str, erased: set[int]) -> bool:

@@ -7,10 +7,24 @@ from typing import Any, Final
 
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Column, Integer, MetaData, String, Table, delete, insert, inspect, select, text, update
+from sqlalchemy import (
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    cast,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
-from components.records.chain import audit_hash, review_hash
+from components.records.chain import audit_hash, facts_of, review_hash
 from components.records.errors import SchemaVersionError
 from components.records.identity import UNAUTHENTICATED
 from components.records.schema import (
@@ -21,13 +35,16 @@ from components.records.schema import (
     Base,
     ExamRow,
     JSONText,
+    PatientRow,
     ReviewRow,
+    RowIdRow,
     SchemaVersionRow,
     UTCDateTime,
+    new_seal_key,
     utc_now,
 )
 
-__all__ = ["create_schema", "schema_version"]
+__all__ = ["create_schema", "reserve_ids", "schema_version"]
 
 _APPEND_ONLY_MESSAGE: Final = "audit entries are append-only"
 # PostgreSQL: a trigger refuses UPDATE and DELETE of audit rows to every role, the table's owner too.
@@ -47,6 +64,42 @@ _SQLITE_APPEND_ONLY: Final = (
 )
 
 
+_HEAD_MESSAGE: Final = "the chain head moves only onto the entry appended after it"
+_IDS_MESSAGE: Final = "row IDs only go up"
+# The head may only move on to the entry just appended after it (or, in a restored database, from the
+# empty chain to its last entry); the ID counters only go up. Neither row may be deleted.
+_PG_GUARDS: Final = (
+    "CREATE OR REPLACE FUNCTION cataract_cam_audit_head_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND EXISTS (SELECT 1 FROM audit_events e "
+    "WHERE e.seq = NEW.seq AND e.hash = NEW.hash AND ((NEW.seq = OLD.seq + 1 AND e.prev_hash = OLD.hash) "
+    f"OR OLD.seq = 0)) THEN RETURN NEW; END IF; RAISE EXCEPTION '{_HEAD_MESSAGE}'; END $$",
+    "CREATE TRIGGER audit_head_guard BEFORE UPDATE OR DELETE ON audit_head "
+    "FOR EACH ROW EXECUTE FUNCTION cataract_cam_audit_head_guard()",
+    "CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
+    "FOR EACH STATEMENT EXECUTE FUNCTION cataract_cam_audit_append_only()",
+    "CREATE OR REPLACE FUNCTION cataract_cam_row_ids_guard() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN IF TG_OP = 'UPDATE' AND NEW.name = OLD.name AND NEW.last > OLD.last THEN RETURN NEW; END IF; "
+    f"RAISE EXCEPTION '{_IDS_MESSAGE}'; END $$",
+    "CREATE TRIGGER row_ids_guard BEFORE UPDATE OR DELETE ON row_ids "
+    "FOR EACH ROW EXECUTE FUNCTION cataract_cam_row_ids_guard()",
+    "CREATE TRIGGER row_ids_no_truncate BEFORE TRUNCATE ON row_ids "
+    "FOR EACH STATEMENT EXECUTE FUNCTION cataract_cam_audit_append_only()",
+)
+_SQLITE_GUARDS: Final = (
+    "CREATE TRIGGER audit_head_guard BEFORE UPDATE ON audit_head WHEN NOT (NEW.id = OLD.id AND EXISTS "
+    "(SELECT 1 FROM audit_events e WHERE e.seq = NEW.seq AND e.hash = NEW.hash AND "
+    "((NEW.seq = OLD.seq + 1 AND e.prev_hash = OLD.hash) OR OLD.seq = 0))) "
+    f"BEGIN SELECT RAISE(ABORT, '{_HEAD_MESSAGE}'); END",
+    "CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
+    f"BEGIN SELECT RAISE(ABORT, '{_HEAD_MESSAGE}'); END",
+    "CREATE TRIGGER row_ids_guard BEFORE UPDATE ON row_ids WHEN NOT (NEW.name = OLD.name AND NEW.last > OLD.last) "
+    f"BEGIN SELECT RAISE(ABORT, '{_IDS_MESSAGE}'); END",
+    f"CREATE TRIGGER row_ids_no_delete BEFORE DELETE ON row_ids BEGIN SELECT RAISE(ABORT, '{_IDS_MESSAGE}'); END",
+)
+# Which audit entries name a row of each table, so that no ID they name is handed out again.
+_ID_REFERENCES: Final = {"patients": None, "exams": "exam", "analyses": "analysis", "reviews": "review"}
+
+
 def _table(name: str) -> Table:
     return Base.metadata.tables[name]
 
@@ -63,6 +116,30 @@ def _append_only(connection: Connection) -> None:
     statements = _PG_APPEND_ONLY if connection.dialect.name == "postgresql" else _SQLITE_APPEND_ONLY
     for statement in statements:
         connection.exec_driver_sql(statement)
+
+
+def _guards(connection: Connection) -> None:
+    statements = _PG_GUARDS if connection.dialect.name == "postgresql" else _SQLITE_GUARDS
+    for statement in statements:
+        connection.exec_driver_sql(statement)
+
+
+def reserve_ids(connection: Connection) -> None:
+    """Move each table's ID counter past every ID its rows and the audit trail have used (erased ones too)."""
+    audit = _table(AuditRow.__tablename__)
+    counters = _table(RowIdRow.__tablename__)
+    for name, kind in _ID_REFERENCES.items():
+        table = _table(name)
+        if kind is None:
+            referenced = select(func.max(audit.c.patient_id))
+        else:
+            referenced = select(func.max(cast(audit.c.object_id, Integer))).where(audit.c.object_type == kind)
+        highest = max(connection.scalar(select(func.max(table.c.id))) or 0, connection.scalar(referenced) or 0)
+        if connection.scalar(select(counters.c.last).where(counters.c.name == name)) is None:
+            connection.execute(insert(counters).values(name=name, last=highest))
+        else:
+            connection.execute(update(counters).where(counters.c.name == name, counters.c.last < highest)
+                               .values(last=highest))
 
 
 def _set_version(connection: Connection, version: int) -> None:
@@ -85,10 +162,15 @@ def create_schema(connection: Connection) -> None:
     if found is None:
         Base.metadata.create_all(connection)
         connection.execute(insert(AuditHeadRow).values(id=1, seq=0, hash=GENESIS_HASH))
+        reserve_ids(connection)
         _append_only(connection)
+        _guards(connection)
         _set_version(connection, SCHEMA_VERSION)
-    elif found == 1:
+        return
+    if found == 1:
         upgrade_1_to_2(connection)
+    if found <= 2:
+        upgrade_2_to_3(connection)
 
 
 def _reviews_1_to_2(operations: Operations, connection: Connection) -> None:
@@ -167,3 +249,45 @@ def upgrade_1_to_2(connection: Connection) -> None:
         )
     _append_only(connection)
     connection.execute(update(SchemaVersionRow).values(version=2))
+
+
+def _sealing_entries(connection: Connection, time: datetime) -> list[dict[str, Any]]:
+    # Version 2 vouched for signed reviews only: from the migration on, the chain vouches for every fact as it is.
+    patients, exams = _table(PatientRow.__tablename__), _table(ExamRow.__tablename__)
+    keys = dict(connection.execute(select(patients.c.id, patients.c.seal_key)).all())
+    owner = dict(connection.execute(select(exams.c.id, exams.c.patient_id)).all())
+    entries = []
+    for kind, table_name in (("patient", "patients"), ("exam", "exams"), ("analysis", "analyses"),
+                             ("review", "reviews")):
+        table = _table(table_name)
+        for row in connection.execute(select(table).order_by(table.c.id)):
+            patient_id = row.id if kind == "patient" else row.patient_id if kind == "exam" else owner[row.exam_id]
+            entries.append({
+                "time": time, "actor": "schema migration 2 to 3", "actor_issuer": UNAUTHENTICATED,
+                "actor_subject": "schema-migration-3", "action": "sealed", "patient_id": patient_id,
+                "object_type": kind, "object_id": str(row.id),
+                "details": {"facts": facts_of(kind, row, keys[patient_id]), "migrated": True},
+            })
+    return entries
+
+
+def upgrade_2_to_3(connection: Connection) -> None:
+    """Version 2 to 3: every clinical fact sealed into the chain, IDs never reused, the chain head guarded."""
+    operations = Operations(MigrationContext.configure(connection))
+    operations.add_column(PatientRow.__tablename__, Column("seal_key", String(64), nullable=True))
+    _table(RowIdRow.__tablename__).create(connection, checkfirst=True)  # made already when coming from 1
+    patients = _table(PatientRow.__tablename__)
+    for (patient_id,) in connection.execute(select(patients.c.id)).all():
+        connection.execute(update(patients).where(patients.c.id == patient_id).values(seal_key=new_seal_key()))
+    reserve_ids(connection)
+    head = connection.execute(select(AuditHeadRow.seq, AuditHeadRow.hash)).one()
+    seq, previous = head.seq, head.hash
+    for entry in _sealing_entries(connection, utc_now()):
+        seq += 1
+        values = {**entry, "seq": seq}
+        digest = audit_hash(previous, values)
+        connection.execute(insert(AuditRow).values(**values, prev_hash=previous, hash=digest))
+        previous = digest
+    connection.execute(update(AuditHeadRow).values(seq=seq, hash=previous))
+    _guards(connection)
+    _set_version(connection, 3)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from components.records.chain import review_hash
 from components.records.errors import NotFound, ReviewLocked, ValidationError
 from components.records.identity import Identity
-from components.records.schema import ExamRow, ReviewRow, exam_row, utc_now
+from components.records.schema import ExamRow, ReviewRow, exam_row, next_row_id, utc_now
 from components.records.validation import choice, free_text, row_id
 from components.screening.notes import NOTES_MAX_CHARS, tidy_notes
 from components.screening.vocabulary import FINDINGS, GRADES
@@ -74,6 +74,7 @@ def save(
     if review_id is not None:
         _check_based_on(session, exam, latest, review_id)
     row = ReviewRow(
+        id=next_row_id(session, "reviews"),
         exam_id=exam.id,
         version=1 if latest is None else latest.version + 1,
         supersedes=None if latest is None else latest.id,
@@ -112,6 +113,7 @@ def sign(session: Session, review_id: int, signer: Identity) -> tuple[ReviewRow,
     row.signer, row.signer_issuer, row.signer_subject = signer.name, signer.issuer, signer.subject
     row.signed_at = utc_now()
     row.content_hash = review_hash(row)
+    session.flush()
     return row, exam
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ from components.screening.vocabulary import EYES, FINDINGS, GRADES, MODALITIES, 
 
 __all__ = [
     "GENESIS_HASH",
+    "ID_TABLES",
     "SCHEMA_VERSION",
     "AnalysisRow",
     "AuditHeadRow",
@@ -40,14 +42,17 @@ __all__ = [
     "ExamRow",
     "PatientRow",
     "ReviewRow",
+    "RowIdRow",
     "SchemaVersionRow",
     "UserRoleRow",
     "exam_row",
+    "new_seal_key",
+    "next_row_id",
     "patient_row",
     "utc_now",
 ]
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 GENESIS_HASH: Final = "0" * 64
 
 
@@ -117,6 +122,9 @@ class PatientRow(Base):
     birth_date: Mapped[date | None] = mapped_column(Date)
     sex: Mapped[str | None] = mapped_column(String(1))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The key of the hashes by which the chain vouches for this patient's facts (components.records.chain);
+    # erased with the row, so the entries left behind can no longer be linked to any value.
+    seal_key: Mapped[str | None] = mapped_column(String(64))
 
 
 class ExamRow(Base):
@@ -213,6 +221,15 @@ class AuditHeadRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class RowIdRow(Base):
+    """The last row ID handed out per table, so that no ID is ever used twice, not even an erased patient's."""
+
+    __tablename__ = "row_ids"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
 class UserRoleRow(Base):
     """The allow-list: a role the records grant to an identity, whatever its sign-in claims."""
 
@@ -222,6 +239,28 @@ class UserRoleRow(Base):
     issuer: Mapped[str] = mapped_column(String(255), primary_key=True)
     subject: Mapped[str] = mapped_column(String(255), primary_key=True)
     role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+ID_TABLES: Final = ("patients", "exams", "analyses", "reviews")
+"""The tables whose rows the audit trail names by ID: their IDs come from ``next_row_id``."""
+
+
+def next_row_id(session: Session, table: str) -> int:
+    """A new ID for a row of ``table`` (one of ``ID_TABLES``), never handed out before.
+
+    The counter's row stays locked until the transaction ends, so two writers take turns. SQLite
+    (without AUTOINCREMENT) and a restored PostgreSQL sequence would both give an erased patient's
+    ID to the next one, and with it the erased patient's audit entries.
+    """
+    counter = session.scalars(select(RowIdRow).where(RowIdRow.name == table).with_for_update()).one()
+    counter.last += 1
+    session.flush()
+    return counter.last
+
+
+def new_seal_key() -> str:
+    """A fresh random key for a patient's fact hashes: 256 bits, as hexadecimal."""
+    return secrets.token_hex(32)
 
 
 def patient_row(session: Session, pseudo_id: str) -> PatientRow:

@@ -20,7 +20,7 @@ from components.lens.attention import AttentionResult
 from components.records import reviews
 from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
-from components.records.audit_trail import append_event, checked_event, events
+from components.records.audit_trail import append_event, checked_event, events, sealed
 from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
 from components.records.errors import AlreadyExists, PermissionDenied, ValidationError, storage_error
@@ -44,6 +44,8 @@ from components.records.schema import (
     PatientRow,
     UserRoleRow,
     exam_row,
+    new_seal_key,
+    next_row_id,
     patient_row,
     utc_now,
 )
@@ -189,12 +191,12 @@ class RecordStore:
                 require_role(session, actor, _WRITERS, "add a patient", sign_in=self.require_sign_in)
                 if session.scalar(select(PatientRow.id).where(PatientRow.pseudo_id == pseudo_id)) is not None:
                     raise AlreadyExists(_TAKEN)
-                row = PatientRow(pseudo_id=pseudo_id, created_at=utc_now(), **values)
+                row = PatientRow(id=next_row_id(session, "patients"), pseudo_id=pseudo_id, created_at=utc_now(),
+                                 seal_key=new_seal_key(), **values)
                 session.add(row)
                 session.flush()
-                append_event(
-                    session, "created", actor, patient_id=row.id, object_type="patient", object_id=row.id, details={}
-                )
+                append_event(session, "created", actor, patient_id=row.id, object_type="patient", object_id=row.id,
+                             details={"facts": sealed(session, "patient", row, row.id)})
                 return to_record(PatientRecord, row)
         except IntegrityError:
             # Another process created the same ID between our check and our insert.
@@ -231,7 +233,7 @@ class RecordStore:
                     patient_id=row.id,
                     object_type="patient",
                     object_id=row.id,
-                    details={"fields": changed},
+                    details={"fields": changed, "facts": sealed(session, "patient", row, row.id)},
                 )
             return to_record(PatientRecord, row)
 
@@ -312,6 +314,7 @@ class RecordStore:
             require_role(session, actor, _WRITERS, "add a photograph", sign_in=self.require_sign_in)
             patient = patient_row(session, pseudo_id)
             row = ExamRow(
+                id=next_row_id(session, "exams"),
                 patient_id=patient.id,
                 eye=eye,
                 exam_date=taken_on,
@@ -329,7 +332,7 @@ class RecordStore:
                 object_type="exam",
                 object_id=row.id,
                 # No image digest: an erased patient's entries must not point at their photographs.
-                details={"eye": eye, "modality": modality},
+                details={"eye": eye, "modality": modality, "facts": sealed(session, "exam", row, patient.id)},
             )
             return to_record(ExamRecord, row, pseudo_id=pseudo_id)
 
@@ -379,10 +382,11 @@ class RecordStore:
             # Any role may record the model's analysis of what it opened (a viewer's look computes it).
             require_role(session, actor, ROLES, "record an analysis", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id)
-            row = AnalysisRow(exam_id=exam.id, created_at=utc_now(), **columns)
+            row = AnalysisRow(id=next_row_id(session, "analyses"), exam_id=exam.id, created_at=utc_now(), **columns)
             session.add(row)
             session.flush()
-            audited = ("model_sha256", "method", "layer", "target", "prediction", "confidence")
+            # Which model and method, written out; the prediction and its confidence are sealed only.
+            audited = ("model_sha256", "method", "layer")
             append_event(
                 session,
                 "explained",
@@ -390,7 +394,8 @@ class RecordStore:
                 patient_id=exam.patient_id,
                 object_type="analysis",
                 object_id=row.id,
-                details={"exam_id": exam.id, **{key: columns[key] for key in audited}},
+                details={"exam_id": exam.id, **{key: columns[key] for key in audited},
+                         "facts": sealed(session, "analysis", row, exam.patient_id)},
             )
             return analysis_record(row)
 
@@ -434,8 +439,9 @@ class RecordStore:
             require_role(session, writer, ("clinician",), "write a review", sign_in=self.require_sign_in)
             exam = exam_row(session, exam_id, lock=True)
             row = reviews.save(session, exam, content, writer, review_id)
-            details = {"exam_id": exam.id, "version": row.version, "agrees": row.agrees,
-                       "finding": content["finding"], "grade": content["grade"]}
+            # The finding and grade are sealed, not written out: after an erasure only counts remain.
+            details = {"exam_id": exam.id, "version": row.version, "facts": sealed(session, "review", row,
+                                                                                  exam.patient_id)}
             append_event(session, "reviewed", writer, patient_id=exam.patient_id, object_type="review",
                          object_id=row.id, details=details)
             return to_record(ReviewRecord, row)
@@ -459,7 +465,8 @@ class RecordStore:
             row, exam = reviews.sign(session, review_id, identity)
             append_event(session, "signed", identity, patient_id=exam.patient_id, object_type="review",
                          object_id=row.id,
-                         details={"exam_id": exam.id, "version": row.version, "content_hash": row.content_hash})
+                         details={"exam_id": exam.id, "version": row.version, "content_hash": row.content_hash,
+                                  "facts": sealed(session, "review", row, exam.patient_id)})
             return to_record(ReviewRecord, row)
 
     def review_history(self, exam_id: int) -> list[ReviewRecord]:

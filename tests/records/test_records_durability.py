@@ -60,11 +60,11 @@ def test_schema_version_row_and_newer_schema_refused(folder: Path) -> None:
     database = folder / "records.sqlite3"
     with sqlite3.connect(database) as connection:
         assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
-        assert SCHEMA_VERSION == 2
+        assert SCHEMA_VERSION == 3
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        connection.execute("UPDATE schema_version SET version = 3")
+        connection.execute("UPDATE schema_version SET version = 4")
     connection.close()
-    with pytest.raises(SchemaVersionError, match="schema version 3, newer than the 2"):
+    with pytest.raises(SchemaVersionError, match="schema version 4, newer than the 3"):
         RecordStore(data_dir=folder)
 
 

@@ -1,4 +1,4 @@
-"""The upgrade path: a version-1 database, written as the old program wrote it, migrates to version 2."""
+"""The upgrade path: a version-1 database, written as the old program wrote it, migrates to version 2, then 3."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _write_v1(db_url: str) -> None:
         engine.dispose()
 
 
-def test_version_1_migrates_to_2(db_url: str, folder: Path, make_pixels: Callable[..., np.ndarray]) -> None:
+def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callable[..., np.ndarray]) -> None:
     folder.mkdir()
     _write_v1(db_url)
     store = RecordStore(db_url, data_dir=folder)
@@ -62,22 +62,35 @@ def test_version_1_migrates_to_2(db_url: str, folder: Path, make_pixels: Callabl
         assert (draft.author, draft.author_issuer, draft.signer, draft.status) == (
             "Dr Draft", "unauthenticated", None, "reviewed")
         trail = store.audit_trail()
-        assert [(e.seq, e.actor, e.action) for e in trail] == [
-            (1, "clerk", "created"),
-            (2, "tech", "created"),
-            (3, "Dr Old", "signed"),
-            (4, "schema migration 1 to 2", "signed"),
+        # Version 3 seals every fact there is: the patient, its exam and both review versions.
+        assert [(e.seq, e.actor, e.action, e.object_type, e.object_id) for e in trail] == [
+            (1, "clerk", "created", "patient", "1"),
+            (2, "tech", "created", "exam", "1"),
+            (3, "Dr Old", "signed", "review", "1"),
+            (4, "schema migration 1 to 2", "signed", "review", "1"),
+            (5, "schema migration 2 to 3", "sealed", "patient", "1"),
+            (6, "schema migration 2 to 3", "sealed", "exam", "1"),
+            (7, "schema migration 2 to 3", "sealed", "review", "1"),
+            (8, "schema migration 2 to 3", "sealed", "review", "2"),
         ]
         assert trail[0].time.microsecond == 250000
         assert trail[3].details == {"exam_id": 1, "version": 1, "content_hash": signed.content_hash, "migrated": True}
+        assert set(trail[4].details["facts"]) == {"pseudo_id", "name", "birth_date", "sex"}
+        assert "Jo Example" not in str(trail[4].details)
         report = store.verify()
-        assert (report.ok, report.entries, report.signed_reviews) == (True, 4, 1)
-        # The migrated store takes new records, chained after the old ones, and refuses audit edits.
+        assert (report.ok, report.entries, report.signed_reviews) == (True, 8, 1)
+        # The migrated store takes new records, chained after the old ones, with IDs never used before.
         store.create_patient("NEW-1")
         exam = store.add_exam("NEW-1", eye="OS", pixels=make_pixels(60))
         assert exam.id == 2
-        assert [e.seq for e in store.audit_trail()][-2:] == [5, 6]
+        assert [e.seq for e in store.audit_trail()][-2:] == [9, 10]
         assert store.verify().ok
+        # A fact changed around the store after the migration is named.
+        engine = create_engine(db_url)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE exams SET eye = 'OS' WHERE id = 1"))
+        engine.dispose()
+        assert store.verify().problem == "exam 1: its eye was changed after it was recorded"
     finally:
         store.close()
-    RecordStore(db_url, data_dir=folder).close()  # a second opening finds version 2 and changes nothing
+    RecordStore(db_url, data_dir=folder).close()  # a second opening finds version 3 and changes nothing
