@@ -25,6 +25,8 @@ from components.base.errors import CataractCamError
 
 __all__ = [
     "ALLOW_NO_AUTH",
+    "ANCHOR",
+    "ANCHOR_RETAIN_DAYS",
     "AWS_ENDPOINT",
     "AWS_S3_ENDPOINT",
     "DASK",
@@ -109,14 +111,20 @@ DICOMWEB_TOKEN: Final = Setting("CATARACT_CAM_DICOMWEB_TOKEN", "a bearer token f
 ORGANIZATION: Final = Setting("CATARACT_CAM_ORGANIZATION", "the signer's organization in DICOM SR and FHIR", "none")
 DEBUG: Final = Setting("CATARACT_CAM_DEBUG", "1: the command line shows a traceback for a fault of the program",
                        "unset: one line", "flag")
+ANCHOR: Final = Setting("CATARACT_CAM_ANCHOR",
+                        "where the chain's head is written outside the database after each signature: "
+                        "a file (appended to) or s3://bucket/prefix (objects under object lock)", "none")
+ANCHOR_RETAIN_DAYS: Final = Setting("CATARACT_CAM_ANCHOR_RETAIN_DAYS",
+                                    "days an s3:// anchor object stays locked (compliance mode; 1-36500)",
+                                    "3650", "integer")
 ALLOW_NO_AUTH: Final = Setting("CATARACT_CAM_ALLOW_NO_AUTH",
                                "1: serve beyond 127.0.0.1 without [auth], only behind a platform's own login",
                                "unset: refuse", "flag")
 
 SETTINGS: Final[tuple[Setting, ...]] = (
     DATA, DB_URL, MODEL, LENS_FINDER, RETENTION_YEARS, IMAGE_STORE, S3_BUCKET, S3_ENDPOINT, AWS_S3_ENDPOINT,
-    AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ALLOW_NO_AUTH,
-    DEBUG,
+    AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ANCHOR,
+    ANCHOR_RETAIN_DAYS, ALLOW_NO_AUTH, DEBUG,
 )
 """Every environment variable the software reads, in the order the README lists them."""
 

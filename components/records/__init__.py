@@ -23,6 +23,7 @@ The eye, modality, sex, finding and grade codes are the product's vocabulary
 
 from __future__ import annotations
 
+from components.records.anchor import AnchorError, AnchorPoint, anchor_at
 from components.records.audit_trail import AUDIT_ACTIONS
 from components.records.chain import ChainReport
 from components.records.errors import (
@@ -59,6 +60,8 @@ __all__ = [
     "UNAUTHENTICATED",
     "AlreadyExists",
     "AnalysisRecord",
+    "AnchorError",
+    "AnchorPoint",
     "AuditEvent",
     "ChainReport",
     "ExamRecord",
@@ -74,5 +77,6 @@ __all__ = [
     "StorageError",
     "ValidationError",
     "WorklistRow",
+    "anchor_at",
     "data_dir",
 ]

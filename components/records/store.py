@@ -15,11 +15,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from components.base import config
+from components.base.errors import StorageError
 from components.base.files import atomic_write_bytes
 from components.lens.attention import AttentionResult
 from components.records import reviews
 from components.records.access import require_role, roles_of
 from components.records.analyses import analysis_columns, analysis_record
+from components.records.anchor import Anchor, AnchorError, AnchorPoint, check_anchor, configured_anchor, now_point
 from components.records.audit_trail import append_event, checked_event, events, sealed
 from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
@@ -40,6 +43,7 @@ from components.records.objects import image_store
 from components.records.rights import erase_rows, jsonable, last_activity, retention_years, years_before
 from components.records.schema import (
     AnalysisRow,
+    AuditHeadRow,
     ExamRow,
     PatientRow,
     UserRoleRow,
@@ -107,11 +111,14 @@ class RecordStore:
     all are CataractCamErrors and ValueErrors, and never quote a name, a birth date or an ID.
     """
 
-    def __init__(self, url: str | None = None, *, data_dir: Path | None = None, require_sign_in: bool = False) -> None:
+    def __init__(self, url: str | None = None, *, data_dir: Path | None = None, require_sign_in: bool = False,
+                 anchor: Anchor | None = None) -> None:
         if not isinstance(require_sign_in, bool):
             raise TypeError("require_sign_in must be True or False")
         # With sign-in required, a typed name may not write a review, sign, erase or grant roles.
         self.require_sign_in: bool = require_sign_in
+        # Where the chain's head goes after each signature, outside the database (CATARACT_CAM_ANCHOR).
+        self.anchor: Anchor | None = anchor if anchor is not None else configured_anchor()
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
         self.data_dir: Path = ensure_folder(folder)
         self.images_dir: Path = self.data_dir / IMAGES_FOLDER
@@ -467,7 +474,14 @@ class RecordStore:
                          object_id=row.id,
                          details={"exam_id": exam.id, "version": row.version, "content_hash": row.content_hash,
                                   "facts": sealed(session, "review", row, exam.patient_id)})
-            return to_record(ReviewRecord, row)
+            signed = to_record(ReviewRecord, row)
+        if self.anchor is not None:
+            try:
+                self.anchor_head()
+            except StorageError as error:
+                raise StorageError(f"The review is signed, but the chain's anchor was not written ({error}) "
+                                   "Run `cataract-cam records anchor` once it can be.") from None
+        return signed
 
     def review_history(self, exam_id: int) -> list[ReviewRecord]:
         """Return every version of an exam's review, oldest first."""
@@ -662,10 +676,36 @@ class RecordStore:
         with self._write() as session:
             return read_backup(session.connection(), self._images, folder)
 
-    def verify(self) -> ChainReport:
-        """Walk the audit chain and check every signed review; the report names the first problem."""
+    def verify(self, anchor: Anchor | None = None) -> ChainReport:
+        """Walk the audit chain, check every signed review and fact; the report names the first problem.
+
+        With ``anchor``, every point it holds must still be in the chain, so a database rewritten as a
+        whole (its chain rebuilt) or cut back to an older copy fails too.
+
+        Raises:
+            AnchorError: the anchor cannot be read or holds something that is no anchor point.
+        """
+        points = anchor.read() if anchor is not None else []
         with self._read() as session:
-            return verify_chain(session)
+            report = verify_chain(session)
+            if report.ok and points:
+                return ChainReport(report.entries, report.signed_reviews, check_anchor(session, points))
+            return report
+
+    def anchor_head(self) -> AnchorPoint:
+        """Write the chain's head (sequence number and hash) to the configured anchor now, and return it.
+
+        Raises:
+            AnchorError: no anchor is configured (``CATARACT_CAM_ANCHOR``).
+            StorageError: the anchor cannot be written.
+        """
+        if self.anchor is None:
+            raise AnchorError(f"No anchor is configured: set {config.ANCHOR.name} to a file or s3://bucket/prefix.")
+        with self._read() as session:
+            head = session.get_one(AuditHeadRow, 1)
+            point = now_point(head.seq, head.hash)
+        self.anchor.write(point)
+        return point
 
     def audit_trail(self, pseudo_id: str | None = None) -> list[AuditEvent]:
         """Return audit events oldest first, all of them or those about one patient."""

@@ -77,3 +77,32 @@ def test_export_erase_backup_restore(run_cli, data: Path, tmp_path: Path) -> Non
         assert restored.get_patient("CLI-1").name == "Una Example"
     finally:
         restored.close()
+
+
+def test_the_command_line_anchors_and_verifies_against_the_anchor(
+    run_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(config.DB_URL.name, raising=False)
+    monkeypatch.setenv(config.ANCHOR.name, str(tmp_path / "chain.anchor"))
+    store = RecordStore(data_dir=tmp_path / "data")
+    try:
+        store.create_patient("AN-4")
+        exam = store.add_exam("AN-4", eye="OD", pixels=np.full((40, 60, 3), 90, np.uint8))
+        store.sign_review(store.save_review(exam.id, author=DOC, agrees=True, finding="normal", grade="none").id,
+                          signer=DOC)
+    finally:
+        store.close()
+    assert len((tmp_path / "chain.anchor").read_text().splitlines()) == 1  # the signature anchored the head
+    code, out, _ = run_cli(["records", "anchor", "--data", tmp_path / "data", "--json"])
+    assert code == 0
+    assert json.loads(out)["anchor"] == str(tmp_path / "chain.anchor")
+    code, out, _ = run_cli(["records", "verify", "--anchor", "--data", tmp_path / "data", "--json"])
+    assert (code, json.loads(out)["ok"]) == (0, True)
+    code, out, _ = run_cli(["records", "verify", "--anchor", tmp_path / "chain.anchor", "--data", tmp_path / "new",
+                            "--json"])
+    assert code == 3
+    assert "the database was cut back or rewritten" in json.loads(out)["problem"]
+    monkeypatch.delenv(config.ANCHOR.name)
+    code, _, err = run_cli(["records", "anchor", "--data", tmp_path / "data"])
+    assert (code, err.strip()) == (2, "cataract-cam: error: No anchor is configured: set CATARACT_CAM_ANCHOR "
+                                      "to a file or s3://bucket/prefix.")

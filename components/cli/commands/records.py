@@ -19,7 +19,7 @@ from components.cli.common import (
     print_json,
 )
 
-ACTIONS = ("verify", "export", "erase", "retention", "grant", "backup", "restore")
+ACTIONS = ("verify", "anchor", "export", "erase", "retention", "grant", "backup", "restore")
 
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patient", metavar="ID", help="pseudonymous patient ID (export, erase)")
     p.add_argument("--out", metavar="DIR", help="folder to write (export, backup); must not exist yet")
     p.add_argument("--from", dest="source", metavar="DIR", help="backup folder to restore")
+    p.add_argument("--anchor", nargs="?", const="", default=None, metavar="FILE|s3://BUCKET/PREFIX",
+                   help="verify: also against the chain's anchor outside the database (default: $CATARACT_CAM_ANCHOR)")
     p.add_argument("--years", type=int, default=None,
                    help="retention period in years (default: $CATARACT_CAM_RETENTION_YEARS, else 10)")
     p.add_argument("--issuer", help="identity to grant a role to: its sign-in issuer (grant)")
@@ -70,9 +72,20 @@ def _actor(args: argparse.Namespace) -> Identity | None:
 
 def _run(store: Any, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     if args.action == "verify":
-        report = store.verify()
-        return {"ok": report.ok, "entries": report.entries, "signed_reviews": report.signed_reviews,
-                "problem": report.problem}, report.ok
+        anchor = None
+        if args.anchor is not None:
+            from components.records import anchor_at
+
+            anchor = anchor_at(args.anchor) if args.anchor else store.anchor
+            if anchor is None:
+                raise UsageError("records verify --anchor needs a location, or $CATARACT_CAM_ANCHOR set.")
+        report = store.verify(anchor)
+        summary = {"ok": report.ok, "entries": report.entries, "signed_reviews": report.signed_reviews,
+                   "problem": report.problem}
+        return {**summary, "anchor": anchor.location} if anchor is not None else summary, report.ok
+    if args.action == "anchor":
+        point = store.anchor_head()
+        return {"anchored_seq": point.seq, "anchored_hash": point.hash, "anchor": store.anchor.location}, True
     if args.action == "retention":
         past = store.past_retention(args.years)
         return {"past_retention": [{"patient": p, "last_activity": d.isoformat()} for p, d in past]}, True
@@ -138,5 +151,5 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_PARTIAL
 
 
-COMMAND = Command("records", "the record store: verify, export, erase, retention, grant, backup, restore",
+COMMAND = Command("records", "the record store: verify, anchor, export, erase, retention, grant, backup, restore",
                   add_arguments, run)
