@@ -40,6 +40,17 @@ def main(argv: list[str]) -> None:
     # From the checkout, so that its .streamlit/ (127.0.0.1, allowed hosts, no telemetry, sign-in)
     # applies wherever the command is typed.
     os.chdir(ROOT)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from dashboard.launch import StartRefused, launch_arguments
+
+    try:
+        # Sign-in and the host name from a platform's settings; no patient data served beyond this
+        # computer without sign-in: refused here, before the server listens.
+        argv = launch_arguments(argv, ROOT)
+    except StartRefused as refusal:
+        print(f"cataract-cam dashboard: {refusal}", file=sys.stderr)
+        raise SystemExit(2) from None
     warm()
     from streamlit.web import cli
 

@@ -158,15 +158,20 @@ def person_from_claims(claims: Mapping[str, Any], settings: AccessSettings) -> P
     return Person(name=name, issuer=issuer, subject=subject, roles=frozenset(roles))
 
 
-def local_person(typed_name: object) -> Person:
-    """The one user of a dashboard without sign-in on this computer: every role, a typed (unverified) name.
+def local_person(typed_name: object, *, local: bool = True) -> Person:
+    """The user of a dashboard without sign-in: a typed (unverified) name.
+
+    On this computer (``local``) the one user holds every role. Served beyond it without sign-in
+    (only with the deliberate ``CATARACT_CAM_ALLOW_NO_AUTH=1``, a platform's login in front), every
+    visitor is anyone: they review, but none is an admin (no model upload or switch, no roles).
 
     Raises:
         TypeError: ``typed_name`` is not text.
     """
     if not isinstance(typed_name, str):
         raise TypeError(f"the typed name must be text, got {type(typed_name).__name__}")
-    return Person(name=" ".join(typed_name.split()), issuer=None, subject=None, roles=frozenset(ROLES))
+    roles = frozenset(ROLES) if local else frozenset(ROLES) - {"admin"}
+    return Person(name=" ".join(typed_name.split()), issuer=None, subject=None, roles=roles)
 
 
 def identity(person: Person) -> Identity:
@@ -219,5 +224,7 @@ def bind_refusal(address: str | None, *, auth_configured: bool, allow_no_auth: b
     if auth_configured or is_local_address(address) or allow_no_auth:
         return None
     return (f"This dashboard refuses to serve patient data on {address or 'all interfaces'} without sign-in. "
-            "Configure [auth] in .streamlit/secrets.toml (see .streamlit/secrets.example.toml), bind to 127.0.0.1, "
+            "Configure [auth] in .streamlit/secrets.toml (see .streamlit/secrets.example.toml) or the platform's "
+            f"{config.OIDC_METADATA_URL.name}, {config.OIDC_CLIENT_ID.name}, {config.OIDC_CLIENT_SECRET.name}, "
+            f"{config.COOKIE_SECRET.name} and {config.PUBLIC_URL.name}, bind to 127.0.0.1, "
             f"or set {config.ALLOW_NO_AUTH.name}=1 only when a platform's own login stands in front.")

@@ -81,7 +81,8 @@ def person() -> access.Person:
         ValueError: sign-in is configured and the identity provider's token lacks an issuer or subject.
     """
     if not resources.auth_configured():
-        return access.local_person(str(st.session_state.get("reviewer", "")))
+        return access.local_person(str(st.session_state.get("reviewer", "")),
+                                   local=access.is_local_address(st.get_option("server.address")))
     if not signed_in():
         return access.Person(name="", issuer=None, subject=None, roles=frozenset())
     settings = access.AccessSettings.from_mapping(config.secrets_section("access"))

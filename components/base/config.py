@@ -29,6 +29,7 @@ __all__ = [
     "ANCHOR_RETAIN_DAYS",
     "AWS_ENDPOINT",
     "AWS_S3_ENDPOINT",
+    "COOKIE_SECRET",
     "DASK",
     "DATA",
     "DB_URL",
@@ -40,12 +41,17 @@ __all__ = [
     "IMAGE_STORE",
     "LENS_FINDER",
     "MODEL",
+    "OIDC_CLIENT_ID",
+    "OIDC_CLIENT_SECRET",
+    "OIDC_METADATA_URL",
     "ORGANIZATION",
+    "PUBLIC_URL",
     "RETENTION_YEARS",
     "S3_BUCKET",
     "S3_ENDPOINT",
     "SECRET_SECTIONS",
     "SETTINGS",
+    "STREAMLIT_ADDRESS",
     "ConfigError",
     "Effective",
     "Setting",
@@ -117,6 +123,22 @@ ANCHOR: Final = Setting("CATARACT_CAM_ANCHOR",
 ANCHOR_RETAIN_DAYS: Final = Setting("CATARACT_CAM_ANCHOR_RETAIN_DAYS",
                                     "days an s3:// anchor object stays locked (compliance mode; 1-36500)",
                                     "3650", "integer")
+PUBLIC_URL: Final = Setting("CATARACT_CAM_PUBLIC_URL",
+                            "the address a platform serves the dashboard at (https://name): its allowed host "
+                            "name and sign-in's redirect", "none", "url")
+OIDC_METADATA_URL: Final = Setting("CATARACT_CAM_OIDC_METADATA_URL",
+                                   "sign-in from the platform's settings: the provider's discovery document",
+                                   "none", "url")
+OIDC_CLIENT_ID: Final = Setting("CATARACT_CAM_OIDC_CLIENT_ID", "sign-in from the platform's settings: the client ID",
+                                "none")
+OIDC_CLIENT_SECRET: Final = Setting("CATARACT_CAM_OIDC_CLIENT_SECRET",
+                                    "sign-in from the platform's settings: the client secret", "none", secret=True)
+COOKIE_SECRET: Final = Setting("CATARACT_CAM_COOKIE_SECRET",
+                               "sign-in from the platform's settings: the secret that signs the identity cookie",
+                               "none", secret=True)
+STREAMLIT_ADDRESS: Final = Setting("STREAMLIT_SERVER_ADDRESS",
+                                   "Streamlit's own bind address, read to refuse serving beyond this computer "
+                                   "without sign-in", ".streamlit/config.toml: 127.0.0.1")
 ALLOW_NO_AUTH: Final = Setting("CATARACT_CAM_ALLOW_NO_AUTH",
                                "1: serve beyond 127.0.0.1 without [auth], only behind a platform's own login",
                                "unset: refuse", "flag")
@@ -124,7 +146,8 @@ ALLOW_NO_AUTH: Final = Setting("CATARACT_CAM_ALLOW_NO_AUTH",
 SETTINGS: Final[tuple[Setting, ...]] = (
     DATA, DB_URL, MODEL, LENS_FINDER, RETENTION_YEARS, IMAGE_STORE, S3_BUCKET, S3_ENDPOINT, AWS_S3_ENDPOINT,
     AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ANCHOR,
-    ANCHOR_RETAIN_DAYS, ALLOW_NO_AUTH, DEBUG,
+    ANCHOR_RETAIN_DAYS, PUBLIC_URL, OIDC_METADATA_URL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, COOKIE_SECRET,
+    STREAMLIT_ADDRESS, ALLOW_NO_AUTH, DEBUG,
 )
 """Every environment variable the software reads, in the order the README lists them."""
 

@@ -199,5 +199,10 @@ def test_bound_to_all_interfaces_without_sign_in_it_refuses(env, patient, all_in
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.error
     assert "P-0777" in _texts(at)
+    # Anyone past the platform's login reviews, but nobody is an admin: no checkpoint upload or switch.
+    at.switch_page("views/model.py").run()
+    assert not at.exception, at.exception
+    assert "Loading or switching the model is for administrators." in [c.value for c in at.caption]
+    assert not [u for u in at.get("file_uploader") if "checkpoint" in str(u.proto.label).lower()]
     monkeypatch.delenv(settings.ALLOW_NO_AUTH.name)
     assert not _app(None).error  # with sign-in configured it serves (the sign-in page)
