@@ -42,15 +42,20 @@ def main(argv: list[str]) -> None:
     os.chdir(ROOT)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from dashboard.launch import StartRefused, launch_arguments
+    from components.base import config
+    from dashboard.cookies import harden_sign_in_cookie
+    from dashboard.launch import StartRefused, launch_arguments, served_over_https
 
     try:
         # Sign-in and the host name from a platform's settings; no patient data served beyond this
         # computer without sign-in: refused here, before the server listens.
         argv = launch_arguments(argv, ROOT)
-    except StartRefused as refusal:
+        hours = config.integer(config.SESSION_MAX_HOURS, 1, 168, unit="hours") or 12
+    except (StartRefused, config.ConfigError) as refusal:
         print(f"cataract-cam dashboard: {refusal}", file=sys.stderr)
         raise SystemExit(2) from None
+    # The sign-in cookie: Secure over HTTPS, and never outliving a session (Streamlit's own: 30 days).
+    harden_sign_in_cookie(secure=served_over_https(argv, ROOT), max_age_seconds=hours * 3600)
     warm()
     from streamlit.web import cli
 

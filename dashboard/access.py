@@ -6,9 +6,13 @@ hands them to these functions.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from components.base import config
@@ -19,11 +23,13 @@ __all__ = [
     "PERMISSIONS",
     "AccessSettings",
     "Person",
+    "authenticated_at",
     "bind_refusal",
     "identity",
     "is_local_address",
     "local_person",
     "person_from_claims",
+    "sign_in_id",
 ]
 
 PERMISSIONS: Final[Mapping[str, str]] = {
@@ -83,6 +89,9 @@ class Person:
     issuer: str | None
     subject: str | None
     roles: frozenset[str]
+    # When the provider last verified them (the token's auth_time, else its iat), and this sign-in's ID.
+    authenticated_at: datetime | None = None
+    session_id: str | None = None
 
     @property
     def authenticated(self) -> bool:
@@ -155,7 +164,31 @@ def person_from_claims(claims: Mapping[str, Any], settings: AccessSettings) -> P
     roles |= {role for role, allowed in settings.allow.items() if ids & allowed}
     name = next((str(claims[k]).strip() for k in ("name", "preferred_username", "email")
                  if isinstance(claims.get(k), str) and str(claims[k]).strip()), subject)
-    return Person(name=name, issuer=issuer, subject=subject, roles=frozenset(roles))
+    return Person(name=name, issuer=issuer, subject=subject, roles=frozenset(roles),
+                  authenticated_at=authenticated_at(claims), session_id=sign_in_id(claims))
+
+
+def authenticated_at(claims: Mapping[str, Any]) -> datetime | None:
+    """When the provider last verified the person: ``auth_time`` (OpenID Connect Core 2), else the token's ``iat``.
+
+    A provider asked with ``prompt=login`` or ``max_age`` sends ``auth_time``; without it, the token's
+    issue time is when the sign-in that produced it happened.
+    """
+    for key in ("auth_time", "iat"):
+        value = claims.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return datetime.fromtimestamp(value, UTC)
+    return None
+
+
+def sign_in_id(claims: Mapping[str, Any]) -> str:
+    """One sign-in's ID: a digest of the claims one login gives (issuer, subject, issue and auth times, nonce).
+
+    The sign-in cookie carries these claims, so a copy of it, replayed after sign-out, has the same ID.
+    """
+    parts = {key: claims.get(key) for key in ("iss", "sub", "iat", "auth_time", "nonce", "exp", "sid")}
+    canonical = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def local_person(typed_name: object, *, local: bool = True) -> Person:
@@ -193,7 +226,8 @@ def identity(person: Person) -> Identity:
         return Identity.unauthenticated((person.name or "unnamed user")[: _MAX_ACTOR - len(suffix)].rstrip() + suffix)
     role = next((r for r in ("clinician", "admin", "viewer") if r in person.roles), None)
     name = " ".join(person.name.split())[:_MAX_ACTOR] or str(person.subject)[:_MAX_ACTOR]
-    return Identity(str(person.issuer), str(person.subject), name, role=role)
+    return Identity(str(person.issuer), str(person.subject), name, role=role,
+                    authenticated_at=person.authenticated_at)
 
 
 def is_local_address(address: str | None) -> bool:

@@ -29,8 +29,13 @@ session.keep_settings()
 refusal = session.bind_refusal()
 if refusal is not None:
     refuse_ui(refusal)
-if resources.auth_configured() and not session.signed_in():
-    sign_in_ui()
+if resources.auth_configured():
+    if not session.signed_in():
+        sign_in_ui()
+    ended = session.sign_in_ended()  # signed out (a copied cookie), idle too long, or signed in too long ago
+    if ended is not None:
+        sign_in_ui(ended)
+    session.resume_signature()  # back from signing in again to sign: open that patient
 person = session.person()
 if not person.may("read"):
     no_role_ui(person)

@@ -10,18 +10,20 @@ that Streamlit reads after the checkout's own. Nothing here imports Streamlit.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from components.base import config
 from dashboard import access
 
-__all__ = ["StartRefused", "launch_arguments"]
+__all__ = ["StartRefused", "launch_arguments", "served_over_https"]
 
 _PLATFORM_AUTH: Final = (config.OIDC_METADATA_URL, config.OIDC_CLIENT_ID, config.OIDC_CLIENT_SECRET,
                          config.COOKIE_SECRET)
@@ -98,6 +100,62 @@ def platform_secrets() -> str | None:
     return "[auth]\n" + "".join(f"{key} = {_toml_string(str(value))}\n" for key, value in values.items())
 
 
+def _private_file(name: str, text: str) -> str:
+    """``text`` in a new file only this user may read (0600, in a 0700 folder); its path."""
+    folder = Path(tempfile.mkdtemp(prefix="cataract-cam-secrets-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # gone with the server
+    path = folder / name
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return str(path)
+
+
+def _merged_auth(files: Sequence[str]) -> dict[str, Any] | None:
+    """The ``[auth]`` section Streamlit ends up with: the last file that has one wins, whole (a shallow merge)."""
+    auth = None
+    for name in files:
+        try:
+            with open(name, "rb") as handle:
+                found = tomllib.load(handle).get("auth")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(found, dict):
+            auth = found
+    return auth
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_string(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return _toml_string(str(value))
+
+
+def _reauth_secrets(files: Sequence[str]) -> str | None:
+    """The ``[auth]`` section again with a provider ``reauth`` that makes the person sign in again, as TOML.
+
+    None when there is no ``[auth]`` with the default provider's keys, or it defines ``reauth`` itself.
+    The provider is the clinic's own, asked with ``prompt=login`` and ``max_age=0`` (OpenID Connect
+    Core 3.1.2.1): it must verify the person again before a signature, not reuse its session.
+    """
+    auth = _merged_auth(files)
+    keys = ("client_id", "client_secret", "server_metadata_url")
+    if auth is None or "reauth" in auth or not all(isinstance(auth.get(k), str) and auth[k] for k in keys):
+        return None
+    reauth = {**{k: auth[k] for k in keys}, "client_kwargs": {"prompt": "login"}, "authorize_params": {"max_age": 0}}
+    return f"[auth]\n{_toml_lines(auth)}\n[auth.reauth]\n{_toml_lines(reauth)}"
+
+
+def _toml_lines(section: dict[str, Any]) -> str:
+    return "".join(f"{_toml_string(str(k))} = {_toml_value(v)}\n" for k, v in section.items())
+
+
 def _has_auth(files: Sequence[str]) -> bool:
     for name in files:
         try:
@@ -118,6 +176,23 @@ def _configured_address(root: Path) -> str | None:
     return address if isinstance(address, str) else None
 
 
+def served_over_https(argv: Sequence[str], root: Path) -> bool:
+    """Whether sign-in's redirect address (in the secrets ``argv`` names, or the defaults) is https://."""
+    files = _option(argv, "secrets.files") or [
+        str(p) for p in (Path.home() / ".streamlit" / "secrets.toml", root / ".streamlit" / "secrets.toml")
+        if p.is_file()]
+    redirect = ""
+    for name in files:
+        try:
+            with open(name, "rb") as handle:
+                auth = tomllib.load(handle).get("auth")
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if isinstance(auth, dict) and isinstance(auth.get("redirect_uri"), str):
+            redirect = auth["redirect_uri"]
+    return redirect.lower().startswith("https://")
+
+
 def launch_arguments(argv: Sequence[str], root: Path) -> list[str]:
     """``streamlit run``'s options for ``argv`` with the platform's sign-in and host name added.
 
@@ -131,13 +206,14 @@ def launch_arguments(argv: Sequence[str], root: Path) -> list[str]:
         if p.is_file()]
     platform = platform_secrets()
     if platform is not None:
-        folder = Path(tempfile.mkdtemp(prefix="cataract-cam-secrets-"))  # 0700
-        path = folder / "platform-secrets.toml"
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(platform)
         args = _without(args, "secrets.files")
-        secrets = [*secrets, str(path)]
+        secrets = [*secrets, _private_file("platform-secrets.toml", platform)]
+        for name in secrets:
+            args += ["--secrets.files", name]
+    reauth = _reauth_secrets(secrets)
+    if reauth is not None:
+        args = _without(args, "secrets.files")
+        secrets = [*secrets, _private_file("reauth-secrets.toml", reauth)]
         for name in secrets:
             args += ["--secrets.files", name]
     public = _public_url()

@@ -21,6 +21,7 @@ from components.screening.vocabulary import (
     ON_LENS,
     REVIEW_STATUS_LABELS,
     SEX_LABELS,
+    SIGNATURE_MEANING,
     attention_modality,
     is_off_target,
 )
@@ -139,7 +140,10 @@ def review_rows(review: ReviewRecord) -> dict[str, str]:
         "Notes": review.notes or "—",
     }
     if review.signed_at is not None:
-        rows["Signed"] = review.signed_at.astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        # The signature's manifestation (21 CFR Part 11 §11.50): printed name, date and time, meaning.
+        rows["Signed by"] = review.reviewer
+        rows["Signed on"] = review.signed_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        rows["Meaning of the signature"] = SIGNATURE_MEANING
     return rows
 
 

@@ -7,6 +7,7 @@ Nothing here knows who is using the app; ``dashboard.session`` holds what belong
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,43 @@ def _store(folder: str, db_url: str, require_sign_in: bool) -> RecordStore:
 def auth_configured() -> bool:
     """Whether the secrets file has an ``[auth]`` section, so that everyone must sign in."""
     return config.secrets_section("auth") is not None
+
+
+REAUTH_PROVIDER = "reauth"
+
+
+def reauth_provider() -> str | None:
+    """The sign-in provider that makes the person sign in again (to sign), or None for the default one.
+
+    ``python -m dashboard`` adds it to the secrets it passes on (``dashboard.launch``): the clinic's own
+    provider asked with ``prompt=login`` and ``max_age=0`` (OpenID Connect Core 3.1.2.1), so that it
+    verifies the person again rather than reuse its session. A clinic may define ``[auth.reauth]``.
+    """
+    auth = config.secrets_section("auth")
+    return REAUTH_PROVIDER if auth is not None and isinstance(auth.get(REAUTH_PROVIDER), Mapping) else None
+
+
+@st.cache_resource(show_spinner=False)
+def _pending_signatures() -> dict[tuple[str, str], tuple[str, str, str]]:
+    return {}
+
+
+def remember_signature(issuer: str, subject: str, pseudo_id: str, eye: str, *, sign_in: str) -> None:
+    """Remember which eye a person went to sign in again for (from the sign-in ``sign_in``), to open it on return."""
+    _pending_signatures()[(issuer, subject)] = (pseudo_id, eye, sign_in)
+
+
+def take_pending_signature(issuer: str, subject: str, *, sign_in: str) -> tuple[str, str] | None:
+    """The patient and eye a person signed in again for, once back under a new sign-in (then forgotten); else None.
+
+    The old sign-in's own session runs once more before the browser leaves for the provider: it
+    must not take what waits for the new one.
+    """
+    pending = _pending_signatures().get((issuer, subject))
+    if pending is None or pending[2] == sign_in:
+        return None
+    del _pending_signatures()[(issuer, subject)]
+    return pending[0], pending[1]
 
 
 def store() -> RecordStore:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import streamlit as st
 
 from components.base import config
 from components.records import Identity, PatientRecord, RecordStore
+from components.screening.vocabulary import EYE_LABELS
 from components.workflows.review import PREDICTED, HeldUpload, ReviewImage, image_from_upload, reattached
 from components.workflows.runs import Look
 from dashboard import access, resources
@@ -36,7 +38,11 @@ __all__ = [
     "model_source",
     "open_patient",
     "person",
+    "resume_signature",
     "show_flashes",
+    "sign_in_again",
+    "sign_in_ended",
+    "sign_out",
     "signed_in",
     "upload_image",
 ]
@@ -87,6 +93,66 @@ def person() -> access.Person:
         return access.Person(name="", issuer=None, subject=None, roles=frozenset())
     settings = access.AccessSettings.from_mapping(config.secrets_section("access"))
     return access.person_from_claims(st.user.to_dict(), settings)
+
+
+ENDED_SENTENCES = {
+    "signed out": "You signed out in this browser. Sign in again to go on.",
+    "idle": "Your session ended after {idle} minutes without activity. Sign in again to go on.",
+    "expired": "Your session ended {hours} hours after you signed in. Sign in again to go on.",
+}
+
+
+def _session_limits() -> tuple[int, int]:
+    idle = config.integer(config.SESSION_IDLE_MINUTES, 1, 1440, unit="minutes") or 15
+    hours = config.integer(config.SESSION_MAX_HOURS, 1, 168, unit="hours") or 12
+    return idle, hours
+
+
+def sign_in_ended() -> str | None:
+    """Why this browser's sign-in no longer lets it in (signed out, idle, too old), as a sentence; None if it does.
+
+    Each run counts as activity. The session is kept in the record store, so every server replica
+    agrees, and a copy of the sign-in cookie taken before sign-out stays refused.
+    """
+    p = person()
+    if not p.authenticated or p.session_id is None:
+        return None
+    idle, hours = _session_limits()
+    reason = resources.store().session_ended(p.session_id, actor(), idle=timedelta(minutes=idle),
+                                             longest=timedelta(hours=hours))
+    return None if reason is None else ENDED_SENTENCES[reason].format(idle=idle, hours=hours)
+
+
+def sign_out() -> None:
+    """End this sign-in for good (its cookie, even copied, no longer lets anyone in), then sign out at the provider."""
+    p = person()
+    if p.authenticated and p.session_id is not None:
+        resources.store().end_session(p.session_id)
+    st.logout()
+
+
+def sign_in_again(pseudo_id: str, eye: str) -> None:
+    """Send the person to the provider to prove who they are again; back here, the page opens this eye to sign."""
+    p = person()
+    if p.authenticated and p.session_id is not None:
+        resources.remember_signature(str(p.issuer), str(p.subject), pseudo_id, eye, sign_in=p.session_id)
+        provider = resources.reauth_provider()
+        if provider is not None:
+            st.login(provider)
+        else:  # `streamlit run` without the launcher: the clinic's provider as configured
+            st.login()
+
+
+def resume_signature() -> None:
+    """After signing in again to sign, open the patient it was for and say what to do."""
+    p = person()
+    if not p.authenticated or p.session_id is None:
+        return
+    pending = resources.take_pending_signature(str(p.issuer), str(p.subject), sign_in=p.session_id)
+    if pending is not None:
+        pseudo_id, eye = pending
+        st.session_state["current_patient"] = pseudo_id
+        flash(f"You signed in again. Sign the {EYE_LABELS.get(eye, eye)} review now.", "info")
 
 
 def actor() -> Identity:

@@ -12,6 +12,7 @@ outside the dashboard they are read from the files Streamlit would read by defau
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tomllib
@@ -50,7 +51,10 @@ __all__ = [
     "S3_BUCKET",
     "S3_ENDPOINT",
     "SECRET_SECTIONS",
+    "SESSION_IDLE_MINUTES",
+    "SESSION_MAX_HOURS",
     "SETTINGS",
+    "SIGN_FRESH_MINUTES",
     "STREAMLIT_ADDRESS",
     "ConfigError",
     "Effective",
@@ -61,6 +65,7 @@ __all__ = [
     "flag",
     "integer",
     "markdown_table",
+    "number",
     "path",
     "secrets",
     "secrets_section",
@@ -79,7 +84,7 @@ class Setting:
     name: str
     meaning: str
     default: str
-    kind: str = "text"  # text, path, url, flag, integer, choice
+    kind: str = "text"  # text, path, url, flag, integer, number, choice
     choices: tuple[str, ...] = ()
     secret: bool = False  # never printed
     in_secrets: bool = False  # may also be set in the secrets file, under the same name
@@ -136,6 +141,14 @@ OIDC_CLIENT_SECRET: Final = Setting("CATARACT_CAM_OIDC_CLIENT_SECRET",
 COOKIE_SECRET: Final = Setting("CATARACT_CAM_COOKIE_SECRET",
                                "sign-in from the platform's settings: the secret that signs the identity cookie",
                                "none", secret=True)
+SIGN_FRESH_MINUTES: Final = Setting("CATARACT_CAM_SIGN_FRESH_MINUTES",
+                                    "with sign-in, how old (minutes, 0.1-1440) a sign-in may be to sign; older "
+                                    "asks the provider again", "5", "number")
+SESSION_IDLE_MINUTES: Final = Setting("CATARACT_CAM_SESSION_IDLE_MINUTES",
+                                      "with sign-in, minutes without activity that end a session (1-1440)", "15",
+                                      "integer")
+SESSION_MAX_HOURS: Final = Setting("CATARACT_CAM_SESSION_MAX_HOURS",
+                                   "with sign-in, hours after signing in that end a session (1-168)", "12", "integer")
 STREAMLIT_ADDRESS: Final = Setting("STREAMLIT_SERVER_ADDRESS",
                                    "Streamlit's own bind address, read to refuse serving beyond this computer "
                                    "without sign-in", ".streamlit/config.toml: 127.0.0.1")
@@ -147,7 +160,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     DATA, DB_URL, MODEL, LENS_FINDER, RETENTION_YEARS, IMAGE_STORE, S3_BUCKET, S3_ENDPOINT, AWS_S3_ENDPOINT,
     AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ANCHOR,
     ANCHOR_RETAIN_DAYS, PUBLIC_URL, OIDC_METADATA_URL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, COOKIE_SECRET,
-    STREAMLIT_ADDRESS, ALLOW_NO_AUTH, DEBUG,
+    SIGN_FRESH_MINUTES, SESSION_IDLE_MINUTES, SESSION_MAX_HOURS, STREAMLIT_ADDRESS, ALLOW_NO_AUTH, DEBUG,
 )
 """Every environment variable the software reads, in the order the README lists them."""
 
@@ -243,6 +256,25 @@ def integer(setting: Setting, low: int, high: int, unit: str = "") -> int | None
         of = f" of {unit}" if unit else ""
         raise ConfigError(f"{setting.name} must be a whole number{of} from {low} to {high}.")
     return int(value)
+
+
+def number(setting: Setting, low: float, high: float, unit: str = "") -> float | None:
+    """The setting as a number (of ``unit``) from ``low`` to ``high``, decimals allowed; None when it is not set.
+
+    Raises:
+        ConfigError: it is set to anything else.
+    """
+    value = text(setting)
+    if value is None:
+        return None
+    try:
+        parsed = float(value)
+    except ValueError:
+        parsed = math.nan
+    if not low <= parsed <= high:  # NaN fails too
+        of = f" of {unit}" if unit else ""
+        raise ConfigError(f"{setting.name} must be a number{of} from {low:g} to {high:g}.")
+    return parsed
 
 
 def choice(setting: Setting) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import highdicom as hd
 from highdicom.coding_schemes import CodingSchemeIdentificationItem
@@ -21,7 +21,15 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from components.base.text import without_controls
 from components.interop.exam import EyeResult, SignedExam, derived_uid
 from components.screening.decision import CATARACT, NO_CATARACT, NO_RESULT, UNGRADABLE
-from components.screening.vocabulary import DIFFUSE, NOT_FOUND, OFF_BORDER, OFF_SKIN, ON_LENS, PARTLY
+from components.screening.vocabulary import (
+    DIFFUSE,
+    NOT_FOUND,
+    OFF_BORDER,
+    OFF_SKIN,
+    ON_LENS,
+    PARTLY,
+    SIGNATURE_MEANING,
+)
 
 __all__ = [
     "ENCAPSULATED_PDF",
@@ -110,6 +118,13 @@ def person_name(text: str) -> str:
         raise TypeError(f"A name must be a str, got {type(text).__name__}.")
     # Control characters never reach the header (an ESC would switch the character set).
     return " ".join(without_controls(text).translate(_PN_FORBIDDEN).split())[:64] + "^"
+
+
+def signature_manifest(signer: str, signed_at: datetime) -> str:
+    """One line that shows a signature: who signed (printed name), when (UTC), and what the signature means."""
+    name = " ".join(without_controls(signer).split())
+    return (f"Electronically signed by {name} on {signed_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC. "
+            f"Meaning of the signature: {SIGNATURE_MEANING}.")
 
 
 def _identity(exam: SignedExam) -> Dataset:
@@ -341,6 +356,10 @@ def build_sr(exam: SignedExam, captures: Sequence[Dataset] = (), pdf: Dataset | 
         verifying_organization=exam.organization,
         coding_schemes=[CodingSchemeIdentificationItem(designator=SCHEME, name="cataract-cam concepts")],
     )
+    # The signature's manifestation (21 CFR Part 11 §11.50): printed name, date and time, meaning.
+    sr.ContentSequence.append(hd.sr.TextContentItem(
+        name=codes.DCM.Comment, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        value=signature_manifest(exam.signer, exam.signed_at)))
     _copy_identity(sr, _identity(exam))
     sr.SeriesDescription = "Cataract screening results"
     if verified:

@@ -33,6 +33,7 @@ from components.records.errors import (
     RecordsError,
     ReviewLocked,
     SchemaVersionError,
+    SignInTooOld,
     StorageError,
     ValidationError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "ReviewLocked",
     "ReviewRecord",
     "SchemaVersionError",
+    "SignInTooOld",
     "StorageError",
     "ValidationError",
     "WorklistRow",

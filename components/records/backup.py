@@ -22,8 +22,9 @@ __all__ = ["BACKUP_FORMAT", "dump_rows", "load_rows", "read_backup", "write_back
 
 BACKUP_FORMAT: Final = "cataract-cam-records-backup"
 # The schema version, the chain head and the ID counters are the restoring database's own: the head is
-# checked instead, and the counters are moved past every ID the rows and the audit trail name.
-_SKIPPED: Final = frozenset({"schema_version", "audit_head", "row_ids"})
+# checked instead, and the counters are moved past every ID the rows and the audit trail name. Sign-in
+# sessions are not restored: everyone signs in again.
+_SKIPPED: Final = frozenset({"schema_version", "audit_head", "row_ids", "sign_in_sessions"})
 
 
 def _tables() -> list[Table]:

@@ -18,6 +18,7 @@ __all__ = [
     "RecordsError",
     "ReviewLocked",
     "SchemaVersionError",
+    "SignInTooOld",
     "StorageError",
     "ValidationError",
     "storage_error",
@@ -50,6 +51,10 @@ class SchemaVersionError(RecordsError):
 
 class PermissionDenied(RecordsError):
     """The identity acting is not signed in, or its role does not allow what it asked."""
+
+
+class SignInTooOld(PermissionDenied):
+    """A signature needs a sign-in more recent than the signer's; signing in again at the provider allows it."""
 
 
 DISK_FULL = "The data folder's disk is full, so nothing was saved; free some space and try again."

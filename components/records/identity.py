@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Final
 
 from components.records.errors import ValidationError
@@ -40,8 +41,14 @@ class Identity:
     subject: str
     name: str
     role: str | None = None
+    # When the person last proved who they are to the provider (the ID token's auth_time, else its
+    # iat), in UTC; None when not known. Not part of who the identity is.
+    authenticated_at: datetime | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        if self.authenticated_at is not None and (not isinstance(self.authenticated_at, datetime)
+                                                  or self.authenticated_at.tzinfo is None):
+            raise ValidationError("the time of authentication must be a datetime with a time zone")
         object.__setattr__(self, "issuer", _field(self.issuer, "the identity's issuer", _MAX))
         object.__setattr__(self, "subject", _field(self.subject, "the identity's subject", _MAX))
         object.__setattr__(self, "name", _field(self.name, "the identity's display name", 128))

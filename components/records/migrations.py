@@ -39,6 +39,7 @@ from components.records.schema import (
     ReviewRow,
     RowIdRow,
     SchemaVersionRow,
+    SignInSessionRow,
     UTCDateTime,
     new_seal_key,
     utc_now,
@@ -276,6 +277,7 @@ def upgrade_2_to_3(connection: Connection) -> None:
     operations = Operations(MigrationContext.configure(connection))
     operations.add_column(PatientRow.__tablename__, Column("seal_key", String(64), nullable=True))
     _table(RowIdRow.__tablename__).create(connection, checkfirst=True)  # made already when coming from 1
+    _table(SignInSessionRow.__tablename__).create(connection, checkfirst=True)
     patients = _table(PatientRow.__tablename__)
     for (patient_id,) in connection.execute(select(patients.c.id)).all():
         connection.execute(update(patients).where(patients.c.id == patient_id).values(seal_key=new_seal_key()))

@@ -44,6 +44,7 @@ __all__ = [
     "ReviewRow",
     "RowIdRow",
     "SchemaVersionRow",
+    "SignInSessionRow",
     "UserRoleRow",
     "exam_row",
     "new_seal_key",
@@ -228,6 +229,24 @@ class RowIdRow(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     last: Mapped[int] = mapped_column(Integer)
+
+
+class SignInSessionRow(Base):
+    """A signed-in browser session: when it began and was last active, and when and why it ended.
+
+    Its ID is a digest of the ID token's claims, so a copy of the sign-in cookie taken before sign-out
+    names an ended session and is refused.
+    """
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    end_reason: Mapped[str | None] = mapped_column(String(16))
 
 
 class UserRoleRow(Base):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,7 +26,7 @@ from components.records.anchor import Anchor, AnchorError, AnchorPoint, check_an
 from components.records.audit_trail import append_event, checked_event, events, sealed
 from components.records.backup import read_backup, write_backup
 from components.records.chain import ChainReport, verify_chain
-from components.records.errors import AlreadyExists, PermissionDenied, ValidationError, storage_error
+from components.records.errors import AlreadyExists, PermissionDenied, SignInTooOld, ValidationError, storage_error
 from components.records.identity import ROLES, SYSTEM, Identity, as_identity, given_identity
 from components.records.images import png_bytes
 from components.records.migrations import create_schema
@@ -46,6 +46,7 @@ from components.records.schema import (
     AuditHeadRow,
     ExamRow,
     PatientRow,
+    SignInSessionRow,
     UserRoleRow,
     exam_row,
     new_seal_key,
@@ -66,6 +67,7 @@ from components.records.validation import (
     choice,
     patient_values,
     row_id,
+    sha256_hex,
     text,
 )
 from components.records.validation import (
@@ -81,6 +83,8 @@ _COMMAND_LINE = Identity.unauthenticated("server command line")
 _TAKEN = "a patient with this pseudonymous ID already exists; choose another ID"
 
 
+DEFAULT_SIGN_FRESH_MINUTES: Final = 5.0
+_SEEN_STEP: Final = timedelta(seconds=30)  # a session's last activity is written at most this often
 _WRITERS: Final = ("clinician",)  # who adds and changes patients and photographs (PERMISSIONS["review"])
 
 
@@ -117,6 +121,10 @@ class RecordStore:
             raise TypeError("require_sign_in must be True or False")
         # With sign-in required, a typed name may not write a review, sign, erase or grant roles.
         self.require_sign_in: bool = require_sign_in
+        # With sign-in required, how old a signer's sign-in may be (CATARACT_CAM_SIGN_FRESH_MINUTES, default 5).
+        minutes = config.number(config.SIGN_FRESH_MINUTES, 0.1, 1440, unit="minutes")
+        self.sign_fresh: timedelta | None = timedelta(
+            minutes=DEFAULT_SIGN_FRESH_MINUTES if minutes is None else minutes)
         # Where the chain's head goes after each signature, outside the database (CATARACT_CAM_ANCHOR).
         self.anchor: Anchor | None = anchor if anchor is not None else configured_anchor()
         folder = Path(data_dir) if data_dir is not None else configured_data_dir()
@@ -462,6 +470,7 @@ class RecordStore:
         Raises:
             TypeError: ``signer`` is not an Identity.
             PermissionDenied: the signer is not a clinician (or not signed in where required).
+            SignInTooOld: sign-in is required and the signer's is older than ``sign_fresh`` (or of unknown age).
             NotFound: no review has this ID.
             ReviewLocked: the review is signed already or a newer version exists.
         """
@@ -469,6 +478,7 @@ class RecordStore:
         review_id = row_id(review_id, "a review ID")
         with self._write() as session:
             require_role(session, identity, ("clinician",), "sign a review", sign_in=self.require_sign_in)
+            self._check_fresh(identity)
             row, exam = reviews.sign(session, review_id, identity)
             append_event(session, "signed", identity, patient_id=exam.patient_id, object_type="review",
                          object_id=row.id,
@@ -482,6 +492,19 @@ class RecordStore:
                 raise StorageError(f"The review is signed, but the chain's anchor was not written ({error}) "
                                    "Run `cataract-cam records anchor` once it can be.") from None
         return signed
+
+    def _check_fresh(self, signer: Identity) -> None:
+        # 21 CFR Part 11 §11.200: a signature outside one continuous session of controlled access, or
+        # long after the last proof of identity, asks for that proof again.
+        if not self.require_sign_in or self.sign_fresh is None:
+            return
+        if signer.authenticated_at is None:
+            raise SignInTooOld("sign in again to sign: the time of your sign-in is not known")
+        age = utc_now() - signer.authenticated_at
+        if age > self.sign_fresh:
+            minutes = self.sign_fresh.total_seconds() / 60
+            raise SignInTooOld(f"sign in again to sign: your sign-in is {age.total_seconds() / 60:.0f} minutes old, "
+                               f"and a signature takes one at most {minutes:g} minutes old")
 
     def review_history(self, exam_id: int) -> list[ReviewRecord]:
         """Return every version of an exam's review, oldest first."""
@@ -525,6 +548,52 @@ class RecordStore:
         with self._write() as session:
             patient_id = None if pseudo_id is None else patient_row(session, pseudo_id).id
             append_event(session, patient_id=patient_id, **event)
+
+    # Sign-in sessions -------------------------------------------------------------------------
+
+    def session_ended(self, session_id: str, identity: Identity, *, idle: timedelta, longest: timedelta,
+                      now: datetime | None = None) -> str | None:
+        """Why the signed-in session ``session_id`` has ended, or None while it goes on (it is then marked active).
+
+        A session unknown so far begins now (at ``identity.authenticated_at``, else now). It ends when
+        signed out, after ``idle`` without activity, or ``longest`` after its sign-in: then the reason
+        is kept, and every later look at the same ID (a copied cookie) gets it.
+
+        Raises:
+            ValidationError: ``session_id`` is not a SHA-256 digest or ``identity`` is not signed in.
+        """
+        session_id = sha256_hex(session_id, "a session ID")
+        if not identity.authenticated:
+            raise ValidationError("only a signed-in identity has a sign-in session")
+        now = now or utc_now()
+        with self._read() as session:  # most runs change nothing: no write lock for them
+            seen = session.get(SignInSessionRow, session_id)
+            if seen is not None and (seen.ended_at is not None or (
+                    now - seen.last_seen <= _SEEN_STEP and now - seen.started_at <= longest)):
+                return seen.end_reason
+        with self._write() as session:
+            row = session.get(SignInSessionRow, session_id)
+            if row is None:
+                started = identity.authenticated_at or now
+                row = SignInSessionRow(id=session_id, issuer=identity.issuer, subject=identity.subject,
+                                       started_at=started, last_seen=now)
+                session.add(row)
+            if row.ended_at is None:
+                if now - row.started_at > longest:
+                    row.ended_at, row.end_reason = now, "expired"
+                elif now - row.last_seen > idle:
+                    row.ended_at, row.end_reason = now, "idle"
+                elif now - row.last_seen > _SEEN_STEP:
+                    row.last_seen = now
+            return row.end_reason
+
+    def end_session(self, session_id: str, *, now: datetime | None = None) -> None:
+        """End a signed-in session (sign-out): the same ID never opens a session again."""
+        session_id = sha256_hex(session_id, "a session ID")
+        with self._write() as session:
+            row = session.get(SignInSessionRow, session_id)
+            if row is not None and row.ended_at is None:
+                row.ended_at, row.end_reason = now or utc_now(), "signed out"
 
     def roles_of(self, identity: Identity) -> frozenset[str]:
         """The roles of a signed-in identity: the allow-list's grants plus its claim's role.

@@ -18,7 +18,7 @@ from components.report.style import ALERT, ALERT_BG, WARN, WARN_BG, coloured
 from components.report.text import DOT, clean, fmt_datetime, fmt_value, label, markup
 from components.screening.decision import ScreeningDecision, format_probability, format_threshold
 from components.screening.notes import note_paragraphs
-from components.screening.vocabulary import EYE_LABELS, MODALITY_LABELS
+from components.screening.vocabulary import EYE_LABELS, MODALITY_LABELS, SIGNATURE_MEANING
 
 
 def eye_section(b: Builder, result: EyeResult, positive_class: str) -> None:
@@ -166,7 +166,9 @@ def _review_fields(review: ReviewInfo) -> list[tuple[str, str | Flowable]]:
     if review.grade and review.grade.strip():
         pairs.append(("Grade", markup(review.grade)))
     if review.signed_at is not None:
+        # The signature's manifestation (21 CFR Part 11 §11.50): printed name, date and time, meaning.
         pairs.append(("Signed by", f"{markup(review.reviewer)}, {escape(fmt_datetime(review.signed_at))}"))
+        pairs.append(("Meaning of the signature", SIGNATURE_MEANING))
     else:
         pairs.append(("Drafted by", markup(review.reviewer) + " (not signed)"))
     pairs.append(("Review version", str(int(review.version))))

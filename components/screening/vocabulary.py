@@ -34,6 +34,7 @@ __all__ = [
     "ROLE_LABELS",
     "SEXES",
     "SEX_LABELS",
+    "SIGNATURE_MEANING",
     "TYPICALITY_NOT_AVAILABLE",
     "UNAUTHENTICATED",
     "UNLIKE_TRAINING",
@@ -180,6 +181,8 @@ REVIEW_STATUS_LABELS: Final[Mapping[str, str]] = {
 }
 """Where an eye's review stands: none yet, a draft, or signed."""
 WORKLIST_STATUSES: Final = tuple(REVIEW_STATUS_LABELS)
+SIGNATURE_MEANING: Final = "Reviewed and approved"
+"""What a clinician's signature means (21 CFR Part 11 §11.50): shown with the printed name, date and time."""
 
 
 # --- who may do what (appended for sign-in) ----------------------------------------------------

@@ -10,6 +10,7 @@ import streamlit as st
 from streamlit.runtime import Runtime
 
 from components.screening.vocabulary import NO_SIGN_IN_NOTICE, ROLE_LABELS, ROLES
+from dashboard import session
 from dashboard.access import Person
 
 STOP_DELAY_S = 3.0
@@ -35,9 +36,14 @@ def _in_a_server() -> bool:
     return Runtime.exists() and type(Runtime.instance()) is Runtime
 
 
-def sign_in_ui() -> None:
-    """The page a visitor sees before signing in: no patient data, one button to the identity provider."""
+def sign_in_ui(ended: str | None = None) -> None:
+    """The page a visitor sees before signing in: no patient data, one button to the identity provider.
+
+    ``ended``: why an earlier sign-in of this browser no longer lets it in (signed out, idle, too old).
+    """
     st.title("Cataract CAM")
+    if ended:
+        st.info(ended, icon=":material/timer_off:")
     st.markdown("Sign in with your clinic account to review patients.")
     st.button("Sign in", key="sign_in", type="primary", icon=":material/login:", on_click=st.login)
     st.stop()
@@ -49,7 +55,7 @@ def no_role_ui(person: Person) -> None:
     st.text(f"Signed in as {person.name}.")
     st.error("Your account has no role in this dashboard (clinician, viewer or administrator). "
              "Ask an administrator to grant you one.", icon=":material/no_accounts:")
-    st.button("Sign out", key="sign_out_no_role", icon=":material/logout:", on_click=st.logout)
+    st.button("Sign out", key="sign_out_no_role", icon=":material/logout:", on_click=session.sign_out)
     st.stop()
 
 
@@ -59,7 +65,7 @@ def identity_sidebar_ui(person: Person) -> None:
         st.markdown("**Signed in**")
         st.text(person.name)  # a display name is shown as written, never as Markdown
         st.caption(", ".join(ROLE_LABELS[r] for r in ROLES if r in person.roles))
-        st.button("Sign out", icon=":material/logout:", on_click=st.logout, key="sign_out")
+        st.button("Sign out", icon=":material/logout:", on_click=session.sign_out, key="sign_out")
         return
     st.warning(NO_SIGN_IN_NOTICE, icon=":material/lock_open:")
     st.text_input("Your name", key="reviewer", max_chars=100, placeholder="Reviewing clinician",

@@ -5,13 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from components.base.errors import CataractCamError
-from components.records import ExamRecord, RecordStore, ReviewRecord
+from components.records import ExamRecord, RecordStore, ReviewRecord, SignInTooOld
 from components.screening.notes import NOTES_MAX_CHARS
 from components.screening.vocabulary import EYE_LABELS, FINDING_LABELS, FINDINGS, GRADES
 from components.workflows import review as rs
 from dashboard import session
 from dashboard.keys import EyeScope
 from dashboard.present import review_rows, sentence
+
+_SIGN_AGAIN = "_sign_in_again_for"  # (exam ID, why) when a signature waits for a fresh sign-in
 
 
 def review_table_ui(review: ReviewRecord) -> None:
@@ -35,6 +37,11 @@ def _save(store: RecordStore, exam: ExamRecord, draft: ReviewRecord | None, *, a
     try:
         saved = rs.save_review(store, exam.id, reviewer=session.actor(), agrees=agrees, finding=finding, grade=grade,
                                notes=notes, draft=draft, sign=sign)
+    except SignInTooOld as error:
+        # The draft is saved (nothing typed is lost); the signature waits for a fresh sign-in.
+        st.session_state[_SIGN_AGAIN] = (exam.id, sentence(error))
+        session.flash(f"{EYE_LABELS[exam.eye]}: your review is saved as a draft, not signed yet.", "info")
+        st.rerun()
     except CataractCamError as error:
         st.error(sentence(error))
         return
@@ -76,6 +83,12 @@ def review_panel_ui(store: RecordStore, exam: ExamRecord, scope: EyeScope) -> Re
     latest = history[-1] if history else None
     st.markdown("**Clinician review**")
     may_review = session.person().may("review")
+    again = st.session_state.get(_SIGN_AGAIN)
+    if may_review and again is not None and again[0] == exam.id and (latest is None or latest.status != "signed"):
+        st.warning(f"{again[1]} Your provider asks who you are, then this eye opens again to sign.",
+                   icon=":material/lock_clock:")
+        st.button("Sign in again to sign", key=scope.key("sign-in-again"), type="primary", icon=":material/login:",
+                  on_click=session.sign_in_again, args=(exam.pseudo_id, exam.eye))
     if latest is not None and latest.status == "signed":
         st.success(f"Signed review, version {latest.version}. It is locked; an amendment is saved "
                    "as a new version and this one is kept.", icon=":material/verified:")

@@ -31,3 +31,24 @@ def test_decision_view_words_the_decision_as_the_report_does() -> None:
     assert routine.headline == ("Model finding: :green[**No cataract detected**] · Suggested next step: "
                                 ":green[**No cataract detected by the model; routine follow-up**]")
     assert "Because" not in routine.detail
+
+
+def test_a_signed_review_shows_who_signed_when_and_what_it_means() -> None:
+    from datetime import UTC, datetime
+
+    from components.records import ReviewRecord
+    from dashboard.present import review_rows
+
+    signed_at = datetime(2026, 12, 7, 9, 30, 5, tzinfo=UTC)
+    base = {"id": 1, "exam_id": 1, "version": 2, "supersedes": 1, "author": "Dr Author <https://idp|a>",
+            "author_issuer": "https://idp", "author_subject": "a", "agrees": True, "finding": "normal",
+            "grade": "none", "notes": "", "content_hash": None, "created_at": signed_at}
+    signed = ReviewRecord(**base, status="signed", signed_at=signed_at, signer="Dr Signer <https://idp|s>",
+                          signer_issuer="https://idp", signer_subject="s")
+    rows = review_rows(signed)
+    assert rows["Signed by"] == "Dr Signer <https://idp|s>"
+    assert rows["Signed on"] == signed_at.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert rows["Meaning of the signature"] == "Reviewed and approved"
+    draft = ReviewRecord(**base, status="reviewed", signed_at=None, signer=None, signer_issuer=None,
+                         signer_subject=None)
+    assert not {"Signed by", "Signed on", "Meaning of the signature"} & set(review_rows(draft))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from pypdf import PdfReader
@@ -22,7 +23,9 @@ AUTH = {"redirect_uri": "http://127.0.0.1:8501/oauth2callback", "cookie_secret":
 
 
 def _user(sub: str, name: str, *roles: str) -> dict:
-    return {"is_logged_in": True, "iss": ISSUER, "sub": sub, "name": name, "roles": list(roles)}
+    # Signed in just now at the provider (the ID token's iat): a signature takes a fresh sign-in.
+    return {"is_logged_in": True, "iss": ISSUER, "sub": sub, "name": name, "roles": list(roles),
+            "iat": int(time.time()), "nonce": f"nonce-{sub}-{time.monotonic_ns()}"}
 
 
 def _app(user: dict | None, *, patient: str | None = None) -> AppTest:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import numpy as np
 import pytest
@@ -146,6 +147,16 @@ def test_an_eye_without_a_result_is_exported_as_such():
     values = read_sr(build_sr(exam))
     assert {k: v for k, v in values["OS"].items() if not k.startswith("algorithm")} == {
         "threshold": 0.5, "model_finding": "ungradable"}
+
+
+def test_the_sr_shows_the_signature_with_its_name_time_and_meaning():
+    exam = dataclasses.replace(signed_exam(), signer="Dr A. Reviewer\x1b(B <https://idp|dr-a>")
+    sr = build_sr(exam)
+    comments = [item for item in sr.ContentSequence
+                if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeValue == "121106"]
+    assert [c.TextValue for c in comments] == [
+        f"Electronically signed by Dr A. Reviewer (B <https://idp|dr-a> on "
+        f"{exam.signed_at.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC. Meaning of the signature: Reviewed and approved."]
 
 
 def test_person_name_keeps_the_name_whole():

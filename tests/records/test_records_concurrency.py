@@ -17,11 +17,12 @@ from tests.support import ROOT
 
 SIGNER = """
 import json, sys, time
+from datetime import UTC, datetime
 from pathlib import Path
 from components.records import Identity, RecordStore, ReviewLocked
 
 url, folder, who, go, exams = sys.argv[1], Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]), json.loads(sys.argv[5])
-me = Identity("https://idp.example", who, who, role="clinician")
+me = Identity("https://idp.example", who, who, role="clinician", authenticated_at=datetime.now(UTC))
 store = RecordStore(url, data_dir=folder, require_sign_in=True)
 deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:

@@ -21,10 +21,11 @@ APP = """
 import json, sys
 import numpy as np
 from pathlib import Path
+from datetime import UTC, datetime
 from components.records import Identity, RecordStore
 
 url, folder, me, eye, seed = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
-who = Identity("https://idp.example", me, me, role="clinician")
+who = Identity("https://idp.example", me, me, role="clinician", authenticated_at=datetime.now(UTC))
 store = RecordStore(url, data_dir=folder, require_sign_in=True)
 if not [p for p in store.list_patients() if p.pseudo_id == "SHARED-1"]:
     store.create_patient("SHARED-1", actor=who)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from components.records import Identity, PermissionDenied, RecordStore
+from components.records import Identity, PermissionDenied, RecordStore, SignInTooOld
 from tests.support import who
 
 ISSUER = "https://idp.clinic.example"
-DR_REAL = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician")
-DR_A = Identity(ISSUER, "sub-a", "Dr A", role="clinician")
-DR_B = Identity(ISSUER, "sub-b", "Dr B", role="clinician")
-VIEWER = Identity(ISSUER, "sub-v", "Vera Viewer", role="viewer")
+# Signed in when this module is imported: the clinic below takes sign-ins up to six hours old.
+SIGNED_IN = datetime.now(UTC)
+DR_REAL = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician", authenticated_at=SIGNED_IN)
+DR_A = Identity(ISSUER, "sub-a", "Dr A", role="clinician", authenticated_at=SIGNED_IN)
+DR_B = Identity(ISSUER, "sub-b", "Dr B", role="clinician", authenticated_at=SIGNED_IN)
+VIEWER = Identity(ISSUER, "sub-v", "Vera Viewer", role="viewer", authenticated_at=SIGNED_IN)
 
 
 @pytest.fixture
 def clinic(folder: Path, db_url: str) -> RecordStore:
-    """A store that requires sign-in, as a clinic deployment with [auth] runs it."""
+    """A store that requires sign-in, as a clinic deployment with [auth] runs it, taking sign-ins up to 6 hours old."""
     records = RecordStore(db_url, data_dir=folder, require_sign_in=True)
+    records.sign_fresh = timedelta(hours=6)
     yield records  # type: ignore[misc]
     records.close()
 
@@ -88,7 +92,7 @@ def test_roles_come_from_the_allow_list_and_the_claim(
     clinic: RecordStore, make_pixels: Callable[..., np.ndarray]
 ) -> None:
     admin = Identity(ISSUER, "sub-admin", "Ada Admin")
-    unlisted = Identity(ISSUER, "sub-new", "Dr New")
+    unlisted = Identity(ISSUER, "sub-new", "Dr New", authenticated_at=SIGNED_IN)
     assert clinic.roles_of(admin) == frozenset()
     # The first admin is granted from the server's command line; afterwards only an admin grants.
     clinic.grant_role(admin, "admin", actor=None)
@@ -167,3 +171,65 @@ def test_the_store_checks_the_role_of_every_writer(clinic: RecordStore, make_pix
     assert clinic.add_analysis(exam_id, actor=VIEWER, **analysis).prediction == "Cataract"
     assert clinic.update_patient("SIG", actor=DR_A, name="Ada Patient").name == "Ada Patient"
     assert clinic.verify().ok
+
+
+
+def test_a_signature_needs_a_recent_sign_in(folder: Path, db_url: str, make_pixels: Callable[..., np.ndarray],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # 21 CFR Part 11 §11.200: by default a signature takes a sign-in at most 5 minutes old.
+    monkeypatch.delenv("CATARACT_CAM_SIGN_FRESH_MINUTES", raising=False)
+    store = RecordStore(db_url, data_dir=folder, require_sign_in=True)
+    try:
+        assert store.sign_fresh == timedelta(minutes=5)
+        now = datetime.now(UTC)
+        stale = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician",
+                         authenticated_at=now - timedelta(minutes=7))
+        exam_id = _exam(store, make_pixels(43), actor=stale)  # writing takes no fresh sign-in
+        draft = store.save_review(exam_id, author=stale, agrees=True, finding="normal", grade="none")
+        with pytest.raises(SignInTooOld, match=r"^sign in again to sign: your sign-in is 7 minutes old, and a "
+                                               r"signature takes one at most 5 minutes old$"):
+            store.sign_review(draft.id, signer=stale)
+        unknown = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician")
+        with pytest.raises(SignInTooOld, match="the time of your sign-in is not known"):
+            store.sign_review(draft.id, signer=unknown)
+        assert store.latest_review(exam_id).status == "reviewed"
+        fresh = Identity(ISSUER, "sub-real", "Dr Real Clinician", role="clinician",
+                         authenticated_at=now - timedelta(minutes=4))
+        assert store.sign_review(draft.id, signer=fresh).status == "signed"
+        assert fresh == unknown  # when one signed in is not part of who one is
+    finally:
+        store.close()
+    monkeypatch.setenv("CATARACT_CAM_SIGN_FRESH_MINUTES", "0.5")
+    short = RecordStore(db_url, data_dir=folder, require_sign_in=True)
+    try:
+        assert short.sign_fresh == timedelta(seconds=30)
+    finally:
+        short.close()
+    monkeypatch.setenv("CATARACT_CAM_SIGN_FRESH_MINUTES", "forever")
+    with pytest.raises(ValueError, match=r"SIGN_FRESH_MINUTES must be a number of minutes from 0\.1 to 1440"):
+        RecordStore(db_url, data_dir=folder, require_sign_in=True)
+
+
+def test_sessions_end_when_idle_too_long_or_signed_out_and_stay_ended(clinic: RecordStore) -> None:
+    idle, longest = timedelta(minutes=15), timedelta(hours=12)
+    t0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    ada = Identity(ISSUER, "sub-a", "Dr A", role="clinician", authenticated_at=t0)
+    one, two, three = ("a" * 64), ("b" * 64), ("c" * 64)
+    assert clinic.session_ended(one, ada, idle=idle, longest=longest, now=t0) is None
+    assert clinic.session_ended(one, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=14)) is None
+    assert clinic.session_ended(one, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=28)) is None
+    # Sixteen minutes after the last activity: ended, and a copy of its cookie later gets the same answer.
+    assert clinic.session_ended(one, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=44)) == "idle"
+    assert clinic.session_ended(one, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=45)) == "idle"
+    # Signed out: the same claims (a replayed cookie) never open a session again.
+    assert clinic.session_ended(two, ada, idle=idle, longest=longest, now=t0) is None
+    clinic.end_session(two, now=t0 + timedelta(minutes=1))
+    assert clinic.session_ended(two, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=2)) == "signed out"
+    # Active all day, but twelve hours after its sign-in it ends all the same.
+    for minutes in range(0, 12 * 60 + 1, 10):
+        reason = clinic.session_ended(three, ada, idle=idle, longest=longest, now=t0 + timedelta(minutes=minutes))
+        assert reason is None, minutes
+    assert clinic.session_ended(three, ada, idle=idle, longest=longest,
+                                now=t0 + timedelta(hours=12, minutes=5)) == "expired"
+    with pytest.raises(ValueError, match="only a signed-in identity"):
+        clinic.session_ended("d" * 64, who("Dr A"), idle=idle, longest=longest)

@@ -230,6 +230,7 @@ def test_every_field_is_in_the_text(full_pdf, full_eyes):
         "Finding Nuclear cataract",
         "Grade NO3",
         "Signed by Dr. A. Müller, 2025-03-02 10:05 UTC+01:00",
+        "Meaning of the signature Reviewed and approved",
         "Review version 2",
         "Dense nuclear opacity.",
         "Refer within 6 weeks.",
