@@ -156,17 +156,6 @@ def _toml_lines(section: dict[str, Any]) -> str:
     return "".join(f"{_toml_string(str(k))} = {_toml_value(v)}\n" for k, v in section.items())
 
 
-def _has_auth(files: Sequence[str]) -> bool:
-    for name in files:
-        try:
-            with open(name, "rb") as handle:
-                if tomllib.load(handle).get("auth"):
-                    return True
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-    return False
-
-
 def _configured_address(root: Path) -> str | None:
     try:
         with open(root / ".streamlit" / "config.toml", "rb") as handle:
@@ -178,19 +167,15 @@ def _configured_address(root: Path) -> str | None:
 
 def served_over_https(argv: Sequence[str], root: Path) -> bool:
     """Whether sign-in's redirect address (in the secrets ``argv`` names, or the defaults) is https://."""
-    files = _option(argv, "secrets.files") or [
-        str(p) for p in (Path.home() / ".streamlit" / "secrets.toml", root / ".streamlit" / "secrets.toml")
-        if p.is_file()]
-    redirect = ""
-    for name in files:
-        try:
-            with open(name, "rb") as handle:
-                auth = tomllib.load(handle).get("auth")
-        except (OSError, tomllib.TOMLDecodeError):
-            continue
-        if isinstance(auth, dict) and isinstance(auth.get("redirect_uri"), str):
-            redirect = auth["redirect_uri"]
-    return redirect.lower().startswith("https://")
+    auth = _merged_auth(_option(argv, "secrets.files") or _default_secrets(root)) or {}
+    redirect = auth.get("redirect_uri")
+    return isinstance(redirect, str) and redirect.lower().startswith("https://")
+
+
+def _default_secrets(root: Path) -> list[str]:
+    """Streamlit's own secrets files, those that exist: the home folder's, then the checkout's."""
+    return [str(p) for p in (Path.home() / ".streamlit" / "secrets.toml", root / ".streamlit" / "secrets.toml")
+            if p.is_file()]
 
 
 def launch_arguments(argv: Sequence[str], root: Path) -> list[str]:
@@ -201,9 +186,7 @@ def launch_arguments(argv: Sequence[str], root: Path) -> list[str]:
             computer without sign-in and without the deliberate ``CATARACT_CAM_ALLOW_NO_AUTH=1``.
     """
     args = list(argv)
-    secrets = _option(args, "secrets.files") or [
-        str(p) for p in (Path.home() / ".streamlit" / "secrets.toml", root / ".streamlit" / "secrets.toml")
-        if p.is_file()]
+    secrets = _option(args, "secrets.files") or _default_secrets(root)
     platform = platform_secrets()
     if platform is not None:
         args = _without(args, "secrets.files")
@@ -222,7 +205,7 @@ def launch_arguments(argv: Sequence[str], root: Path) -> list[str]:
             args += ["--server.allowedHosts", host]
     addresses = _option(args, "server.address")
     address = addresses[-1] if addresses else config.text(config.STREAMLIT_ADDRESS) or _configured_address(root)
-    refusal = access.bind_refusal(address, auth_configured=_has_auth(secrets),
+    refusal = access.bind_refusal(address, auth_configured=_merged_auth(secrets) is not None,
                                   allow_no_auth=config.flag(config.ALLOW_NO_AUTH))
     if refusal is not None:
         raise StartRefused(refusal)

@@ -175,3 +175,16 @@ def checked(verdict: str, modality: str = "external", region: dict | None = None
 
     return AttentionResult.from_dict({"verdict": verdict, "modality": modality, "figures": figures,
                                       "region": region or {"found": False, "modality": modality}})
+
+
+def run_sql(db_url: str, *statements: str) -> None:
+    """Run raw SQL statements in one transaction, around the record store (as an attacker or an admin would)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            for statement in statements:
+                connection.execute(text(statement))
+    finally:
+        engine.dispose()

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from components.records import RecordStore
 from components.records.chain import audit_hash
-from tests.support import PostgresServer, who
+from tests.support import PostgresServer, run_sql, who
 
 TRIGGERS_OFF = {
     # The attacker owns the database file or the server: the append-only triggers go first.
@@ -21,18 +20,8 @@ TRIGGERS_OFF = {
 }
 
 
-def _sql(db_url: str, *statements: str) -> None:
-    engine = create_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
-    finally:
-        engine.dispose()
-
-
 def _tamper(db_url: str, *statements: str) -> None:
-    _sql(db_url, *TRIGGERS_OFF[db_url.split(":")[0].split("+")[0]], *statements)
+    run_sql(db_url, *TRIGGERS_OFF[db_url.split(":")[0].split("+")[0]], *statements)
 
 
 @pytest.fixture
@@ -59,7 +48,7 @@ def test_the_application_cannot_update_or_delete_audit_rows(filled: tuple[Record
     for statement in ("UPDATE audit_events SET actor = 'someone else' WHERE seq = 2",
                       "DELETE FROM audit_events WHERE seq = 2"):
         with pytest.raises(DBAPIError, match="audit entries are append-only"):
-            _sql(db_url, statement)
+            run_sql(db_url, statement)
     assert filled[0].verify().ok
 
 
@@ -109,13 +98,13 @@ def test_an_inserted_entry_is_named(filled: tuple[RecordStore, int], db_url: str
 
 def test_a_signed_review_changed_with_sql_is_named(filled: tuple[RecordStore, int], db_url: str) -> None:
     store, review_id = filled
-    _sql(db_url, f"UPDATE reviews SET grade = 'severe' WHERE id = {review_id}")
+    run_sql(db_url, f"UPDATE reviews SET grade = 'severe' WHERE id = {review_id}")
     assert store.verify().problem == f"signed review {review_id} was changed after it was signed"
 
 
 def test_a_deleted_signed_review_is_named(filled: tuple[RecordStore, int], db_url: str) -> None:
     store, review_id = filled
-    _sql(db_url, f"DELETE FROM reviews WHERE id = {review_id}")
+    run_sql(db_url, f"DELETE FROM reviews WHERE id = {review_id}")
     assert store.verify().problem == f"signed review {review_id} was removed"
 
 
@@ -125,7 +114,7 @@ def test_a_postgresql_application_role_can_neither_edit_audit_rows_nor_lift_the_
     owner_url = postgres.new_database()
     RecordStore(owner_url, data_dir=tmp_path).close()  # the owner creates the schema
     database = owner_url.rsplit("/", 1)[1]
-    _sql(
+    run_sql(
         owner_url,
         f"CREATE ROLE app_{database} LOGIN",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO app_{database}",
@@ -145,7 +134,7 @@ def test_a_postgresql_application_role_can_neither_edit_audit_rows_nor_lift_the_
             ("DROP TRIGGER audit_events_append_only ON audit_events", "must be owner"),
         ]:
             with pytest.raises(DBAPIError, match=refusal):
-                _sql(app_url, statement)
+                run_sql(app_url, statement)
         assert store.verify().ok
     finally:
         store.close()

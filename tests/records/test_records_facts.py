@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from components.records import RecordStore
-from tests.support import who
+from tests.support import run_sql, who
 
 DR = who("dr")
 
@@ -31,16 +30,6 @@ class Clinic:
     analysis: int
     signed: int  # the OD review's signed version 1
     amendment: int  # its unsigned version 2
-
-
-def _sql(db_url: str, *statements: str) -> None:
-    engine = create_engine(db_url)
-    try:
-        with engine.begin() as connection:
-            for statement in statements:
-                connection.execute(text(statement))
-    finally:
-        engine.dispose()
 
 
 def _row_id(store: RecordStore, pseudo_id: str) -> int:
@@ -104,7 +93,7 @@ CHANGES: list[tuple[str, Callable[[Clinic], list[str]], Callable[[Clinic], str]]
 
 @pytest.mark.parametrize(("change", "statements", "problem"), CHANGES, ids=[c[0] for c in CHANGES])
 def test_each_raw_sql_change_of_a_fact_is_named(clinic: Clinic, db_url: str, change, statements, problem) -> None:
-    _sql(db_url, *statements(clinic))
+    run_sql(db_url, *statements(clinic))
     report = clinic.store.verify()
     assert not report.ok
     assert report.problem == problem(clinic)
@@ -120,7 +109,7 @@ def test_the_chain_head_and_the_id_counters_refuse_raw_sql(clinic: Clinic, db_ur
         ("DELETE FROM row_ids", "row IDs only go up"),
     ]:
         with pytest.raises(DBAPIError, match=refusal):
-            _sql(db_url, statement)
+            run_sql(db_url, statement)
     # The store's own appends still move the head.
     clinic.store.update_patient("FB-2", actor=DR, sex="M")
     assert clinic.store.verify().ok
@@ -154,7 +143,7 @@ def test_erasure_leaves_counts_and_a_later_patient_starts_with_an_empty_trail(
     assert review.id > clinic.amendment
     assert store.verify().ok
     # Deleting the new patient's signed review is not taken for part of the erasure.
-    _sql(db_url, f"DELETE FROM reviews WHERE id = {review.id}")
+    run_sql(db_url, f"DELETE FROM reviews WHERE id = {review.id}")
     assert store.verify().problem == f"signed review {review.id} was removed"
 
 

@@ -17,7 +17,7 @@ import pytest
 import requests
 from pydicom.filewriter import dcmwrite
 
-from tests.dashboard.browser.support import WAIT_MS, Served, Tab
+from tests.dashboard.browser.support import WAIT_MS, Served, Tab, write_auth_secrets
 from tests.dashboard.support import chromium, dashboard_server, free_port, stop
 from tests.interop_support import OrthancServer, eye_photograph, start_orthanc
 
@@ -91,13 +91,8 @@ def clinic_app(tmp_path_factory, provider: str) -> Iterator[Served]:
     """The dashboard with sign-in ([auth] pointing at the provider), the demo model and the demo patients."""
     folder = tmp_path_factory.mktemp("clinic_app")
     port = free_port()
-    secrets = folder / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-        'cookie_secret = "a-test-cookie-secret-of-some-length"\n'
-        'client_id = "cataract-cam"\nclient_secret = "test-secret"\n'
-        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    secrets = write_auth_secrets(folder / "secrets.toml", port=port, provider=provider,
+                                 cookie_secret="a-test-cookie-secret-of-some-length")
     with dashboard_server(folder, port=port, args=["--secrets.files", str(secrets)]) as (url, process):
         yield Served(url, process, folder / "server.log", folder / "data")
 

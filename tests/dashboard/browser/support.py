@@ -30,6 +30,17 @@ PANELS = '[data-testid="stImage"] img'
 SETTLED = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
+def write_auth_secrets(path: Path, *, port: int, provider: str, cookie_secret: str) -> Path:
+    """A secrets file whose [auth] signs in at ``provider`` (oidc-provider-mock) for a dashboard on ``port``."""
+    path.write_text(
+        "[auth]\n"
+        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
+        f'cookie_secret = "{cookie_secret}"\n'
+        'client_id = "cataract-cam"\nclient_secret = "test-secret"\n'
+        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    return path
+
+
 def page_paths() -> dict[str, str]:
     """Every page file in dashboard/views/ and the path the browser reaches it by ("" for the default page)."""
     return {p.stem: "" if p.stem == "review" else p.stem for p in sorted(VIEWS.glob("*.py"))}

@@ -18,7 +18,7 @@ import pytest
 
 from components.records import RecordStore
 from tests.dashboard.browser.conftest import PEOPLE
-from tests.dashboard.browser.support import WAIT_MS, Served
+from tests.dashboard.browser.support import WAIT_MS, Served, write_auth_secrets
 from tests.dashboard.browser.test_journeys import _open_patient, _visible_review_forms
 from tests.dashboard.support import dashboard_server, free_port
 
@@ -31,13 +31,8 @@ def strict_app(tmp_path_factory, provider: str) -> Iterator[Served]:
     """The dashboard with sign-in, taking signatures only within 30 s of a sign-in."""
     folder = tmp_path_factory.mktemp("strict_app")
     port = free_port()
-    secrets = folder / "secrets.toml"
-    secrets.write_text(
-        "[auth]\n"
-        f'redirect_uri = "http://127.0.0.1:{port}/oauth2callback"\n'
-        'cookie_secret = "another-test-cookie-secret-of-some-length"\n'
-        'client_id = "cataract-cam"\nclient_secret = "test-secret"\n'
-        f'server_metadata_url = "{provider}/.well-known/openid-configuration"\n')
+    secrets = write_auth_secrets(folder / "secrets.toml", port=port, provider=provider,
+                                 cookie_secret="another-test-cookie-secret-of-some-length")
     with dashboard_server(folder, port=port, args=["--secrets.files", str(secrets)],
                           env={"CATARACT_CAM_SIGN_FRESH_MINUTES": str(FRESH_S / 60)}) as (url, process):
         yield Served(url, process, folder / "server.log", folder / "data")
