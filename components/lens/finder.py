@@ -182,14 +182,21 @@ def _shrink(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
     return small, max(h, w) / max(small.shape[:2])
 
 
+def _brightest(image: np.ndarray) -> np.ndarray:
+    """Each pixel's brightest channel, ``image.max(axis=2)``, a plane at a time (numpy's reduction over
+    an axis of three is about ten times slower)."""
+    red, green, blue = cv2.split(image)
+    return np.asarray(cv2.max(cv2.max(red, green), blue))
+
+
 def _field_of_view(image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float], float]:
     """A fundus camera's circular field: mask at the working size, roundness, centre and radius there."""
     small = image
     # The retina is red-dominant, the surround near black: the brightest channel separates them.
-    bright = cv2.GaussianBlur(small.max(axis=2), (0, 0), 1.5)
+    bright = cv2.GaussianBlur(_brightest(small), (0, 0), 1.5)
     level = max(12.0, 0.12 * float(np.percentile(bright, 99)))
-    binary = (bright > level).astype(np.uint8)
-    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+    binary = cv2.morphologyEx((bright > level).astype(np.uint8), cv2.MORPH_OPEN,
+                              cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     mask = np.zeros(binary.shape, np.uint8)
     if not contours:
@@ -216,7 +223,7 @@ def detect_modality(image: np.ndarray) -> str:
     image = check_image(image)
     small, _ = _shrink(image, 256)
     h, w = small.shape[:2]
-    lum = small.max(axis=2).astype(np.float32)
+    lum = _brightest(small).astype(np.float32)
     corners = np.concatenate([lum[: h // 10, : w // 10].ravel(), lum[: h // 10, -(w // 10):].ravel(),
                               lum[-(h // 10):, : w // 10].ravel(), lum[-(h // 10):, -(w // 10):].ravel()])
     if corners.size == 0 or float(np.median(corners)) > 30.0:

@@ -273,3 +273,27 @@ def test_level_cues_equal_the_plain_formulas_and_come_back_from_the_model_input(
         shrink = image.shape[0] >= size and image.shape[1] >= size
         levels = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
         np.testing.assert_array_equal(summary(x), _level_cues(levels))
+
+
+def test_the_cues_of_a_batch_equal_the_cues_one_image_at_a_time(images):
+    """The cues of a batch, from extract_features' ``many`` and from explain, image by image."""
+    from components.explanation.cam import explain
+    from components.typicality.score import _cue_summary
+    from models import Classifier
+    from tests.support import seeded_model
+
+    rng = np.random.default_rng(9)
+    clf = Classifier(model=seeded_model(0), class_names=("Cataract", "Normal"))
+    summary = _cue_summary(clf)
+    # Flat, clipped and noisy images beside real ones.
+    batch = [*images[:3], np.full((80, 90, 3), 255, np.uint8), np.zeros((64, 64, 3), np.uint8),
+             rng.integers(0, 256, (300, 200, 3), dtype=np.uint8)]
+    x = clf.preprocess(batch)
+    together = summary.many(x)
+    assert together.shape == (len(batch), 13)
+    for i in range(len(batch)):
+        np.testing.assert_array_equal(together[i], summary(x[i]))
+        np.testing.assert_array_equal(together[i], summary(clf.preprocess([batch[i]])[0]))
+    explained = explain(clf, batch, input_summary=summary)
+    for i, ex in enumerate(explained):
+        np.testing.assert_array_equal(ex.input_summary, together[i])
