@@ -1,12 +1,17 @@
 """DICOM decoding: the first frame of an ophthalmic DICOM file as RGB uint8, with its laterality and nothing else.
 
-Only uncompressed and JPEG Baseline pixel data are decoded (the JPEG frame through the same
-guarded Pillow path as photographs); patient and study attributes are never parsed.
+Uncompressed and JPEG Baseline pixel data are decoded here (the JPEG frame through the same
+guarded Pillow path as photographs). The compressed syntaxes that fundus and external-eye
+cameras send (JPEG 2000 and HTJ2K, JPEG-LS, JPEG Lossless, JPEG Extended, RLE) are decoded
+by pydicom's pixel-data plugins: pylibjpeg with its openjpeg, libjpeg and rle decoders. Every
+decode happens inside the process-wide decoding budget, after the declared size is checked;
+patient and study attributes are never parsed.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -69,6 +74,33 @@ _DICOM_OTHER_PHOTOMETRIC = frozenset(
 _DICOM_UNREADABLE = "The DICOM file is corrupt or incomplete and cannot be read."
 _DICOM_BAD_PIXELS = "The DICOM pixel data is corrupt or incomplete and cannot be decoded."
 _JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+# Decoded by pydicom's plugins (pylibjpeg: openjpeg, libjpeg, rle), name of the package that does it.
+_DICOM_PLUGIN_SYNTAXES: dict[str, str] = {
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",  # JPEG Extended (12-bit)
+    "1.2.840.10008.1.2.4.57": "pylibjpeg-libjpeg",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": "pylibjpeg-libjpeg",  # JPEG Lossless, first-order prediction
+    "1.2.840.10008.1.2.4.80": "pylibjpeg-libjpeg",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "pylibjpeg-libjpeg",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg",  # JPEG 2000 (Lossless Only)
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg",  # JPEG 2000
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",  # HTJ2K (Lossless Only)
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",  # HTJ2K (Lossless, RPCL)
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg-rle",  # RLE Lossless
+}
+# JPEG 2000's own colour transforms: the codec undoes them, so the frame comes back as RGB.
+_J2K_COLOUR = frozenset({"YBR_ICT", "YBR_RCT"})
+
+
+class _Quiet(logging.Filter):
+    """Drops what pydicom's pixel decoders log: a failed plugin logs its traceback, and a file's
+    inconsistencies are reported here, once, as the sentence of an ImageError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_Quiet())
 _DICOM_NATIVE = frozenset(
     {
         "1.2.840.10008.1.2",  # Implicit VR Little Endian
@@ -110,9 +142,12 @@ def decode_dicom(data: bytes, max_pixels: int, *, force: bool, min_side: int | N
     if header is None:
         raise ImageError("The DICOM file has no pixel data: it is incomplete or not an image.")
     check_size(header.columns, header.rows, max_pixels)
+    by_plugin = header.syntax in _DICOM_PLUGIN_SYNTAXES
+    colour = _DICOM_COLOUR | (_J2K_COLOUR if _DICOM_PLUGIN_SYNTAXES.get(header.syntax) == "pylibjpeg-openjpeg"
+                              else frozenset())
     if not (
         (header.samples == 1 and header.photometric in ("MONOCHROME1", "MONOCHROME2"))
-        or (header.samples == 3 and header.photometric in _DICOM_COLOUR)
+        or (header.samples == 3 and header.photometric in colour)
     ):
         named = header.photometric if header.photometric in _DICOM_OTHER_PHOTOMETRIC else "this"
         raise ImageError(
@@ -122,12 +157,15 @@ def decode_dicom(data: bytes, max_pixels: int, *, force: bool, min_side: int | N
     if not 1 <= header.bits_stored <= 32:
         raise ImageError("The DICOM Bits Stored value is invalid; expected 1 to 32.")
 
-    if header.syntax != _JPEG_BASELINE and header.syntax not in _DICOM_NATIVE:
+    if header.syntax != _JPEG_BASELINE and header.syntax not in _DICOM_NATIVE and not by_plugin:
         _refuse_syntax(header)
+    if by_plugin:
+        _check_plugin(header)
     with decoding_room(header.columns, header.rows):
         if header.syntax == _JPEG_BASELINE:
             grey_or_rgb = _dicom_jpeg_frame(dataset, header, max_pixels)
         else:
+            # pydicom decodes uncompressed frames itself and compressed ones through its plugins.
             grey_or_rgb = _dicom_native_frame(dataset, header)
         if header.photometric == "MONOCHROME1":
             # MONOCHROME1 stores dark as high values; invert so the picture reads like any other.
@@ -148,27 +186,43 @@ def _reduced(rgb: np.ndarray, min_side: int | None) -> np.ndarray:
         return np.asarray(small)
 
 
+_EXPECTED_SYNTAXES = "expected uncompressed, JPEG, JPEG-LS, JPEG 2000 or RLE pixel data"
+
+
 def _refuse_syntax(header: _DicomHeader) -> NoReturn:
     if header.syntax_name is not None:
-        # pydicom's compressed-data plugins log every failure with a traceback; only the syntaxes
-        # decoded here without them are accepted, so nothing is ever logged.
         raise ImageError(
-            f"The DICOM pixel data uses {header.syntax_name}, which cannot be decoded here; "
-            "expected uncompressed or JPEG Baseline pixel data."
+            f"The DICOM pixel data uses {header.syntax_name}, which cannot be decoded here; {_EXPECTED_SYNTAXES}."
         )
-    raise ImageError(
-        "The DICOM file uses an unrecognised transfer syntax; expected uncompressed or "
-        "JPEG Baseline pixel data."
-    )
+    raise ImageError(f"The DICOM file uses an unrecognised transfer syntax; {_EXPECTED_SYNTAXES}.")
+
+
+def _check_plugin(header: _DicomHeader) -> None:
+    """One sentence naming the package to install when the syntax's decoder is missing."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    try:
+        available = get_decoder(header.syntax).is_available
+    except Exception:  # pydicom raises NotImplementedError for syntaxes it has no decoder for
+        available = False
+    if not available:
+        raise ImageError(
+            f"The DICOM pixel data uses {header.syntax_name or 'a compressed transfer syntax'}, and its decoder "
+            f"({_DICOM_PLUGIN_SYNTAXES[header.syntax]}) is not installed; install it to read this file."
+        )
 
 
 def _dicom_native_frame(dataset: Dataset, header: _DicomHeader) -> np.ndarray:
-    """First frame of uncompressed pixel data as uint8, scaled by Bits Stored."""
+    """First frame of uncompressed (or plugin-decoded) pixel data as uint8, scaled by Bits Stored.
+
+    YBR_FULL and YBR_FULL_422 frames come back from pydicom as RGB; JPEG 2000's YBR_ICT and
+    YBR_RCT are undone by the codec itself.
+    """
     from pydicom.pixels import pixel_array
 
     try:
         frame = pixel_array(dataset, index=0)  # first frame only, even for multi-frame files
-    except Exception:  # pydicom raises many kinds on inconsistent data
+    except Exception:  # pydicom and its plugins raise many kinds on inconsistent data
         raise ImageError(_DICOM_BAD_PIXELS) from None
     expected = (header.rows, header.columns) + ((3,) if header.samples == 3 else ())
     if frame.shape != expected or frame.dtype.kind not in "ui":

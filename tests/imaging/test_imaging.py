@@ -829,9 +829,14 @@ def test_dicom_refusals_name_the_problem_not_the_patient(caplog: pytest.LogCaptu
     stored = np.array([[0, 4095], [2048, 1000]], "<u2").tobytes()
     good = _dicom(stored, 2, 2, bits=16, stored=12)
     cases = {
-        "jpeg-ls": (
+        "broken jpeg-ls": (
             _dicom(encapsulate([b"\xff\xd8" + bytes(64)]), 8, 8, syntax=JPEGLSLossless),
-            "uses JPEG-LS Lossless Image Compression, which cannot be decoded here",
+            "corrupt or incomplete",
+        ),
+        "video": (
+            _dicom(encapsulate([bytes(64)]), 8, 8, syntax="1.2.840.10008.1.2.4.100"),
+            "uses MPEG2 Main Profile / Main Level, which cannot be decoded here; expected uncompressed, "
+            "JPEG, JPEG-LS, JPEG 2000 or RLE pixel data",
         ),
         "broken jpeg": (
             _dicom(
@@ -846,9 +851,9 @@ def test_dicom_refusals_name_the_problem_not_the_patient(caplog: pytest.LogCaptu
         ),
         "cut pixel data": (good[:-3], "corrupt or incomplete"),
         "cut header": (good[:200], "no pixel data"),
-        "jpeg 2000": (
+        "broken jpeg 2000": (
             _dicom(encapsulate([bytes(64)]), 8, 8, syntax="1.2.840.10008.1.2.4.90"),
-            "uses JPEG 2000 Image Compression (Lossless Only), which cannot be decoded here",
+            "corrupt or incomplete",
         ),
         "unknown syntax": (
             # pydicom will not write an unknown syntax, so swap in one of the same length.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
+import io
 import socket
 import threading
 from datetime import datetime
@@ -242,7 +243,7 @@ def test_configuration_from_environment_and_secrets(monkeypatch):
         PacsClient("http://a/dw")  # type: ignore[arg-type]
 
 
-def test_photograph_without_pixels_or_with_unsupported_syntax(orthanc):
+def test_photograph_without_pixels_or_with_a_broken_codestream(orthanc):
     client = PacsClient(DicomWebConfig(orthanc.dicomweb))
     empty = eye_photograph("OD", study_uid="1.2.826.0.1.3680043.8.498.2")
     del empty.PixelData
@@ -253,8 +254,25 @@ def test_photograph_without_pixels_or_with_unsupported_syntax(orthanc):
     j2k = eye_photograph("OS")
     j2k.file_meta.TransferSyntaxUID = JPEG2000Lossless
     j2k.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00\xfe\xff\x00\xe0\x04\x00\x00\x00\xff\x4f\xff\xd9"
-    with pytest.raises(ImageError, match="JPEG 2000 Image Compression \\(Lossless Only\\), which cannot be decoded"):
+    with pytest.raises(ImageError, match=r"^The DICOM pixel data is corrupt or incomplete and cannot be decoded\.$"):
         photograph(j2k)
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.57"],
+                         ids=["jpeg-lossless-sv1", "jpeg-lossless"])
+def test_jpeg_lossless_from_orthanc_decodes_exactly(orthanc, syntax):
+    """No Python encoder writes JPEG Lossless; Orthanc (DCMTK) transcodes a photograph to it."""
+    ds = eye_photograph("OD", seed=3)
+    response = requests.post(f"{orthanc.rest}/instances", data=dataset_bytes(ds), timeout=30)
+    assert response.ok, response.text
+    transcoded = requests.post(f"{orthanc.rest}/instances/{response.json()['ID']}/modify",
+                               json={"Transcode": syntax, "Force": True}, timeout=30)
+    assert transcoded.ok, transcoded.text
+    assert dcmread(io.BytesIO(transcoded.content)).file_meta.TransferSyntaxUID == syntax
+    expected = np.frombuffer(ds.PixelData, np.uint8).reshape(ds.Rows, ds.Columns, 3)
+    decoded = photograph(dcmread(io.BytesIO(transcoded.content)))
+    np.testing.assert_array_equal(decoded.pixels, expected)
+    assert decoded.laterality == "OD"
 
 
 def test_send_refuses_bad_input():
