@@ -37,6 +37,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     "review": "clinician",  # create patients, add photographs, save and sign reviews
     "manage_models": "admin",
     "manage_users": "admin",
+    "operate": "admin",  # the Status page: whether every configured part is ready
 }
 """Each action and the role it needs; reading is open to every role."""
 

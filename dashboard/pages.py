@@ -8,7 +8,8 @@ from typing import Final
 import streamlit as st
 from streamlit.navigation.page import StreamlitPage
 
-__all__ = ["AUDIT", "BATCH", "COMPARE", "MODEL", "PACS", "PAGES", "REVIEW", "WORKLIST", "Page", "navigation"]
+__all__ = ["AUDIT", "BATCH", "COMPARE", "MODEL", "PACS", "PAGES", "REVIEW", "STATUS", "WORKLIST", "Page",
+           "navigation"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ AUDIT: Final = Page("views/audit.py", "Audit", ":material/fact_check:")
 COMPARE: Final = Page("views/compare.py", "Compare", ":material/compare:")
 PACS: Final = Page("views/pacs.py", "PACS", ":material/cloud_sync:")
 MODEL: Final = Page("views/model.py", "Model", ":material/model_training:")
-PAGES: Final = (REVIEW, WORKLIST, BATCH, AUDIT, COMPARE, PACS, MODEL)
+STATUS: Final = Page("views/status.py", "Status", ":material/monitor_heart:")
+PAGES: Final = (REVIEW, WORKLIST, BATCH, AUDIT, COMPARE, PACS, MODEL, STATUS)
 """Every page, in the order the sidebar lists them; the first is the landing page."""
 
 

@@ -19,6 +19,7 @@ from components.base.heap import release_large_buffers
 from components.cli.commands import (
     audit,
     batch,
+    check,
     compare,
     config,
     dashboard,
@@ -62,6 +63,7 @@ COMMANDS: tuple[Command, ...] = (
     dashboard.COMMAND,
     records.COMMAND,
     config.COMMAND,
+    check.COMMAND,
 )
 
 

@@ -66,6 +66,8 @@ def _cases(b: dict[str, Path]) -> list[tuple[str, list[str]]]:
         ("records", ["records", "restore", "--from", str(b["empty"])]),
         ("records", ["records", "export", "--patient", "NOBODY", "--out", out + "/export"]),
         ("config", ["config", "--model", str(b["missing"])]),
+        ("check", ["check", "--timeout", "0"]),
+        ("check", ["check", "--timeout", "1", "--json"]),
     ]
 
 

@@ -154,6 +154,34 @@ def test_only_an_admin_may_load_another_model(env, clf) -> None:
     assert not clinician.file_uploader
 
 
+def test_only_an_admin_sees_the_status_page(env, clf) -> None:
+    """The Status page is `cataract-cam check` on screen: every part, its status, what was found."""
+    from components.interop.readiness import PARTS, check_parts
+
+    at = _app(_user("root", "Ann Admin", "admin"))
+    at.switch_page("views/status.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["Part"]) == list(PARTS)
+    statuses = dict(zip(table["Part"], table["Status"], strict=True))
+    assert statuses["PACS"] == "not configured"
+    assert statuses["database"] == "ready"
+    # The app's own secrets name a provider at idp.test, which does not answer: the page says so.
+    found = dict(zip(table["Part"], table["What was found"], strict=True))
+    assert statuses["sign-in provider"] == "FAILED"
+    assert found["sign-in provider"] == "its discovery document at idp.test could not be read."
+    # The rest as the command finds it (the test model has no card with an intended use).
+    expected = {p.part: p for p in check_parts() if p.part != "sign-in provider"}
+    assert {k: v for k, v in found.items() if k in expected} == {k: p.detail for k, p in expected.items()}
+    failed = [k for k, p in expected.items() if not p.ok] + ["sign-in provider"]
+    assert [w.value for w in at.warning if w.value.startswith("Not ready")] == [
+        f"Not ready: {', '.join(sorted(failed, key=PARTS.index))}."]
+    clinician = _app(_user("dr-ada", "Dr Ada Example", "clinician"))
+    clinician.switch_page("views/status.py").run()
+    assert not clinician.dataframe
+    assert "The Status page is for administrators." in [i.value for i in clinician.info]
+
+
 def test_a_signed_in_person_without_a_role_sees_nothing(env, patient) -> None:
     at = _app(_user("nobody", "No Role"))
     assert any("no role" in e.value for e in at.error)
