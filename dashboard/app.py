@@ -13,6 +13,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from components.base import oplog  # noqa: E402
 from components.base.heap import release_large_buffers  # noqa: E402
 from components.screening.decision import FINAL_DECISION  # noqa: E402
 from components.workflows.runs import model_title  # noqa: E402
@@ -22,6 +23,7 @@ from dashboard.widgets.identity import identity_sidebar_ui, no_role_ui, refuse_u
 
 # Every run, because this script is the only code the server is sure to run first; it is idempotent.
 release_large_buffers()
+oplog.configure()  # JSON lines on stderr for the operator: sign-in, records' events, errors
 st.set_page_config(page_title="Cataract CAM", page_icon=":material/visibility:", layout="wide")
 session.keep_settings()
 
@@ -49,4 +51,9 @@ with st.sidebar:
     st.caption(f"Model: {plain(model_title(clf))}" if clf is not None else "Model: none loaded")
     st.caption(f"Decision support, not a diagnosis. {FINAL_DECISION}")
 
-navigation.run()
+try:
+    navigation.run()
+except Exception as problem:  # st.stop and st.rerun are not Exceptions: they pass through
+    oplog.error("page_failed", problem, issuer=person.issuer, subject=person.subject, source=navigation.url_path
+                or "review")
+    raise

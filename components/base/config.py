@@ -41,6 +41,7 @@ __all__ = [
     "DICOMWEB_USER",
     "IMAGE_STORE",
     "LENS_FINDER",
+    "LOG_JSON",
     "MODEL",
     "OIDC_CLIENT_ID",
     "OIDC_CLIENT_SECRET",
@@ -122,6 +123,9 @@ DICOMWEB_TOKEN: Final = Setting("CATARACT_CAM_DICOMWEB_TOKEN", "a bearer token f
 ORGANIZATION: Final = Setting("CATARACT_CAM_ORGANIZATION", "the signer's organization in DICOM SR and FHIR", "none")
 DEBUG: Final = Setting("CATARACT_CAM_DEBUG", "1: the command line shows a traceback for a fault of the program",
                        "unset: one line", "flag")
+LOG_JSON: Final = Setting("CATARACT_CAM_LOG_JSON",
+                          "1: the command line writes the operator's JSON log lines on stderr too (the dashboard "
+                          "always does)", "unset: not from the command line", "flag")
 ANCHOR: Final = Setting("CATARACT_CAM_ANCHOR",
                         "where the chain's head is written outside the database after each signature: "
                         "a file (appended to) or s3://bucket/prefix (objects under object lock)", "none")
@@ -160,7 +164,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     DATA, DB_URL, MODEL, LENS_FINDER, RETENTION_YEARS, IMAGE_STORE, S3_BUCKET, S3_ENDPOINT, AWS_S3_ENDPOINT,
     AWS_ENDPOINT, DASK, DICOMWEB_URL, DICOMWEB_USER, DICOMWEB_PASSWORD, DICOMWEB_TOKEN, ORGANIZATION, ANCHOR,
     ANCHOR_RETAIN_DAYS, PUBLIC_URL, OIDC_METADATA_URL, OIDC_CLIENT_ID, OIDC_CLIENT_SECRET, COOKIE_SECRET,
-    SIGN_FRESH_MINUTES, SESSION_IDLE_MINUTES, SESSION_MAX_HOURS, STREAMLIT_ADDRESS, ALLOW_NO_AUTH, DEBUG,
+    SIGN_FRESH_MINUTES, SESSION_IDLE_MINUTES, SESSION_MAX_HOURS, STREAMLIT_ADDRESS, ALLOW_NO_AUTH, DEBUG, LOG_JSON,
 )
 """Every environment variable the software reads, in the order the README lists them."""
 

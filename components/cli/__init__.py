@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from components.base import config as settings
+from components.base import oplog
 from components.base.errors import CataractCamError
 from components.base.heap import release_large_buffers
 from components.cli.commands import (
@@ -93,9 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     release_large_buffers()
+    if settings.flag(settings.LOG_JSON):
+        oplog.configure()
     try:
         return int(args.handler(args))
     except (UsageError, CataractCamError) as exc:
+        if isinstance(exc, CataractCamError):
+            oplog.error("command_failed", exc, source=args.command)
         return fail(str(exc))
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
@@ -109,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Never the path: a file name may carry a patient's name.
         return fail(f"{exc.strerror or 'the operating system refused'}.")
     except Exception as exc:
+        oplog.error("command_failed", exc, source=args.command)
         if settings.flag(settings.DEBUG):
             raise
         return fail(f"internal error ({type(exc).__name__}); please report it, with the command that caused it. "

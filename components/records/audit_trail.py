@@ -62,6 +62,13 @@ def append_event(
         "details": details,
     }
     chain_entry(session, fields)
+    # Said on the operator's log once the transaction commits (RecordStore._write): who did what
+    # to which row, never who the patient is.
+    session.info.setdefault("oplog", []).append({
+        "issuer": actor.issuer, "subject": actor.subject, "action": action, "object_type": object_type,
+        "object_id": object_id if isinstance(object_id, int) else None,
+        "type": details.get("type") if isinstance(details.get("type"), str) else None,
+    })
 
 
 def sealed(session: Session, kind: str, row: Any, patient_id: int) -> dict[str, str]:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from components.base import config
+from components.base import config, oplog
 from components.base.errors import StorageError
 from components.base.files import atomic_write_bytes
 from components.lens.attention import AttentionResult
@@ -162,8 +162,14 @@ class RecordStore:
             with self._sessions.begin() as session:
                 session.connection(execution_options={WRITE_OPTION: True})
                 yield session
+                said = session.info.pop("oplog", [])
         except OperationalError as error:
-            raise storage_error(error) from None
+            problem = storage_error(error)
+            oplog.error("records_write_failed", problem)
+            raise problem from None
+        for line in said:  # committed: now the operator's log may say it happened
+            issuer, subject = line.pop("issuer"), line.pop("subject")
+            oplog.event(str(line.pop("action")), issuer=issuer, subject=subject, **line)
 
     @contextmanager
     def _read(self) -> Iterator[Session]:
@@ -573,6 +579,7 @@ class RecordStore:
                 return seen.end_reason
         with self._write() as session:
             row = session.get(SignInSessionRow, session_id)
+            began = row is None
             if row is None:
                 started = identity.authenticated_at or now
                 row = SignInSessionRow(id=session_id, issuer=identity.issuer, subject=identity.subject,
@@ -585,15 +592,27 @@ class RecordStore:
                     row.ended_at, row.end_reason = now, "idle"
                 elif now - row.last_seen > _SEEN_STEP:
                     row.last_seen = now
-            return row.end_reason
+                ended = row.end_reason
+            else:
+                ended = None
+            reason = row.end_reason
+        if began:
+            oplog.event("signed_in", issuer=identity.issuer, subject=identity.subject)
+        if ended is not None:
+            oplog.event("session_ended", issuer=identity.issuer, subject=identity.subject, status=ended)
+        return reason
 
     def end_session(self, session_id: str, *, now: datetime | None = None) -> None:
         """End a signed-in session (sign-out): the same ID never opens a session again."""
         session_id = sha256_hex(session_id, "a session ID")
         with self._write() as session:
             row = session.get(SignInSessionRow, session_id)
+            who = None
             if row is not None and row.ended_at is None:
                 row.ended_at, row.end_reason = now or utc_now(), "signed out"
+                who = (row.issuer, row.subject)
+        if who is not None:
+            oplog.event("signed_out", issuer=who[0], subject=who[1])
 
     def roles_of(self, identity: Identity) -> frozenset[str]:
         """The roles of a signed-in identity: the allow-list's grants plus its claim's role.

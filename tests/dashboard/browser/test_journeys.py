@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 from playwright.sync_api import expect
@@ -310,8 +311,20 @@ def test_signed_in_clinician_reviews_and_viewer_only_reads(clinic_app, provider,
         assert ("signed", "dr-ada") in people
         assert ("viewed", "vic-viewer") in people
         assert store.verify().ok
+        record = store.get_patient(patient)
     finally:
         store.close()
+    # The operator's log: JSON lines on the server's stderr, by sign-in, never by patient.
+    lines = [json.loads(line) for line in clinic_app.log.read_text().splitlines() if line.startswith("{")]
+    said = {(line["event"], line.get("actor_subject")) for line in lines}
+    for expected in [("signed_in", "dr-ada"), ("viewed", "dr-ada"), ("signed", "dr-ada"), ("signed_out", "dr-ada"),
+                     ("exported", "dr-ada"), ("signed_in", "vic-viewer"), ("viewed", "vic-viewer")]:
+        assert expected in said, expected
+    assert {line["actor_issuer"] for line in lines if "actor_issuer" in line} == {provider}
+    logged = clinic_app.log.read_text()
+    assert record.birth_date is not None  # the demo patients have a birth date, not a name
+    for identifying in [patient, record.birth_date.isoformat(), *(record.name or "").split()]:
+        assert identifying not in logged, identifying
 
 
 def test_admin_switches_the_model(clinic_app, new_tab, tmp_path) -> None:
