@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Final
 
 from alembic.migration import MigrationContext
@@ -45,7 +46,8 @@ from components.records.schema import (
     utc_now,
 )
 
-__all__ = ["create_schema", "reserve_ids", "schema_version"]
+__all__ = ["HEAD_REVISION", "REVISIONS", "bring_to_version_3", "migrate", "open_schema", "reserve_ids", "revision",
+           "schema_version"]
 
 _APPEND_ONLY_MESSAGE: Final = "audit entries are append-only"
 # PostgreSQL: a trigger refuses UPDATE and DELETE of audit rows to every role, the table's owner too.
@@ -148,18 +150,23 @@ def _set_version(connection: Connection, version: int) -> None:
     connection.execute(insert(SchemaVersionRow).values(version=version))
 
 
-def create_schema(connection: Connection) -> None:
-    """Create an empty database at the current version, or migrate an older one; refuse a newer one.
+REVISIONS: Final = Path(__file__).resolve().parent / "schema_revisions"
+"""The Alembic revisions of the records database (``env.py``, ``versions/``)."""
+HEAD_REVISION: Final = "r0003"
+"""The revision this program's code reads: schema version 3."""
+
+
+def bring_to_version_3(connection: Connection) -> None:
+    """Create an empty database at version 3, or upgrade one made before Alembic (versions 1 and 2).
+
+    Alembic's first revision (``schema_revisions/versions/r0003_records_v3.py``) runs this.
 
     Raises:
         SchemaVersionError: the database was written by a newer program.
     """
     found = schema_version(connection)
     if found is not None and found > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"the records database has schema version {found}, newer than the "
-            f"{SCHEMA_VERSION} this program reads; upgrade the program to open it"
-        )
+        raise SchemaVersionError(_newer(found))
     if found is None:
         Base.metadata.create_all(connection)
         connection.execute(insert(AuditHeadRow).values(id=1, seq=0, hash=GENESIS_HASH))
@@ -172,6 +179,62 @@ def create_schema(connection: Connection) -> None:
         upgrade_1_to_2(connection)
     if found <= 2:
         upgrade_2_to_3(connection)
+
+
+def _newer(found: int) -> str:
+    return (f"the records database has schema version {found}, newer than the {SCHEMA_VERSION} this program "
+            "reads; upgrade the program to open it")
+
+
+def revision(connection: Connection) -> str | None:
+    """The Alembic revision a database is stamped with, or None (empty, or made before Alembic)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(connection: Connection) -> tuple[int | None, int]:
+    """Bring the database to this program's schema with Alembic's revisions; (version before, version after).
+
+    Run by the database's owner (``cataract-cam records migrate``): the only step that changes the
+    schema. ``connection`` is in a transaction the caller commits.
+
+    Raises:
+        SchemaVersionError: the database was written by a newer program.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    before = schema_version(connection)
+    if before is not None and before > SCHEMA_VERSION:
+        raise SchemaVersionError(_newer(before))
+    settings = Config()
+    settings.set_main_option("script_location", str(REVISIONS))
+    settings.attributes["connection"] = connection
+    command.upgrade(settings, "head")
+    return before, SCHEMA_VERSION
+
+
+def open_schema(connection: Connection) -> None:
+    """What the program does when it opens the records: check the schema, change nothing (but an empty database).
+
+    An empty database is created at the current version (a first start; on PostgreSQL that needs a
+    role allowed to create tables, else the owner runs ``records migrate`` first). A database at an
+    older version is refused: its owner migrates it, so the program's own role needs no DDL.
+
+    Raises:
+        SchemaVersionError: an older schema (to migrate), or a newer one (to upgrade the program).
+    """
+    found = schema_version(connection)
+    if found is None:
+        migrate(connection)
+        return
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(_newer(found))
+    stamped = revision(connection)
+    if found < SCHEMA_VERSION or (stamped is not None and stamped != HEAD_REVISION):
+        raise SchemaVersionError(
+            f"the records database is at schema version {found}, older than this program's {SCHEMA_VERSION}; "
+            "run `cataract-cam records migrate` as the database's owner, then start again"
+        )
 
 
 def _reviews_1_to_2(operations: Operations, connection: Connection) -> None:

@@ -29,7 +29,7 @@ from components.records.chain import ChainReport, verify_chain
 from components.records.errors import AlreadyExists, PermissionDenied, SignInTooOld, ValidationError, storage_error
 from components.records.identity import ROLES, SYSTEM, Identity, as_identity, given_identity
 from components.records.images import png_bytes
-from components.records.migrations import create_schema
+from components.records.migrations import open_schema
 from components.records.model import (
     AnalysisRecord,
     AuditEvent,
@@ -143,7 +143,7 @@ class RecordStore:
             with self._engine.connect() as connection:
                 connection.execution_options(**{WRITE_OPTION: True})
                 with connection.begin():
-                    create_schema(connection)
+                    open_schema(connection)
         except OperationalError as error:
             self._engine.dispose()
             raise storage_error(error) from None

@@ -1,14 +1,18 @@
-"""The upgrade path: a version-1 database, written as the old program wrote it, migrates to version 2, then 3."""
+"""The upgrade path: a version-1 database, written as the old program wrote it, is refused by the program until
+its owner runs `cataract-cam records migrate`, which takes it to version 2, then 3 (Alembic's revision r0003)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sqlalchemy import create_engine, text
 
-from components.records import SCHEMA_VERSION, RecordStore
+from components.cli import main
+from components.records import SCHEMA_VERSION, RecordStore, SchemaVersionError
 
 SCHEMAS = Path(__file__).resolve().parent / "schema_v1"
 
@@ -46,14 +50,26 @@ def _write_v1(db_url: str) -> None:
         engine.dispose()
 
 
-def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callable[..., np.ndarray]) -> None:
+def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callable[..., np.ndarray], capsys) -> None:
     folder.mkdir()
     _write_v1(db_url)
+    # The program changes no schema: it refuses the old one with one sentence, and changes nothing.
+    with pytest.raises(SchemaVersionError) as refused:
+        RecordStore(db_url, data_dir=folder)
+    assert str(refused.value) == ("the records database is at schema version 1, older than this program's 3; run "
+                                  "`cataract-cam records migrate` as the database's owner, then start again")
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version FROM schema_version")).all() == [(1,)]
+    engine.dispose()
+    assert main(["records", "migrate", "--db", db_url, "--data", str(folder)]) == 0
+    assert capsys.readouterr().err == "Migrated the records schema from version 1 to 3 (revision r0003).\n"
     store = RecordStore(db_url, data_dir=folder)
     try:
         engine = create_engine(db_url)
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version FROM schema_version")).all() == [(SCHEMA_VERSION,)]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [("r0003",)]
         engine.dispose()
         signed, draft = store.review_history(1)
         # Version 1 overwrote the author with the signer: its one name becomes both, unauthenticated.
@@ -94,3 +110,48 @@ def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callabl
     finally:
         store.close()
     RecordStore(db_url, data_dir=folder).close()  # a second opening finds version 3 and changes nothing
+    assert main(["records", "migrate", "--db", db_url, "--data", str(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"before": 3, "after": 3, "revision": "r0003"}
+
+
+def test_the_app_role_needs_no_ddl_and_the_owner_migrates(postgres, tmp_path: Path, make_pixels, capsys) -> None:
+    """A clinic's PostgreSQL: the database's owner migrates it; the program's own role cannot CREATE and need not."""
+    from components.records import Identity
+    from tests.support import run_sql
+
+    database = f"clinic_{postgres.new_database().rsplit('_', 1)[1]}"
+    run_sql(postgres.url(), "CREATE ROLE records_owner LOGIN", "CREATE ROLE records_app LOGIN")
+    engine = create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {database} OWNER records_owner"))
+    engine.dispose()
+    owner = postgres.url(database).replace("postgres@", "records_owner@")
+    app = postgres.url(database).replace("postgres@", "records_app@")
+    run_sql(owner,
+            # PostgreSQL 15 already keeps CREATE on the public schema from everyone but its owner.
+            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO records_app",
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO records_app")
+    _write_v1(owner)
+    folder = tmp_path / "data"
+    with pytest.raises(SchemaVersionError, match=r"^the records database is at schema version 1, older than this "
+                                                 r"program's 3; run `cataract-cam records migrate` as the database's "
+                                                 r"owner, then start again$"):
+        RecordStore(app, data_dir=folder)
+    # The program's role cannot change the schema even if it tried.
+    with pytest.raises(Exception, match="permission denied"):
+        run_sql(app, "CREATE TABLE intruder (id integer)")
+    assert main(["records", "migrate", "--db", owner, "--data", str(folder)]) == 0
+    assert "from version 1 to 3" in capsys.readouterr().err
+    store = RecordStore(app, data_dir=folder)
+    try:
+        dr = Identity("https://idp.clinic.test", "dr-ada", "Dr Ada Example", role="clinician")
+        store.create_patient("NEW-7", actor=dr)
+        exam = store.add_exam("NEW-7", eye="OD", pixels=make_pixels(70), actor=dr)
+        review = store.save_review(exam.id, author=dr, agrees=True, finding="normal", grade="none")
+        store.sign_review(review.id, signer=dr)
+        assert store.verify().ok
+    finally:
+        store.close()
+    with pytest.raises(Exception, match="must be owner of table patients"):
+        run_sql(app, "ALTER TABLE patients ADD COLUMN intruder integer")

@@ -1,4 +1,4 @@
-"""``cataract-cam records``: verify the trail, export or erase a patient, retention, roles, backup and restore."""
+"""``cataract-cam records``: migrate, verify the trail, export or erase a patient, retention, roles, backup, restore."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from components.cli.common import (
     print_json,
 )
 
-ACTIONS = ("verify", "anchor", "export", "erase", "retention", "grant", "backup", "restore")
+ACTIONS = ("migrate", "verify", "anchor", "export", "erase", "retention", "grant", "backup", "restore")
 
 
 if TYPE_CHECKING:
@@ -125,9 +125,56 @@ def _export(store: Any, args: argparse.Namespace) -> dict[str, Any]:
             "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())}
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Bring the database to this program's schema, as its owner: the one command that changes the schema."""
+    from sqlalchemy.exc import OperationalError
+
+    from components.records.errors import storage_error
+    from components.records.migrations import migrate, revision
+    from components.records.settings import WRITE_OPTION, configured_data_dir, database_url, make_engine
+
+    folder = Path(args.data) if args.data else configured_data_dir()
+    url = database_url(args.db, folder)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).parent.is_dir():
+        raise UsageError(f"The folder of the SQLite database does not exist: {Path(url[len('sqlite:///'):]).parent}.")
+    try:
+        engine = make_engine(url)
+    except OSError as error:
+        raise UsageError(str(storage_error(error))) from None
+    try:
+        with engine.connect() as connection:
+            connection.execution_options(**{WRITE_OPTION: True})
+            with connection.begin():
+                before, after = migrate(connection)
+                stamped = revision(connection)
+    except OperationalError as error:
+        raise UsageError(str(storage_error(error))) from None
+    except CataractCamError as error:
+        raise UsageError(str(error)) from None
+    except Exception as error:  # the driver's kinds: no CREATE right, a lock, a broken schema
+        raise UsageError(f"The records database could not be migrated ({type(error).__name__}); nothing was "
+                         "changed. Run this as the database's owner.") from None
+    finally:
+        engine.dispose()
+    summary = {"before": before, "after": after, "revision": stamped}
+    if args.json:
+        print_json(summary)
+    elif before is None:
+        print(f"Created the records schema at version {after} (revision {stamped}).", file=sys.stderr)
+    elif before == after:
+        print(f"The records schema is at version {after} already (revision {stamped}).", file=sys.stderr)
+    else:
+        print(f"Migrated the records schema from version {before} to {after} (revision {stamped}).",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the store, do the action, print its summary; 3 when verify or restore finds the chain broken."""
     from components.records import RecordStore
+
+    if args.action == "migrate":
+        return _migrate(args)
 
     # Erasing and granting act as an identity from the allow-list, never as a typed name.
     strict = args.action in ("erase",) or (args.action == "grant" and (args.as_issuer or args.as_subject))
@@ -151,5 +198,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_PARTIAL
 
 
-COMMAND = Command("records", "the record store: verify, anchor, export, erase, retention, grant, backup, restore",
+COMMAND = Command("records", "the record store: migrate (as the database's owner), verify, anchor, export, erase, "
+                             "retention, grant, backup, restore",
                   add_arguments, run)
