@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydicom.dataset import Dataset
 from sqlalchemy import DateTime, Integer, String, Text, select
@@ -62,6 +62,10 @@ class _SourceRow(_Base):
     header_json: Mapped[str] = mapped_column(Text)
 
 
+LEDGER_TABLES: Final = _Base.metadata
+"""The ledger's tables, which the records' Alembic revision r0004 creates as the database's owner."""
+
+
 @dataclass(frozen=True)
 class SendAttempt:
     """One send of one review version of an exam: where, when, what the PACS holds, or why it failed."""
@@ -86,7 +90,9 @@ class SendLedger:
         """
         # The records' own engine settings: errors never quote bound values; SQLite in WAL mode.
         self._engine = make_engine(database_url(url, Path(folder) if folder is not None else data_dir()))
-        _Base.metadata.create_all(self._engine)
+        # Made by the owner's migration (revision r0004); only a database never migrated (a first
+        # local start, a folder of its own) gets them here. Tables that exist are not touched.
+        _Base.metadata.create_all(self._engine, checkfirst=True)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
 
     def close(self) -> None:

@@ -152,8 +152,8 @@ def _set_version(connection: Connection, version: int) -> None:
 
 REVISIONS: Final = Path(__file__).resolve().parent / "schema_revisions"
 """The Alembic revisions of the records database (``env.py``, ``versions/``)."""
-HEAD_REVISION: Final = "r0003"
-"""The revision this program's code reads: schema version 3."""
+HEAD_REVISION: Final = "r0004"
+"""The revision this program's code reads: schema version 3 with the interop ledger's tables."""
 
 
 def bring_to_version_3(connection: Connection) -> None:

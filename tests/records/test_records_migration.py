@@ -1,5 +1,6 @@
-"""The upgrade path: a version-1 database, written as the old program wrote it, is refused by the program until
-its owner runs `cataract-cam records migrate`, which takes it to version 2, then 3 (Alembic's revision r0003)."""
+"""The upgrade path: a version-1 database, written as the old program wrote it, is refused by the program
+until its owner runs `cataract-cam records migrate`, which takes it to version 2, then 3 (Alembic's
+revisions r0003 and r0004)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,13 @@ def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callabl
         assert connection.execute(text("SELECT version FROM schema_version")).all() == [(1,)]
     engine.dispose()
     assert main(["records", "migrate", "--db", db_url, "--data", str(folder)]) == 0
-    assert capsys.readouterr().err == "Migrated the records schema from version 1 to 3 (revision r0003).\n"
+    assert capsys.readouterr().err == "Migrated the records schema from version 1 to 3 (revision r0004).\n"
     store = RecordStore(db_url, data_dir=folder)
     try:
         engine = create_engine(db_url)
         with engine.connect() as connection:
             assert connection.execute(text("SELECT version FROM schema_version")).all() == [(SCHEMA_VERSION,)]
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [("r0003",)]
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).all() == [("r0004",)]
         engine.dispose()
         signed, draft = store.review_history(1)
         # Version 1 overwrote the author with the signer: its one name becomes both, unauthenticated.
@@ -111,7 +112,7 @@ def test_version_1_migrates_to_3(db_url: str, folder: Path, make_pixels: Callabl
         store.close()
     RecordStore(db_url, data_dir=folder).close()  # a second opening finds version 3 and changes nothing
     assert main(["records", "migrate", "--db", db_url, "--data", str(folder), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"before": 3, "after": 3, "revision": "r0003"}
+    assert json.loads(capsys.readouterr().out) == {"before": 3, "after": 3, "revision": "r0004"}
 
 
 def test_the_app_role_needs_no_ddl_and_the_owner_migrates(postgres, tmp_path: Path, make_pixels, capsys) -> None:
@@ -153,5 +154,13 @@ def test_the_app_role_needs_no_ddl_and_the_owner_migrates(postgres, tmp_path: Pa
         assert store.verify().ok
     finally:
         store.close()
+    # The interop ledger's tables came with the migration (r0004): the program only uses them.
+    from components.interop.ledger import SendLedger
+
+    ledger = SendLedger(app)
+    try:
+        assert ledger.study_uid("exam-1") == ledger.study_uid("exam-1")
+    finally:
+        ledger.close()
     with pytest.raises(Exception, match="must be owner of table patients"):
         run_sql(app, "ALTER TABLE patients ADD COLUMN intruder integer")
