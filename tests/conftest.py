@@ -96,3 +96,15 @@ def dask_client(s3_endpoint):
 
     with connect("local:2") as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL server for the session; each test that asks for it gets a database of its own."""
+    from tests.support import PostgresServer
+
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()

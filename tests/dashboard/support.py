@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 
 from components.explanation.cam import explain
 from components.imaging.loading import load_rgb
-from tests.support import ROOT
+from tests.support import ROOT, stop
 
 APP = str(ROOT / "dashboard" / "app.py")
 TIMEOUT = 120  # seconds per script run: a first model load on two shared cores is slow
@@ -160,16 +160,6 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], log: Path, seconds:
         assert process.poll() is None, log.read_text()[-2000:]
         assert time.monotonic() < deadline, f"the dashboard did not start within {seconds:.0f} s"
         time.sleep(0.3)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """End a server this test started, by its PID: politely, then for good after 15 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @contextlib.contextmanager

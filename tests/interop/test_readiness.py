@@ -21,7 +21,7 @@ from components.cli import main
 from components.interop.readiness import PARTS, check_parts
 from components.records import RecordStore
 from tests.interop_support import OrthancServer, start_orthanc
-from tests.support import PostgresServer, free_port, run_sql
+from tests.support import PostgresServer, free_port, run_sql, stop
 
 BUCKET, ANCHORS = "clinic-images", "chain-anchors"
 
@@ -41,25 +41,6 @@ def _start_provider(log: Path) -> tuple[subprocess.Popen[bytes], str]:
             assert process.poll() is None, "the identity provider exited"
             assert time.monotonic() < deadline, "the identity provider did not start within 60 s"
             time.sleep(0.2)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -92,7 +73,7 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres: PostgresSer
         RecordStore(db_url, data_dir=tmp_path / "data").close()  # the schema, as the first start makes it
         yield {"db_url": db_url, "orthanc": orthanc, "provider": provider, "s3": s3, "tmp": tmp_path}
     finally:
-        _stop(provider)
+        stop(provider)
         orthanc.stop()
         s3.stop()
 
@@ -167,7 +148,7 @@ def test_a_stopped_pacs_is_named(stack, capsys) -> None:
 
 
 def test_a_stopped_sign_in_provider_is_named(stack, capsys) -> None:
-    _stop(stack["provider"])
+    stop(stack["provider"])
     assert "discovery document" in _only_failure(capsys, "sign-in provider")
 
 
